@@ -1,0 +1,1 @@
+//! Safeguard OpenAPI normalization and client generation.
