@@ -1,0 +1,237 @@
+//! Drives progenitor over a normalized document.
+
+use std::panic::{self, AssertUnwindSafe};
+
+use progenitor_impl::{GenerationSettings, Generator, HooksMode, InterfaceStyle, TagStyle};
+use quote::quote;
+use serde_json::Value;
+
+use crate::normalize::{self, NormalizeReport};
+use crate::CodegenError;
+
+/// The generated module for one service, with what it took to get there.
+#[derive(Debug)]
+pub struct Generated {
+    /// The service (`core`, `appliance`, `notification`, `a2a`).
+    pub service: String,
+    /// Rust source to `include!` inside the service's module.
+    pub code: String,
+    /// Operations in the document (all of them are generated).
+    pub operations_kept: usize,
+    /// What normalization changed.
+    pub report: NormalizeReport,
+}
+
+impl Generated {
+    /// A short human summary: operations kept, raw-bytes operations, rules applied.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{}: {} operations kept, {} return raw bytes\n",
+            self.service,
+            self.operations_kept,
+            self.report.raw_operations.len()
+        );
+        for line in self.report.lines() {
+            s.push_str("  ");
+            s.push_str(&line);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// How the generated clients are shaped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// `client.users_get_users().limit(10).send()`: named optional parameters
+    /// that survive an upgrade adding a query parameter.
+    Builder,
+    /// `client.users_get_users(None, None, Some(10), ..)`.
+    Positional,
+}
+
+fn settings(style: Style) -> GenerationSettings {
+    let mut settings = GenerationSettings::default();
+    settings
+        .with_interface(match style {
+            Style::Builder => InterfaceStyle::Builder,
+            Style::Positional => InterfaceStyle::Positional,
+        })
+        .with_tag(TagStyle::Merged)
+        .with_inner_type(quote!(crate::transport::Transport))
+        .with_hooks(HooksMode::Expected)
+        .with_unknown_crates(progenitor_impl::UnknownPolicy::Allow)
+        .with_derive("schemars::JsonSchema");
+    settings
+}
+
+/// Normalizes `doc` and generates the client for `service`.
+pub fn generate(service: &str, mut doc: Value, style: Style) -> Result<Generated, CodegenError> {
+    let report = normalize::normalize(&mut doc);
+    let operations_kept = normalize::operations(&doc).count();
+    let tokens = match run_progenitor(&doc, style) {
+        Ok(tokens) => tokens,
+        Err(failure) => {
+            let culprits = find_failing_operations(&doc, style);
+            return Err(CodegenError::Generation {
+                service: service.to_owned(),
+                message: failure,
+                operations: culprits,
+            });
+        }
+    };
+    let file: syn::File = syn::parse2(tokens).map_err(|e| CodegenError::Generation {
+        service: service.to_owned(),
+        message: format!("generated code does not parse: {e}"),
+        operations: Vec::new(),
+    })?;
+    let mut code = prettyplease::unparse(&file);
+    code.push_str(&tolerant_enum_impls(&report.tolerant_enum_components));
+    Ok(Generated {
+        service: service.to_owned(),
+        code,
+        operations_kept,
+        report,
+    })
+}
+
+/// `Display` for every tolerant component enum (rule 8): progenitor
+/// formats path parameters with `to_string()`, and callers want the wire
+/// value whether or not this SDK knows it.
+fn tolerant_enum_impls(components: &[String]) -> String {
+    let mut out = String::from("\n/// Wire values of the tolerant enums.\nmod tolerant_enums {\n    use super::types;\n");
+    for name in components {
+        let ty = type_name(name);
+        out.push_str(&format!(
+            r#"
+    impl ::std::fmt::Display for types::{ty} {{
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {{
+            match self {{
+                Self::Known(v) => ::std::fmt::Display::fmt(v, f),
+                Self::Other(v) => f.write_str(v),
+            }}
+        }}
+    }}
+"#
+        ));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// The Rust name typify gives a component schema.
+pub fn type_name(component: &str) -> String {
+    use heck::ToUpperCamelCase;
+    component.to_upper_camel_case()
+}
+
+/// Runs progenitor, turning both its errors and its panics into a message.
+fn run_progenitor(doc: &Value, style: Style) -> Result<proc_macro2::TokenStream, String> {
+    let spec: openapiv3::OpenAPI =
+        serde_json::from_value(doc.clone()).map_err(|e| format!("not an OpenAPI 3.0 document: {e}"))?;
+    let previous_hook = panic::take_hook();
+    panic::set_hook(Box::new(|_| {}));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        Generator::new(&settings(style)).generate_tokens(&spec)
+    }));
+    panic::set_hook(previous_hook);
+    match result {
+        Ok(Ok(tokens)) => Ok(tokens),
+        Ok(Err(e)) => Err(format!("progenitor: {e}")),
+        Err(payload) => Err(format!("progenitor panicked: {}", panic_message(&payload))),
+    }
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// Generates each operation on its own (with all component schemas) to name
+/// the ones progenitor fails on.
+fn find_failing_operations(doc: &Value, style: Style) -> Vec<String> {
+    let mut failing = Vec::new();
+    let ops: Vec<(String, String, String)> = normalize::operations(doc)
+        .map(|(p, m, op)| (p.to_owned(), m.to_owned(), normalize::operation_name(p, m, op)))
+        .collect();
+    for (path, method, name) in ops {
+        let mut single = doc.clone();
+        let op = doc["paths"][&path][&method].clone();
+        single["paths"] = serde_json::json!({ path.clone(): { method.clone(): op } });
+        if let Err(message) = run_progenitor(&single, style) {
+            failing.push(format!("{name} ({message})"));
+        }
+    }
+    failing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(paths: Value) -> Value {
+        json!({
+            "openapi": "3.0.1",
+            "info": { "title": "t", "version": "v4" },
+            "paths": paths,
+            "components": { "schemas": {
+                "ApiError": { "type": "object", "properties": {
+                    "Code": { "type": "integer" }, "Message": { "type": "string" } } }
+            } }
+        })
+    }
+
+    /// The three shapes that make progenitor panic on the appliance's
+    /// documents as shipped; after normalization each generates.
+    #[test]
+    fn shapes_that_panic_progenitor_generate_after_normalization() {
+        let cases = [
+            // Several media types on one request body.
+            json!({ "/a": { "post": { "operationId": "A_PostAsync",
+                "requestBody": { "content": {
+                    "application/json": { "schema": { "type": "string" } },
+                    "text/json": { "schema": { "type": "string" } } } },
+                "responses": { "204": { "description": "ok" } } } } }),
+            // A typed 2xx next to an empty 2xx.
+            json!({ "/b": { "post": { "operationId": "B_PostAsync",
+                "responses": {
+                    "200": { "description": "ok", "content": { "application/json": { "schema": { "type": "integer" } } } },
+                    "204": { "description": "none" } } } } }),
+            // Error responses with and without bodies.
+            json!({ "/c": { "get": { "operationId": "C_GetAsync",
+                "responses": {
+                    "200": { "description": "ok", "content": { "application/json": { "schema": { "type": "integer" } } } },
+                    "400": { "description": "bad", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ApiError" } } } },
+                    "404": { "description": "missing" } } } } }),
+        ];
+        for paths in cases {
+            let raw = doc(paths.clone());
+            assert!(
+                run_progenitor(&raw, Style::Builder).is_err(),
+                "expected progenitor to fail on the raw shape {paths}"
+            );
+            let generated = generate("t", raw, Style::Builder).expect("normalized shape generates");
+            assert_eq!(generated.operations_kept, 1);
+        }
+    }
+
+    #[test]
+    fn failing_operations_are_named() {
+        // An octet-stream body whose schema progenitor refuses, bypassing normalization.
+        let raw = doc(json!({
+            "/ok": { "get": { "operationId": "Ok_Get", "responses": { "204": { "description": "ok" } } } },
+            "/bad": { "post": { "operationId": "Bad_Post",
+                "requestBody": { "content": {
+                    "application/json": { "schema": { "type": "string" } },
+                    "text/json": { "schema": { "type": "string" } } } },
+                "responses": { "204": { "description": "ok" } } } }
+        }));
+        let failing = find_failing_operations(&raw, Style::Builder);
+        assert_eq!(failing.len(), 1, "{failing:?}");
+        assert!(failing[0].starts_with("Bad_Post"), "{failing:?}");
+    }
+}

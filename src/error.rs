@@ -1,0 +1,471 @@
+//! The SDK's one error type, and what each layer reports into it.
+//!
+//! Every fallible call of the SDK returns [`Result<T>`](Result). A caller
+//! matches on [`Error`] by what happened (authentication, authorization, not
+//! found, another API error, an STS refusal, transport, TLS, timeout, decode,
+//! configuration), never by parsing text. No variant prints a secret: bodies
+//! are kept but only their length shows in `Debug`.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+/// `Result` with the SDK's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the SDK.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The appliance refused the credentials or the token (HTTP 401).
+    #[error("authentication failed: {0}")]
+    Authentication(ApiError),
+    /// The caller may not do this (HTTP 403; also a bad A2A API key).
+    #[error("not authorized: {0}")]
+    Authorization(ApiError),
+    /// The resource does not exist (HTTP 404).
+    #[error("not found: {0}")]
+    NotFound(ApiError),
+    /// Any other error answer of the appliance.
+    #[error("{0}")]
+    Api(ApiError),
+    /// The secure token service (rSTS) refused a sign-in step.
+    #[error("sign-in refused by the STS: {0}")]
+    Sts(StsError),
+    /// The sign-in strategy cannot get a new token by itself.
+    #[error("the {strategy} sign-in cannot be refreshed: {reason}")]
+    CannotRefresh {
+        /// The strategy (`token`, `anonymous`, ...).
+        strategy: &'static str,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
+    /// A device-code or browser sign-in was cancelled, denied or expired.
+    #[error("sign-in did not complete: {0}")]
+    SignInIncomplete(String),
+    /// The TLS handshake or certificate verification failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The request or the sign-in took longer than allowed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The connection failed or broke (DNS, refused, reset, closed).
+    #[error("transport: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// A response could not be decoded into the expected type.
+    #[error("{0}")]
+    Decode(DecodeError),
+    /// The client was configured inconsistently (bad URL, unreadable
+    /// certificate file, missing option).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A local file could not be read or written (downloads, uploads).
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The HTTP status the appliance answered with, when the error is an answer.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::Authentication(e)
+            | Error::Authorization(e)
+            | Error::NotFound(e)
+            | Error::Api(e) => Some(e.status),
+            Error::Sts(e) => Some(e.status),
+            Error::Decode(e) => e.status,
+            Error::Transport(e) => e.status(),
+            _ => None,
+        }
+    }
+
+    /// The appliance's error details, for answers of the Safeguard API.
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            Error::Authentication(e)
+            | Error::Authorization(e)
+            | Error::NotFound(e)
+            | Error::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Builds the variant that fits an error answer of the Safeguard API.
+    pub(crate) fn from_api(error: ApiError) -> Self {
+        match error.status {
+            StatusCode::UNAUTHORIZED => Error::Authentication(error),
+            StatusCode::FORBIDDEN => Error::Authorization(error),
+            StatusCode::NOT_FOUND => Error::NotFound(error),
+            _ => Error::Api(error),
+        }
+    }
+
+    /// Classifies a reqwest failure: timeout, TLS, or transport.
+    pub(crate) fn from_reqwest(error: reqwest::Error) -> Self {
+        if error.is_timeout() {
+            return Error::Timeout(error_chain(&error));
+        }
+        if is_tls_failure(&error) {
+            return Error::Tls(error_chain(&error));
+        }
+        if error.is_decode() {
+            return Error::Decode(DecodeError {
+                status: error.status(),
+                message: error_chain(&error),
+                body_prefix: String::new(),
+            });
+        }
+        Error::Transport(error)
+    }
+}
+
+impl From<reqwest::Error> for Error {
+    fn from(e: reqwest::Error) -> Self {
+        Error::from_reqwest(e)
+    }
+}
+
+/// `a: b: c` over an error's source chain, deduplicated.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<rustls::Error>().is_some()
+            || err.downcast_ref::<openssl::ssl::Error>().is_some()
+            || err.downcast_ref::<openssl::error::ErrorStack>().is_some()
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// An error answer of the Safeguard API: the HTTP status, the appliance's
+/// `Code` and `Message` when the body carries them, and the raw body.
+#[derive(Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The Safeguard error code (e.g. 60519), when the body has one.
+    pub code: Option<i64>,
+    /// The Safeguard error message, when the body has one.
+    pub message: Option<String>,
+    /// Per-field validation messages (`ModelState`), when present.
+    pub model_state: Option<serde_json::Value>,
+    /// `METHOD /path` of the request (no query string, no host).
+    pub request: String,
+    /// The raw body.
+    pub body: Bytes,
+}
+
+#[derive(Deserialize)]
+struct ApiErrorBody {
+    #[serde(rename = "Code")]
+    code: Option<i64>,
+    #[serde(rename = "Message")]
+    message: Option<String>,
+    #[serde(rename = "ModelState")]
+    model_state: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    /// Reads an error answer: JSON `{Code, Message, ModelState}` when the body
+    /// has it, otherwise the status alone (a bodiless 404 keeps its status).
+    pub fn from_parts(status: StatusCode, request: String, body: Bytes) -> Self {
+        let parsed: Option<ApiErrorBody> = serde_json::from_slice(&body).ok();
+        let (code, message, model_state) = match parsed {
+            Some(b) => (b.code, b.message, b.model_state),
+            None => (None, None, None),
+        };
+        Self {
+            status,
+            code,
+            message,
+            model_state,
+            request,
+            body,
+        }
+    }
+
+    /// The body as text (lossy), for logging by the caller.
+    pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if !self.request.is_empty() {
+            write!(f, " from {}", self.request)?;
+        }
+        match (&self.code, &self.message) {
+            (Some(c), Some(m)) => write!(f, ": {c} {m}"),
+            (None, Some(m)) => write!(f, ": {m}"),
+            (Some(c), None) => write!(f, ": code {c}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiError")
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("request", &self.request)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// A refusal of the secure token service: OAuth `error` and
+/// `error_description`, or the text of a non-JSON answer.
+#[derive(Clone, Debug)]
+pub struct StsError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The OAuth error (`invalid_grant`, `unauthorized_client`, ...), or
+    /// `http_<status>` when the answer was not OAuth JSON.
+    pub error: String,
+    /// The human description.
+    pub description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StsErrorBody {
+    error: String,
+    error_description: Option<String>,
+}
+
+impl StsError {
+    /// Reads an STS error answer.
+    pub fn from_parts(status: StatusCode, body: &[u8]) -> Self {
+        if let Ok(b) = serde_json::from_slice::<StsErrorBody>(body) {
+            return Self {
+                status,
+                error: b.error,
+                description: b.error_description,
+            };
+        }
+        if let Ok(b) = serde_json::from_slice::<ApiErrorBody>(body) {
+            if b.message.is_some() {
+                return Self {
+                    status,
+                    error: b
+                        .code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| format!("http_{}", status.as_u16())),
+                    description: b.message,
+                };
+            }
+        }
+        let text = String::from_utf8_lossy(body);
+        let description = html_text(&text);
+        Self {
+            status,
+            error: format!("http_{}", status.as_u16()),
+            description: (!description.is_empty()).then_some(description),
+        }
+    }
+}
+
+/// The visible text of an HTML (or plain) answer, squeezed to one line.
+fn html_text(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    let squeezed: Vec<&str> = out.split_whitespace().collect();
+    let mut line = squeezed.join(" ");
+    if line.len() > 300 {
+        let cut = (0..=300).rev().find(|i| line.is_char_boundary(*i)).unwrap_or(0);
+        line.truncate(cut);
+        line.push('…');
+    }
+    line
+}
+
+impl fmt::Display for StsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (HTTP {})", self.error, self.status.as_u16())?;
+        if let Some(d) = &self.description {
+            write!(f, ": {d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A response that did not decode into the expected type.
+#[derive(Clone, Debug)]
+pub struct DecodeError {
+    /// The HTTP status of the response, when known.
+    pub status: Option<StatusCode>,
+    /// What the decoder said.
+    pub message: String,
+    /// The first bytes of the body (up to 200 characters).
+    pub body_prefix: String,
+}
+
+impl DecodeError {
+    pub(crate) fn new(status: Option<StatusCode>, error: impl fmt::Display, body: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(body);
+        let cut = (0..=text.len().min(200))
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        Self {
+            status,
+            message: error.to_string(),
+            body_prefix: text[..cut].to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot decode the response")?;
+        if let Some(s) = self.status {
+            write!(f, " (HTTP {})", s.as_u16())?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// An [`Error`] carried through a `reqwest::Response`'s extensions, so that
+/// failures inside the generated clients' request hook (a sign-in that failed
+/// while refreshing, say) come out of the generated call as the SDK error.
+#[derive(Clone, Default)]
+pub(crate) struct CarriedError(Arc<Mutex<Option<Error>>>);
+
+impl CarriedError {
+    pub(crate) fn new(error: Error) -> Self {
+        Self(Arc::new(Mutex::new(Some(error))))
+    }
+
+    pub(crate) fn take(&self) -> Option<Error> {
+        self.0.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// An error answer read by the request hook, kept on the response.
+#[derive(Clone)]
+pub(crate) struct CarriedApiError(pub(crate) ApiError);
+
+/// Turns a generated client's error into the SDK's.
+impl From<progenitor_client::Error<()>> for Error {
+    fn from(e: progenitor_client::Error<()>) -> Self {
+        use progenitor_client::Error as P;
+        match e {
+            P::InvalidRequest(m) => Error::Config(format!("invalid request: {m}")),
+            P::CommunicationError(e) | P::ResponseBodyError(e) | P::InvalidUpgrade(e) => {
+                Error::from_reqwest(e)
+            }
+            P::ErrorResponse(rv) => Error::from_api(ApiError::from_parts(
+                rv.status(),
+                String::new(),
+                Bytes::new(),
+            )),
+            P::InvalidResponsePayload(body, e) => Error::Decode(DecodeError::new(None, e, &body)),
+            P::UnexpectedResponse(response) => {
+                if let Some(carried) = response.extensions().get::<CarriedError>() {
+                    if let Some(e) = carried.take() {
+                        return e;
+                    }
+                }
+                if let Some(CarriedApiError(api)) = response.extensions().get::<CarriedApiError>() {
+                    return Error::from_api(api.clone());
+                }
+                Error::from_api(ApiError::from_parts(
+                    response.status(),
+                    response.url().path().to_owned(),
+                    Bytes::new(),
+                ))
+            }
+            P::Custom(m) => Error::Config(m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_error_reads_code_and_message_and_keeps_status_without_body() {
+        let e = ApiError::from_parts(
+            StatusCode::UNAUTHORIZED,
+            "GET /service/core/v4/Me".into(),
+            Bytes::from_static(br#"{"Code":60519,"Message":"Invalid STS access_token.","ModelState":null}"#),
+        );
+        assert_eq!(e.code, Some(60519));
+        let err = Error::from_api(e);
+        assert!(matches!(err, Error::Authentication(_)));
+        assert_eq!(
+            err.to_string(),
+            "authentication failed: HTTP 401 Unauthorized from GET /service/core/v4/Me: 60519 Invalid STS access_token."
+        );
+        let bare = Error::from_api(ApiError::from_parts(StatusCode::NOT_FOUND, String::new(), Bytes::new()));
+        assert!(matches!(bare, Error::NotFound(_)));
+        assert_eq!(bare.status(), Some(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn sts_error_reads_oauth_json_and_html() {
+        let e = StsError::from_parts(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"invalid_grant","error_description":"bad password"}"#,
+        );
+        assert_eq!(e.error, "invalid_grant");
+        assert_eq!(e.to_string(), "invalid_grant (HTTP 400): bad password");
+        let html = StsError::from_parts(
+            StatusCode::BAD_REQUEST,
+            b"<html><body><h1>Error</h1><p>The device code grant type is not allowed.</p></body></html>",
+        );
+        assert_eq!(html.error, "http_400");
+        assert_eq!(
+            html.description.as_deref(),
+            Some("Error The device code grant type is not allowed.")
+        );
+    }
+
+    #[test]
+    fn debug_of_api_error_hides_the_body() {
+        let e = ApiError::from_parts(StatusCode::BAD_REQUEST, String::new(), Bytes::from_static(b"secret-ish"));
+        assert!(!format!("{e:?}").contains("secret-ish"));
+    }
+}

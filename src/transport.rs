@@ -1,0 +1,107 @@
+//! What every generated client holds: the way its requests are sent.
+//!
+//! A [`Transport`] wraps whatever adds authentication to a request and sends
+//! it (a signed-in [`SafeguardClient`](crate::SafeguardClient) session, an
+//! A2A context, or nothing for anonymous calls). Error answers are read here,
+//! once, so that every generated call fails with the SDK's [`Error`]
+//! carrying the status, the appliance's `Code` and `Message`, and the body.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+
+use crate::error::{ApiError, CarriedApiError, CarriedError, Error, Result};
+
+/// A boxed, sendable future.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Sends one request with whatever authentication it needs.
+pub(crate) trait Execute: Send + Sync + 'static {
+    /// Sends `request`; an answer of any status is `Ok`.
+    fn execute(&self, request: reqwest::Request) -> BoxFuture<'_, Result<reqwest::Response>>;
+}
+
+/// Sends requests without authentication.
+struct Anonymous(reqwest::Client);
+
+impl Execute for Anonymous {
+    fn execute(&self, request: reqwest::Request) -> BoxFuture<'_, Result<reqwest::Response>> {
+        Box::pin(async move { self.0.execute(request).await.map_err(Error::from_reqwest) })
+    }
+}
+
+/// The request path of the generated clients: authentication, then the
+/// error answer read into an [`Error`].
+#[derive(Clone)]
+pub struct Transport {
+    exec: Arc<dyn Execute>,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Transport")
+    }
+}
+
+impl Transport {
+    pub(crate) fn new(exec: Arc<dyn Execute>) -> Self {
+        Self { exec }
+    }
+
+    /// A transport that sends requests as they are, with no authentication.
+    pub fn anonymous(http: reqwest::Client) -> Self {
+        Self::new(Arc::new(Anonymous(http)))
+    }
+
+    /// Sends a request for a generated client. Success answers pass through
+    /// untouched (streamed); an error answer's body is read (error bodies are
+    /// small) and kept on the response so that the generated call's error
+    /// converts into [`Error`] with everything the appliance said; a failure
+    /// of the SDK itself (a refresh that could not sign in) travels the same way.
+    pub(crate) async fn exec_for_generated(
+        &self,
+        request: reqwest::Request,
+    ) -> reqwest::Result<reqwest::Response> {
+        let label = request_label(&request);
+        match self.exec.execute(request).await {
+            Ok(response) if response.status().is_success() => Ok(response),
+            Ok(response) => {
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = response.bytes().await?;
+                let api = ApiError::from_parts(status, label, body.clone());
+                let mut rebuilt = http::Response::new(reqwest::Body::from(body));
+                *rebuilt.status_mut() = status;
+                *rebuilt.headers_mut() = headers;
+                rebuilt.extensions_mut().insert(CarriedApiError(api));
+                Ok(reqwest::Response::from(rebuilt))
+            }
+            Err(Error::Transport(e)) => Err(e),
+            Err(e) => {
+                let status = e
+                    .status()
+                    .filter(|s| !s.is_success())
+                    .unwrap_or(StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY));
+                let mut rebuilt = http::Response::new(reqwest::Body::from(Bytes::new()));
+                *rebuilt.status_mut() = status;
+                rebuilt.extensions_mut().insert(CarriedError::new(e));
+                Ok(reqwest::Response::from(rebuilt))
+            }
+        }
+    }
+
+    /// Sends a request and returns the answer whatever its status.
+    pub(crate) async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+        self.exec.execute(request).await
+    }
+}
+
+/// `METHOD /path` of a request: no host, no query (which may carry values
+/// the caller would not want in an error message).
+pub(crate) fn request_label(request: &reqwest::Request) -> String {
+    format!("{} {}", request.method(), request.url().path())
+}
