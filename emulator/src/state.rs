@@ -1,0 +1,704 @@
+//! The emulator's state: entities (as JSON objects shaped like core.json's
+//! schemas), credentials, tokens, login sessions, counters and fault switches.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch};
+
+use crate::certs::GeneratedCerts;
+use crate::sshkey::SshKey;
+use crate::tls::ModeCell;
+use crate::*;
+
+/// Id of the built-in local provider.
+pub(crate) const LOCAL_PROVIDER: i64 = -1;
+/// Id of the built-in certificate provider.
+pub(crate) const CERT_PROVIDER: i64 = -2;
+/// Id of the external (directory) provider.
+pub(crate) const EXTERNAL_PROVIDER: i64 = 3;
+/// RstsProviderId of the one-time-password secondary provider.
+pub(crate) const OTP_PROVIDER_ID: &str = "emulator-otp";
+
+/// A state change the SignalR hubs publish.
+#[derive(Clone, Debug)]
+pub(crate) struct Event {
+    pub name: String,
+    pub data: Value,
+    /// For A2A events: the account concerned (the A2A hub filters on it).
+    pub account_id: Option<i64>,
+}
+
+pub(crate) struct UserToken {
+    pub user_id: i64,
+    pub expires: Instant,
+}
+
+pub(crate) struct StsToken {
+    pub user_id: i64,
+    pub expires: Instant,
+    pub provider: String,
+}
+
+pub(crate) struct AuthCode {
+    pub user_id: i64,
+    pub challenge: String,
+    pub redirect_uri: String,
+    pub expires: Instant,
+    pub provider: String,
+}
+
+#[derive(Default)]
+pub(crate) struct PkceSession {
+    pub user_id: Option<i64>,
+    pub provider: String,
+    pub needs_mfa: bool,
+    pub mfa_ok: bool,
+    pub mfa_state: Option<String>,
+    pub created: Option<Instant>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DeviceStatus {
+    Pending,
+    Approved(i64),
+    Denied,
+    Redeemed,
+}
+
+pub(crate) struct DeviceCode {
+    pub user_code: String,
+    pub provider: String,
+    pub expires: Instant,
+    pub interval: u64,
+    pub last_poll: Option<Instant>,
+    pub status: DeviceStatus,
+}
+
+/// A backup: metadata and how its content is produced.
+#[derive(Clone, Debug)]
+pub(crate) struct Backup {
+    pub meta: Value,
+    pub size: u64,
+    pub seed: u64,
+}
+
+pub(crate) struct SshKeyEntry {
+    pub key: SshKey,
+}
+
+/// Everything behind the one state lock.
+#[derive(Default)]
+pub(crate) struct Db {
+    pub next_id: i64,
+    pub users: BTreeMap<i64, Value>,
+    pub passwords: HashMap<i64, String>,
+    pub assets: BTreeMap<i64, Value>,
+    pub accounts: BTreeMap<i64, Value>,
+    pub account_passwords: HashMap<i64, String>,
+    pub account_ssh_keys: HashMap<i64, SshKeyEntry>,
+    pub account_api_keys: HashMap<i64, Vec<Value>>,
+    pub registrations: BTreeMap<i64, Value>,
+    /// (registration id, account id) → RegistrationRetrievableAccount.
+    pub retrievable: BTreeMap<(i64, i64), Value>,
+    /// registration id → RegistrationAccessRequestBroker.
+    pub brokers: BTreeMap<i64, Value>,
+    pub trusted_certs: BTreeMap<String, Value>,
+    pub settings: Vec<Value>,
+    pub access_requests: BTreeMap<i64, Value>,
+    pub backups: BTreeMap<String, Backup>,
+    pub login_message: Value,
+    pub tokens: HashMap<String, UserToken>,
+    pub sts_tokens: HashMap<String, StsToken>,
+    pub auth_codes: HashMap<String, AuthCode>,
+    pub pkce: HashMap<String, PkceSession>,
+    pub device_codes: HashMap<String, DeviceCode>,
+    /// SignalR connection ids/tokens handed out by negotiate.
+    pub signalr_ids: HashMap<String, Instant>,
+}
+
+impl Db {
+    pub(crate) fn id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub(crate) fn find_user(&self, provider: i64, name_or_identity: &str) -> Option<i64> {
+        self.users.iter().find_map(|(id, u)| {
+            let p = &u["PrimaryAuthenticationProvider"];
+            let same_provider = p["Id"].as_i64() == Some(provider);
+            let matches = u["Name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name_or_identity))
+                || p["Identity"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name_or_identity));
+            (same_provider && matches).then_some(*id)
+        })
+    }
+
+    pub(crate) fn setting(&self, name: &str) -> Option<&Value> {
+        self.settings.iter().find(|s| {
+            s["Name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// The grant types the `Allowed OAuth2 Grant Types` setting allows (lower case).
+    pub(crate) fn allowed_grants(&self) -> Vec<String> {
+        self.setting(GRANT_SETTING)
+            .and_then(|s| s["Value"].as_str())
+            .map(parse_grant_list)
+            .unwrap_or_default()
+    }
+
+    /// Which registration/account an A2A API key belongs to.
+    pub(crate) fn api_key_owner(&self, key: &str) -> Option<(i64, i64)> {
+        self.retrievable.iter().find_map(|((reg, acct), v)| {
+            (v["ApiKey"].as_str() == Some(key)).then_some((*reg, *acct))
+        })
+    }
+
+    /// Which registration's access-request broker an API key belongs to.
+    pub(crate) fn broker_key_owner(&self, key: &str) -> Option<i64> {
+        self.brokers
+            .iter()
+            .find_map(|(reg, v)| (v["ApiKey"].as_str() == Some(key)).then_some(*reg))
+    }
+}
+
+/// Name of the grant types setting.
+pub(crate) const GRANT_SETTING: &str = "Allowed OAuth2 Grant Types";
+/// The grant type names the setting accepts.
+pub(crate) const GRANT_NAMES: [&str; 5] = [
+    "Implicit",
+    "AuthorizationCode",
+    "ClientCredentials",
+    "ResourceOwner",
+    "DeviceCode",
+];
+
+pub(crate) fn parse_grant_list(s: &str) -> Vec<String> {
+    s.split([',', ';', ' '])
+        .map(|g| g.trim().to_ascii_lowercase())
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// Record of one backup upload, for tests.
+#[derive(Clone, Debug)]
+pub(crate) struct Upload {
+    pub id: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Shared application state.
+pub(crate) struct App {
+    db: Mutex<Db>,
+    pub events: broadcast::Sender<Event>,
+    pub ws_drop: watch::Sender<u64>,
+    pub shutdown: watch::Sender<bool>,
+    pub silent: AtomicBool,
+    pub negotiate_v0: AtomicBool,
+    pub latency_ms: AtomicU64,
+    pub fail_remaining: AtomicU64,
+    pub fail_status: AtomicU32,
+    pub token_lifetime: Mutex<Duration>,
+    pub ping_interval_ms: AtomicU64,
+    pub device_interval: AtomicU64,
+    pub device_lifetime: Duration,
+    pub signins: Mutex<BTreeMap<String, u64>>,
+    pub login_responses: AtomicU64,
+    pub uploads: Mutex<Vec<Upload>>,
+    pub websockets: AtomicUsize,
+    pub cert_mode: ModeCell,
+    pub openapi_dirs: Vec<PathBuf>,
+    pub host: String,
+    pub appliance_id: String,
+    pub admin_id: i64,
+    pub password_account_id: i64,
+    pub ssh_account_id: i64,
+    pub registration_id: i64,
+}
+
+pub(crate) fn now_string() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub(crate) fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    let mut b = vec![0u8; bytes];
+    rand::Rng::fill(&mut rand::rng(), &mut b[..]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// An A2A API key in the appliance's style (base64 of 32 random bytes).
+pub(crate) fn api_key() -> String {
+    use base64::Engine;
+    let b: [u8; 32] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+pub(crate) fn provider_ref(id: i64) -> Value {
+    match id {
+        LOCAL_PROVIDER => json!({"Id": -1, "Name": "Local", "TypeReferenceName": "Local"}),
+        CERT_PROVIDER => {
+            json!({"Id": -2, "Name": "Certificate", "TypeReferenceName": "Certificate"})
+        }
+        EXTERNAL_PROVIDER => {
+            json!({"Id": 3, "Name": EXTERNAL_PROVIDER_NAME, "TypeReferenceName": "Ldap"})
+        }
+        _ => json!({"Id": id, "Name": Value::Null, "TypeReferenceName": "Unknown"}),
+    }
+}
+
+/// The AuthenticationProviders list.
+pub(crate) fn providers() -> Value {
+    json!([
+        {"Id": -1, "Name": "Local", "TypeReferenceName": "Local", "IdentityProviderId": -1,
+         "RstsProviderId": "local", "RstsProviderScope": "rsts:sts:primaryproviderid:local", "ForceAsDefault": false},
+        {"Id": -2, "Name": "Certificate", "TypeReferenceName": "Certificate", "IdentityProviderId": -1,
+         "RstsProviderId": "certificate", "RstsProviderScope": "rsts:sts:primaryproviderid:certificate", "ForceAsDefault": false},
+        {"Id": 3, "Name": EXTERNAL_PROVIDER_NAME, "TypeReferenceName": "Ldap", "IdentityProviderId": 3,
+         "RstsProviderId": EXTERNAL_PROVIDER_ID, "RstsProviderScope": format!("rsts:sts:primaryproviderid:{EXTERNAL_PROVIDER_ID}"), "ForceAsDefault": false}
+    ])
+}
+
+/// Maps an rSTS provider id to the provider's numeric id.
+pub(crate) fn provider_by_rsts_id(rsts: &str) -> Option<i64> {
+    match rsts.to_ascii_lowercase().as_str() {
+        "local" => Some(LOCAL_PROVIDER),
+        "certificate" => Some(CERT_PROVIDER),
+        p if p == EXTERNAL_PROVIDER_ID => Some(EXTERNAL_PROVIDER),
+        _ => None,
+    }
+}
+
+/// A User object with every property of core.json's `User` schema.
+pub(crate) fn new_user(
+    id: i64,
+    name: &str,
+    provider: i64,
+    identity: &str,
+    roles: &[&str],
+) -> Value {
+    let mut p = provider_ref(provider);
+    p["Identity"] = json!(identity);
+    let idp = if provider == EXTERNAL_PROVIDER {
+        provider_ref(EXTERNAL_PROVIDER)
+    } else {
+        provider_ref(LOCAL_PROVIDER)
+    };
+    let now = now_string();
+    json!({
+        "Id": id,
+        "Name": name,
+        "Description": Value::Null,
+        "DisplayName": name,
+        "FirstName": Value::Null,
+        "LastName": Value::Null,
+        "EmailAddress": Value::Null,
+        "WorkPhone": Value::Null,
+        "MobilePhone": Value::Null,
+        "AdminRoles": roles,
+        "PrimaryAuthenticationProvider": p,
+        "SecondaryAuthenticationProvider": {"Id": 0, "Name": Value::Null, "TypeReferenceName": "Unknown", "Identity": Value::Null},
+        "IdentityProvider": idp,
+        "Disabled": false,
+        "Locked": false,
+        "TimeZoneId": "UTC",
+        "TimeZoneDisplayName": "(UTC) Coordinated Universal Time",
+        "TimeZoneIanaName": "Etc/UTC",
+        "IsPartitionOwner": false,
+        "CloudAssistantApproveEnabled": false,
+        "CloudAssistantRecipientId": Value::Null,
+        "AllowPersonalAccounts": false,
+        "PasswordNeverExpires": true,
+        "ChangePasswordAtNextLogin": false,
+        "IsSystemOwned": false,
+        "IsRequester": true,
+        "IsApprover": false,
+        "IsReviewer": false,
+        "LastLoginDate": Value::Null,
+        "LastRequestDate": Value::Null,
+        "CreatedDate": now,
+        "CreatedByUserId": -2,
+        "CreatedByUserDisplayName": "Safeguard Emulator",
+        "ModifiedDate": now,
+        "ModifiedByUserId": -2,
+        "ModifiedByUserDisplayName": "Safeguard Emulator",
+        "RequireCertificateAuthentication": false,
+        "DirectoryRequireCertificateAuthentication": false,
+        "LinkedAccountsCount": 0,
+    })
+}
+
+/// Every administrator role of the appliance.
+pub(crate) const ALL_ROLES: [&str; 8] = [
+    "GlobalAdmin",
+    "ApplicationAuditor",
+    "SystemAuditor",
+    "Auditor",
+    "AssetAdmin",
+    "ApplianceAdmin",
+    "PolicyAdmin",
+    "UserAdmin",
+];
+
+pub(crate) fn new_asset(id: i64, name: &str, address: &str) -> Value {
+    json!({
+        "Id": id,
+        "Name": name,
+        "Description": Value::Null,
+        "NetworkAddress": address,
+        "PlatformId": 188,
+        "PlatformDisplayName": "Other Linux",
+        "IsDirectory": false,
+        "ManagedNetworkId": 1,
+        "ManagedNetworkName": "Default",
+        "AssetPartitionId": -1,
+        "AssetPartitionName": "Macrocosm",
+        "Disabled": false,
+        "Tags": [],
+        "ManagedBy": [],
+        "CreatedDate": now_string(),
+        "CreatedByUserId": -2,
+        "CreatedByUserDisplayName": "Safeguard Emulator",
+        "Platform": {"Id": 188, "PlatformType": "Linux", "PlatformFamily": "Linux", "DisplayName": "Other Linux", "Name": "Other"},
+        "ConnectionProperties": {"ServiceAccountCredentialType": "None", "Port": 22},
+    })
+}
+
+pub(crate) fn new_account(id: i64, name: &str, asset: &Value) -> Value {
+    json!({
+        "Id": id,
+        "Name": name,
+        "Description": Value::Null,
+        "DistinguishedName": Value::Null,
+        "DomainName": Value::Null,
+        "AccountNamespace": "Unix",
+        "AltLoginName": Value::Null,
+        "Disabled": false,
+        "IsServiceAccount": false,
+        "IsApplicationAccount": false,
+        "SharedServiceAccount": false,
+        "Tags": [],
+        "ManagedBy": [],
+        "CreatedDate": now_string(),
+        "CreatedByUserId": -2,
+        "CreatedByUserDisplayName": "Safeguard Emulator",
+        "Asset": {
+            "Id": asset["Id"], "Name": asset["Name"], "NetworkAddress": asset["NetworkAddress"],
+            "AssetPartitionId": -1, "AssetPartitionName": "Macrocosm"
+        },
+        "Platform": {"Id": 188, "PlatformType": "Linux", "PlatformFamily": "Linux", "DisplayName": "Other Linux"},
+        "RequestProperties": {"AllowPasswordRequest": true, "AllowSessionRequest": false, "AllowSshKeyRequest": true},
+        "HasPassword": false,
+        "HasSshKey": false,
+        "HasTotpAuthenticator": false,
+        "HasApiKeys": false,
+        "HasFile": false,
+    })
+}
+
+pub(crate) fn retrievable_json(account: &Value, key: &str) -> Value {
+    json!({
+        "AccountId": account["Id"],
+        "AccountName": account["Name"],
+        "ApiKey": key,
+        "IpRestrictions": [],
+        "AssetId": account["Asset"]["Id"],
+        "AssetName": account["Asset"]["Name"],
+        "AssetPartitionId": -1,
+        "AssetPartitionName": "Macrocosm",
+        "AssetDescription": Value::Null,
+        "AccountDescription": account["Description"],
+        "NetworkAddress": account["Asset"]["NetworkAddress"],
+        "AccountDisabled": 0,
+        "AccountType": "Other",
+        "DomainName": account["DomainName"],
+    })
+}
+
+fn setting(name: &str, category: &str, value: &str, default: &str) -> Value {
+    json!({"Name": name, "Category": category, "Value": value, "DefaultValue": default,
+           "MinValue": Value::Null, "MaxValue": Value::Null, "Options": []})
+}
+
+impl App {
+    pub(crate) fn new(config: &EmulatorConfig, certs: &GeneratedCerts, host: &str) -> Arc<App> {
+        let mut db = Db {
+            next_id: 0,
+            ..Default::default()
+        };
+        let admin_id = db.id();
+        db.users.insert(
+            admin_id,
+            new_user(admin_id, ADMIN_USER, LOCAL_PROVIDER, ADMIN_USER, &ALL_ROLES),
+        );
+        db.passwords.insert(admin_id, ADMIN_PASSWORD.to_string());
+        let mfa_id = db.id();
+        let mut mfa = new_user(mfa_id, MFA_USER, LOCAL_PROVIDER, MFA_USER, &[]);
+        mfa["SecondaryAuthenticationProvider"] = json!({"Id": 4, "Name": "Emulator One-Time Password",
+            "TypeReferenceName": "Radius", "Identity": MFA_USER});
+        db.users.insert(mfa_id, mfa);
+        db.passwords.insert(mfa_id, MFA_PASSWORD.to_string());
+        let ext_id = db.id();
+        db.users.insert(
+            ext_id,
+            new_user(ext_id, EXTERNAL_USER, EXTERNAL_PROVIDER, EXTERNAL_USER, &[]),
+        );
+        db.passwords.insert(ext_id, EXTERNAL_PASSWORD.to_string());
+        let plain_id = db.id();
+        db.users.insert(
+            plain_id,
+            new_user(
+                plain_id,
+                PLAIN_USER,
+                LOCAL_PROVIDER,
+                PLAIN_USER,
+                &["Auditor"],
+            ),
+        );
+        db.passwords.insert(plain_id, PLAIN_PASSWORD.to_string());
+        let cert_id = db.id();
+        db.users.insert(
+            cert_id,
+            new_user(
+                cert_id,
+                CERT_USER,
+                CERT_PROVIDER,
+                &certs.client.thumbprint,
+                &[],
+            ),
+        );
+
+        // The CA is trusted, as an administrator would have done.
+        let ca_der = certs.ca_cert.to_der().unwrap_or_default();
+        if let Some(tc) = crate::api::trusted_cert_json(&ca_der) {
+            let tp = tc["Thumbprint"].as_str().unwrap_or_default().to_string();
+            db.trusted_certs.insert(tp, tc);
+        }
+
+        let asset_id = db.id();
+        let asset = new_asset(asset_id, ASSET_NAME, "10.0.0.10");
+        db.assets.insert(asset_id, asset.clone());
+        let pw_id = db.id();
+        let mut pw_acct = new_account(pw_id, PASSWORD_ACCOUNT, &asset);
+        pw_acct["HasPassword"] = json!(true);
+        pw_acct["HasApiKeys"] = json!(true);
+        db.accounts.insert(pw_id, pw_acct.clone());
+        db.account_passwords
+            .insert(pw_id, PASSWORD_ACCOUNT_PASSWORD.to_string());
+        db.account_api_keys.insert(
+            pw_id,
+            vec![
+                json!({"Id": 1, "Name": "emulator-api-key", "Description": "Seeded API key secret",
+                "ClientId": uuid::Uuid::new_v4().to_string(), "ClientSecret": random_token(24),
+                "ClientSecretId": uuid::Uuid::new_v4().to_string()}),
+            ],
+        );
+        let ssh_id = db.id();
+        let mut ssh_acct = new_account(ssh_id, SSH_KEY_ACCOUNT, &asset);
+        ssh_acct["HasSshKey"] = json!(true);
+        db.accounts.insert(ssh_id, ssh_acct.clone());
+        db.account_ssh_keys.insert(
+            ssh_id,
+            SshKeyEntry {
+                key: SshKey::generate(&format!("{SSH_KEY_ACCOUNT}@{ASSET_NAME}")),
+            },
+        );
+
+        let reg_id = db.id();
+        db.registrations.insert(
+            reg_id,
+            json!({"Id": reg_id, "AppName": A2A_APP_NAME, "Description": "Seeded by the emulator",
+                "Disabled": false, "VisibleToCertificateUsers": true, "BidirectionalEnabled": true,
+                "CertificateUserId": cert_id, "CertificateUserThumbPrint": certs.client.thumbprint,
+                "CertificateUser": CERT_USER, "CreatedDate": now_string(), "CreatedByUserId": admin_id,
+                "CreatedByUserDisplayName": ADMIN_USER}),
+        );
+        db.retrievable
+            .insert((reg_id, pw_id), retrievable_json(&pw_acct, &api_key()));
+        db.retrievable
+            .insert((reg_id, ssh_id), retrievable_json(&ssh_acct, &api_key()));
+        db.brokers.insert(
+            reg_id,
+            json!({"ApiKey": api_key(), "IpRestrictions": [],
+                "Users": [{"UserId": admin_id, "UserName": ADMIN_USER}, {"UserId": plain_id, "UserName": PLAIN_USER}], "Groups": []}),
+        );
+
+        db.settings = vec![
+            setting(
+                GRANT_SETTING,
+                "Authentication",
+                "AuthorizationCode, ClientCredentials, Implicit",
+                "AuthorizationCode, ClientCredentials, Implicit",
+            ),
+            setting(
+                "Token Lifetime",
+                "Authentication",
+                &config.token_lifetime.as_secs().div_ceil(60).to_string(),
+                "60",
+            ),
+            setting(
+                "Appliance Name",
+                "Appliance",
+                "SafeguardEmulator",
+                "Safeguard",
+            ),
+            setting("Password History Days", "Password", "365", "365"),
+        ];
+        db.login_message = json!({"Message": "", "UpdatedDate": Value::Null, "UpdatedByUserId": Value::Null,
+            "UpdatedByUserDisplayName": Value::Null});
+
+        let backup_id = uuid::Uuid::new_v4().to_string();
+        db.backups.insert(
+            backup_id.clone(),
+            Backup {
+                meta: backup_json(&backup_id, config.backup_size, "Complete", admin_id),
+                size: config.backup_size,
+                seed: rand::random(),
+            },
+        );
+
+        let (events, _) = broadcast::channel(1024);
+        let (ws_drop, _) = watch::channel(0);
+        let (shutdown, _) = watch::channel(false);
+        Arc::new(App {
+            db: Mutex::new(db),
+            events,
+            ws_drop,
+            shutdown,
+            silent: AtomicBool::new(false),
+            negotiate_v0: AtomicBool::new(false),
+            latency_ms: AtomicU64::new(0),
+            fail_remaining: AtomicU64::new(0),
+            fail_status: AtomicU32::new(503),
+            token_lifetime: Mutex::new(config.token_lifetime),
+            ping_interval_ms: AtomicU64::new(config.signalr_ping_interval.as_millis() as u64),
+            device_interval: AtomicU64::new(config.device_code_interval),
+            device_lifetime: config.device_code_lifetime,
+            signins: Mutex::new(BTreeMap::new()),
+            login_responses: AtomicU64::new(0),
+            uploads: Mutex::new(Vec::new()),
+            websockets: AtomicUsize::new(0),
+            cert_mode: Arc::new(std::sync::atomic::AtomicU8::new(crate::tls::mode_to_u8(
+                config.client_cert_mode,
+            ))),
+            openapi_dirs: config.openapi_search_path(),
+            host: host.to_string(),
+            appliance_id: uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+            admin_id,
+            password_account_id: pw_id,
+            ssh_account_id: ssh_id,
+            registration_id: reg_id,
+        })
+    }
+
+    /// Locks the state (poisoning is ignored: a panicked handler must not wedge the emulator).
+    pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn seeded_keys(&self) -> A2aKeys {
+        let db = self.db();
+        let key = |acct: i64| {
+            db.retrievable
+                .get(&(self.registration_id, acct))
+                .and_then(|v| v["ApiKey"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        A2aKeys {
+            password_api_key: key(self.password_account_id),
+            ssh_key_api_key: key(self.ssh_account_id),
+        }
+    }
+
+    pub(crate) fn token_lifetime(&self) -> Duration {
+        *self
+            .token_lifetime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes an event to the SignalR hubs.
+    pub(crate) fn emit(&self, name: &str, mut data: Value, account_id: Option<i64>) {
+        if let Value::Object(m) = &mut data {
+            m.entry("EventName").or_insert(json!(name));
+            m.entry("ApplianceId").or_insert(json!(self.appliance_id));
+            m.entry("EventTimestamp").or_insert(json!(now_string()));
+        }
+        let _ = self.events.send(Event {
+            name: name.to_string(),
+            data,
+            account_id,
+        });
+    }
+
+    pub(crate) fn count_signin(&self, grant: &str) {
+        let mut m = self.signins.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(grant.to_string()).or_insert(0) += 1;
+    }
+
+    pub(crate) fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Removes expired login artefacts now and then.
+    pub(crate) async fn housekeeping(app: Weak<App>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let Some(app) = app.upgrade() else { return };
+            let now = Instant::now();
+            let mut db = app.db();
+            db.sts_tokens.retain(|_, t| t.expires > now);
+            db.auth_codes.retain(|_, c| c.expires > now);
+            db.device_codes
+                .retain(|_, d| d.expires + Duration::from_secs(600) > now);
+            db.pkce.retain(|_, s| {
+                s.created
+                    .is_some_and(|c| now.duration_since(c) < Duration::from_secs(1800))
+            });
+            db.tokens
+                .retain(|_, t| t.expires + Duration::from_secs(3600) > now);
+            db.signalr_ids
+                .retain(|_, t| now.duration_since(*t) < Duration::from_secs(600));
+        }
+    }
+}
+
+pub(crate) fn backup_json(id: &str, size: u64, status: &str, by: i64) -> Value {
+    json!({
+        "Id": id,
+        "CreatedOn": now_string(),
+        "CreatedById": by,
+        "CreatedByDisplayName": ADMIN_USER,
+        "Size": size,
+        "Filename": format!("SG-backup-{}.sgb", &id[..8.min(id.len())]),
+        "Status": status,
+        "ApplianceId": "EMULATOR",
+        "ApplianceName": "SafeguardEmulator",
+        "ApplianceMajorVersion": 8,
+        "ApplianceMinorVersion": 1,
+        "ApplianceRevision": 0,
+        "ApplianceBuild": 1,
+        "ApplianceLtsType": "Feature",
+        "AppliancePlatform": "VMware",
+        "ApplianceVariant": "Standard",
+        "ArchiveServerId": Value::Null,
+        "ArchiveServerName": Value::Null,
+        "LastArchivedDate": Value::Null,
+        "PasswordProtected": false,
+        "PasswordIdentifier": Value::Null,
+        "GpgProtected": false,
+        "GpgPublicKeyName": Value::Null,
+    })
+}

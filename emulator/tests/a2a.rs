@@ -1,0 +1,328 @@
+//! A2A credentials, brokered access requests, and the client-certificate
+//! modes (in the handshake and after it).
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use safeguard_emulator::*;
+use serde_json::{json, Value};
+
+fn a2a(emu: &Emulator, path: &str) -> String {
+    format!("https://{}/service/a2a/v4/{path}", emu.spp_host())
+}
+
+#[tokio::test]
+async fn retrieve_and_set_credentials() {
+    let emu = start().await;
+    let c = cert_client(&emu);
+    let keys = emu.connection().spp.a2a.clone();
+    let auth = |k: &str| format!("A2A {k}");
+    let r = c
+        .get(a2a(&emu, "Credentials?type=password"))
+        .header("Authorization", auth(&keys.password_api_key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!(PASSWORD_ACCOUNT_PASSWORD)
+    );
+    for (param, fmt, prefix) in [
+        (
+            "keyFormat",
+            "openssh",
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+        ),
+        (
+            "key_format",
+            "ssh2",
+            "---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----",
+        ),
+        ("keyFormat", "putty", "PuTTY-User-Key-File-2: ssh-rsa"),
+    ] {
+        let r = c
+            .get(a2a(
+                &emu,
+                &format!("Credentials?type=privatekey&{param}={fmt}"),
+            ))
+            .header("Authorization", auth(&keys.ssh_key_api_key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{fmt}");
+        let k: String = r.json().await.unwrap();
+        assert!(k.starts_with(prefix), "{fmt}: {k}");
+    }
+    let r = c
+        .get(a2a(&emu, "Credentials?type=apikey"))
+        .header("Authorization", auth(&keys.password_api_key))
+        .send()
+        .await
+        .unwrap();
+    let list: Value = r.json().await.unwrap();
+    assert!(list.as_array().unwrap()[0]["ClientSecret"].is_string());
+    // Bad key: 403.
+    let r = c
+        .get(a2a(&emu, "Credentials?type=password"))
+        .header("Authorization", "A2A nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Set the password: JSON string, then retrievable; raw text is 415.
+    let r = c
+        .put(a2a(&emu, "Credentials/Password"))
+        .header("Authorization", auth(&keys.password_api_key))
+        .json(&"New-Secret-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        emu.control()
+            .account_password(emu.control().password_account_id())
+            .unwrap(),
+        "New-Secret-9"
+    );
+    let r = c
+        .put(a2a(&emu, "Credentials/Password"))
+        .header("Authorization", auth(&keys.password_api_key))
+        .header("Content-Type", "text/plain")
+        .body("raw")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Set the SSH key with one we got back, after regenerating through openssl.
+    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+    let pem = String::from_utf8(rsa.private_key_to_pem().unwrap()).unwrap();
+    let r = c
+        .put(a2a(&emu, "Credentials/SshKey?keyFormat=openssh"))
+        .header("Authorization", auth(&keys.ssh_key_api_key))
+        .json(&json!({"PrivateKey": pem, "Passphrase": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["PublicKey"].as_str().unwrap().starts_with("ssh-rsa "));
+    let r = c
+        .put(a2a(&emu, "Credentials/SshKey"))
+        .header("Authorization", auth(&keys.ssh_key_api_key))
+        .json(&json!({"PrivateKey": "garbage", "Passphrase": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Broker an access request for the plain user.
+    let r = c
+        .post(a2a(&emu, "AccessRequests"))
+        .header("Authorization", auth(&emu.control().broker_api_key()))
+        .json(&json!({"ForUserName": PLAIN_USER, "AssetName": ASSET_NAME, "AccountName": PASSWORD_ACCOUNT, "AccessRequestType": "Password", "ReasonComment": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["RequesterUsername"], PLAIN_USER);
+    assert_eq!(v["AccountName"], PASSWORD_ACCOUNT);
+    let r = c
+        .post(a2a(&emu, "AccessRequests"))
+        .header("Authorization", auth(&keys.password_api_key))
+        .json(&json!({"ForUserName": PLAIN_USER, "AccountName": PASSWORD_ACCOUNT}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn no_certificate_is_60094() {
+    let emu = start().await;
+    let c = client(&emu);
+    let r = c
+        .get(a2a(&emu, "Credentials?type=password"))
+        .header(
+            "Authorization",
+            format!("A2A {}", emu.connection().spp.a2a.password_api_key),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["Code"], 60094);
+    assert_eq!(v["Message"], "Authorization is denied.");
+}
+
+#[tokio::test]
+async fn unregistered_certificate_is_refused() {
+    let emu = start().await;
+    // A certificate from another emulator's CA: not trusted, not registered.
+    let other = start().await;
+    let files = other.client_cert();
+    let mut pem = std::fs::read(&files.cert).unwrap();
+    pem.extend(std::fs::read(&files.key).unwrap());
+    let c = builder(&emu)
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let r = c
+        .get(a2a(&emu, "Credentials?type=password"))
+        .header(
+            "Authorization",
+            format!("A2A {}", emu.connection().spp.a2a.password_api_key),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c
+        .post(format!("{}/RSTS/oauth2/token", base(&emu)))
+        .json(&json!({"grant_type": "client_credentials", "scope": "rsts:sts:primaryproviderid:certificate"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn post_handshake_mode() {
+    let emu = start_with(EmulatorConfig {
+        client_cert_mode: ClientCertMode::PostHandshake,
+        ..Default::default()
+    })
+    .await;
+    let key = emu.connection().spp.a2a.password_api_key.clone();
+    let auth = format!("A2A {key}");
+    // rustls (no post-handshake auth) with a certificate: refused.
+    let c = cert_client(&emu);
+    let r = c
+        .get(a2a(&emu, "Credentials?type=password"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["Code"], 60094);
+    let r = c
+        .post(format!("{}/RSTS/oauth2/token", base(&emu)))
+        .json(&json!({"grant_type": "client_credentials", "scope": "rsts:sts:primaryproviderid:certificate"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The same client still reaches anonymous endpoints.
+    let r = c
+        .get(format!("{}/service/notification/v4/Status", base(&emu)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // OpenSSL with post-handshake auth: first an anonymous request, then the
+    // certificate is asked for mid-connection and the request succeeds.
+    let mut s = openssl_connect(&emu, true, true).await;
+    assert!(s.ssl().peer_certificate().is_some());
+    let r = raw_request(
+        &mut s,
+        "GET",
+        "/service/notification/v4/Status/State",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = raw_request(
+        &mut s,
+        "GET",
+        "/service/a2a/v4/Credentials?type=password",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json(), json!(PASSWORD_ACCOUNT_PASSWORD));
+    // The connection is still usable afterwards, with the certificate.
+    let r = raw_request(
+        &mut s,
+        "GET",
+        "/service/a2a/v4/Credentials?type=password",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let body =
+        br#"{"grant_type":"client_credentials","scope":"rsts:sts:primaryproviderid:certificate"}"#;
+    let r = raw_request(
+        &mut s,
+        "POST",
+        "/RSTS/oauth2/token",
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    // OpenSSL with post-handshake auth but no certificate: 403 after the client's empty answer.
+    let mut s = openssl_connect(&emu, false, true).await;
+    let t = std::time::Instant::now();
+    let r = raw_request(
+        &mut s,
+        "GET",
+        "/service/a2a/v4/Credentials?type=password",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(4),
+        "empty answer detected before the 5 s timeout"
+    );
+    // OpenSSL without post-handshake support: 403.
+    let mut s = openssl_connect(&emu, true, false).await;
+    let r = raw_request(
+        &mut s,
+        "GET",
+        "/service/a2a/v4/Credentials?type=password",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+
+    // Switching back to in-handshake mode at run time: rustls works again.
+    emu.control()
+        .set_client_cert_mode(ClientCertMode::InHandshake);
+    let c = cert_client(&emu);
+    let r = c
+        .get(a2a(&emu, "Credentials?type=password"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn peer_certificate_extension_in_handshake_mode() {
+    let emu = start().await;
+    let mut s = openssl_connect(&emu, true, false).await;
+    // In-handshake mode: the certificate is there from the start.
+    let r = raw_request(
+        &mut s,
+        "GET",
+        "/service/a2a/v4/Credentials?type=password",
+        &[(
+            "Authorization",
+            &format!("A2A {}", emu.connection().spp.a2a.password_api_key),
+        )],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}

@@ -1,0 +1,241 @@
+//! SignalR hubs: negotiate, handshake, events, pings, dropped and silent connections.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use safeguard_emulator::*;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_openssl::SslStream<tokio::net::TcpStream>>;
+
+async fn negotiate(emu: &Emulator, hub: &str, auth: &str, version: u32, with_cert: bool) -> Value {
+    let c = if with_cert {
+        cert_client(emu)
+    } else {
+        client(emu)
+    };
+    let r = c
+        .post(format!(
+            "{}{hub}/negotiate?negotiateVersion={version}",
+            base(emu)
+        ))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+async fn connect(emu: &Emulator, hub: &str, auth: &str, id: &str, with_cert: bool) -> Ws {
+    let stream = openssl_connect(emu, with_cert, false).await;
+    let mut req = format!("wss://{}{hub}?id={id}", emu.spp_host())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Authorization", auth.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    ws.send(Message::Text(
+        "{\"protocol\":\"json\",\"version\":1}\u{1e}".into(),
+    ))
+    .await
+    .unwrap();
+    let first = next_text(&mut ws).await.expect("handshake answer");
+    assert_eq!(first, "{}\u{1e}");
+    ws
+}
+
+async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Some(t.to_string()),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Next invocation frame (skipping pings).
+async fn next_invocation(ws: &mut Ws) -> Option<Value> {
+    loop {
+        let text = next_text(ws).await?;
+        for rec in text.split('\u{1e}').filter(|r| !r.is_empty()) {
+            let v: Value = serde_json::from_str(rec).unwrap();
+            if v["type"] == 1 {
+                return Some(v);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn user_hub_events_pings_and_drop() {
+    let emu = start_with(EmulatorConfig {
+        signalr_ping_interval: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let auth = format!("Bearer {t}");
+    let v1 = negotiate(&emu, "/service/event/signalr", &auth, 1, false).await;
+    assert_eq!(v1["negotiateVersion"], 1);
+    assert!(v1["connectionToken"].is_string());
+    assert_eq!(v1["availableTransports"][0]["transport"], "WebSockets");
+    let v0 = negotiate(&emu, "/service/event/signalr", &auth, 0, false).await;
+    assert_eq!(v0["negotiateVersion"], 0);
+    assert!(v0.get("connectionToken").is_none());
+    emu.control().set_negotiate_v0(true);
+    let forced = negotiate(&emu, "/service/event/signalr", &auth, 1, false).await;
+    assert_eq!(forced["negotiateVersion"], 0);
+    emu.control().set_negotiate_v0(false);
+    // Unauthenticated negotiate: 401.
+    let r = c
+        .post(format!(
+            "{}/service/event/signalr/negotiate?negotiateVersion=1",
+            base(&emu)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let mut ws = connect(
+        &emu,
+        "/service/event/signalr",
+        &auth,
+        v1["connectionToken"].as_str().unwrap(),
+        false,
+    )
+    .await;
+    // A ping arrives.
+    let text = next_text(&mut ws).await.unwrap();
+    assert_eq!(text, "{\"type\":6}\u{1e}");
+    // Creating a user emits UserCreated.
+    let r = c
+        .post(core(&emu, "Users"))
+        .bearer_auth(&t)
+        .json(&json!({"Name": "evt-user"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let inv = next_invocation(&mut ws).await.unwrap();
+    assert_eq!(inv["target"], "NotifyEventAsync");
+    assert_eq!(inv["arguments"][0]["Name"], "UserCreated");
+    assert_eq!(inv["arguments"][0]["Data"]["UserName"], "evt-user");
+    emu.control().emit_event("Custom", json!({"x": 1}));
+    let inv = next_invocation(&mut ws).await.unwrap();
+    assert_eq!(inv["arguments"][0]["Name"], "Custom");
+    assert_eq!(emu.control().websocket_count(), 1);
+    // Silent: no pings, no events.
+    emu.control().set_silent(true);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Drain anything queued before silence.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), ws.next()).await {}
+    emu.control().emit_event("Custom", json!({}));
+    assert!(tokio::time::timeout(Duration::from_millis(700), ws.next())
+        .await
+        .is_err());
+    emu.control().set_silent(false);
+    // Drop: the socket ends without a close frame.
+    emu.control().drop_websockets();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!matches!(end, Some(Ok(Message::Close(_)))), "{end:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(emu.control().websocket_count(), 0);
+}
+
+#[tokio::test]
+async fn unknown_connection_id_and_access_token_query() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let r = c
+        .get(format!(
+            "{}/service/event/signalr?id=unknown&access_token={t}",
+            base(&emu)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .post(format!(
+            "{}/service/event/signalr/negotiate?negotiateVersion=1&access_token={t}",
+            base(&emu)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a2a_hub_gets_only_its_accounts_events() {
+    let emu = start().await;
+    let keys = emu.connection().spp.a2a.clone();
+    let auth = format!("A2A {}", keys.password_api_key);
+    let v = negotiate(&emu, "/service/a2a/signalr", &auth, 1, true).await;
+    let mut ws = connect(
+        &emu,
+        "/service/a2a/signalr",
+        &auth,
+        v["connectionToken"].as_str().unwrap(),
+        true,
+    )
+    .await;
+    let control = emu.control();
+    // Not an A2A event, and an A2A event of another account: both filtered.
+    control.emit_event("UserCreated", json!({}));
+    control.emit_a2a_event(
+        "AssetAccountPasswordUpdated",
+        control.ssh_key_account_id(),
+        json!({"which": "other"}),
+    );
+    // Setting the password through A2A emits the event for this account.
+    let c = cert_client(&emu);
+    let r = c
+        .put(format!(
+            "{}/service/a2a/v4/Credentials/Password",
+            base(&emu)
+        ))
+        .header("Authorization", &auth)
+        .json(&"Rotated-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let inv = next_invocation(&mut ws).await.unwrap();
+    assert_eq!(inv["arguments"][0]["Name"], "AssetAccountPasswordUpdated");
+    assert_eq!(
+        inv["arguments"][0]["Data"]["AccountId"],
+        control.password_account_id()
+    );
+    // Without a certificate the A2A hub refuses.
+    let r = client(&emu)
+        .post(format!(
+            "{}/service/a2a/signalr/negotiate?negotiateVersion=1",
+            base(&emu)
+        ))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["Code"], 60094);
+}
