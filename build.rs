@@ -31,7 +31,8 @@ fn main() {
     for source in sources {
         println!("cargo:rerun-if-changed={}", source.path.display());
         let doc = read_document(&source.path).unwrap_or_else(|e| fail(&e.to_string()));
-        let generated = generate(&source.service, doc, style).unwrap_or_else(|e| fail(&e.to_string()));
+        let generated =
+            generate(&source.service, doc, style).unwrap_or_else(|e| fail(&e.to_string()));
         report.push_str(&generated.summary());
         report.push_str(&format!("  source: {}\n", source.path.display()));
         let file = out_dir.join(format!("{}.rs", source.service));

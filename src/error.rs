@@ -62,6 +62,13 @@ pub enum Error {
     /// certificate file, missing option).
     #[error("configuration: {0}")]
     Config(String),
+    /// An event listener failed (SignalR protocol, websocket, dead
+    /// connection, closed by the hub).
+    #[error("events: {0}")]
+    Events(#[from] crate::events::EventsError),
+    /// A failure of the Safeguard for Privileged Sessions client.
+    #[error("SPS: {0}")]
+    Sps(#[from] crate::sps::SpsError),
     /// A local file could not be read or written (downloads, uploads).
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -151,11 +158,13 @@ fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
         {
             return true;
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
+        // hyper and rustls wrap the TLS error in (possibly nested) io::Errors
+        // whose `source()` skips the payload.
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if is_tls_failure(inner) {
                 return true;
             }
         }
@@ -313,7 +322,10 @@ fn html_text(text: &str) -> String {
     let squeezed: Vec<&str> = out.split_whitespace().collect();
     let mut line = squeezed.join(" ");
     if line.len() > 300 {
-        let cut = (0..=300).rev().find(|i| line.is_char_boundary(*i)).unwrap_or(0);
+        let cut = (0..=300)
+            .rev()
+            .find(|i| line.is_char_boundary(*i))
+            .unwrap_or(0);
         line.truncate(cut);
         line.push('…');
     }
@@ -430,7 +442,9 @@ mod tests {
         let e = ApiError::from_parts(
             StatusCode::UNAUTHORIZED,
             "GET /service/core/v4/Me".into(),
-            Bytes::from_static(br#"{"Code":60519,"Message":"Invalid STS access_token.","ModelState":null}"#),
+            Bytes::from_static(
+                br#"{"Code":60519,"Message":"Invalid STS access_token.","ModelState":null}"#,
+            ),
         );
         assert_eq!(e.code, Some(60519));
         let err = Error::from_api(e);
@@ -439,7 +453,11 @@ mod tests {
             err.to_string(),
             "authentication failed: HTTP 401 Unauthorized from GET /service/core/v4/Me: 60519 Invalid STS access_token."
         );
-        let bare = Error::from_api(ApiError::from_parts(StatusCode::NOT_FOUND, String::new(), Bytes::new()));
+        let bare = Error::from_api(ApiError::from_parts(
+            StatusCode::NOT_FOUND,
+            String::new(),
+            Bytes::new(),
+        ));
         assert!(matches!(bare, Error::NotFound(_)));
         assert_eq!(bare.status(), Some(StatusCode::NOT_FOUND));
     }
@@ -465,7 +483,11 @@ mod tests {
 
     #[test]
     fn debug_of_api_error_hides_the_body() {
-        let e = ApiError::from_parts(StatusCode::BAD_REQUEST, String::new(), Bytes::from_static(b"secret-ish"));
+        let e = ApiError::from_parts(
+            StatusCode::BAD_REQUEST,
+            String::new(),
+            Bytes::from_static(b"secret-ish"),
+        );
         assert!(!format!("{e:?}").contains("secret-ish"));
     }
 }

@@ -1,12 +1,53 @@
-//! Rust SDK for One Identity Safeguard.
+//! Rust SDK for One Identity Safeguard: Safeguard for Privileged Passwords
+//! (SPP, the appliance) and Safeguard for Privileged Sessions (SPS).
+//!
+//! - [`SafeguardClient`] signs in ([`auth`]: PKCE, password, certificate,
+//!   device code, browser, token), keeps and refreshes the token, and offers
+//!   the typed clients generated from the appliance's own OpenAPI documents
+//!   ([`api`]) as well as generic verbs, streaming and paging.
+//! - [`blocking`] is the same for programs without an async runtime.
+//! - [`tls`] holds the TLS settings shared by every connection.
+//!
+//! ```no_run
+//! use safeguard_sdk::{auth::PkceAuth, SafeguardClient};
+//! # async fn run() -> safeguard_sdk::Result<()> {
+//! let client = SafeguardClient::builder("safeguard.example.com")
+//!     .auth(PkceAuth::new("local", "Admin", "Admin123"))
+//!     .ca_file("ca.pem")?
+//!     .build()?;
+//! // A typed call: builder-style parameters, typed answer, `?` into safeguard_sdk::Error.
+//! let users = client.core().users_get_users().filter("Disabled eq false").limit(10).send().await?;
+//! for user in users.iter() {
+//!     println!("{:?} {:?}", user.id, user.name);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Each service's generated client sits behind a cargo feature of the same
+//! name (`core`, `appliance`, `notification`, `a2a`; all on by default).
 #![warn(missing_docs)]
 
 extern crate self as safeguard_sdk;
 
+#[cfg(feature = "a2a")]
+pub mod a2a;
 pub mod api;
+pub mod auth;
+pub mod blocking;
+mod cert_transport;
+mod client;
 pub mod error;
+pub mod events;
+pub mod paging;
 mod timestamp;
+pub mod tls;
+pub mod sps;
 pub mod transport;
 
+pub use client::{
+    ApiResponse, RequestBuilder, SafeguardClient, SafeguardClientBuilder, Service, UploadSource,
+    TOKEN_LIFETIME_HEADER,
+};
 pub use error::{Error, Result};
+pub use secrecy::{ExposeSecret, SecretString};
 pub use timestamp::Timestamp;

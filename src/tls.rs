@@ -184,7 +184,10 @@ impl TlsOptions {
 
     /// An OpenSSL connector for the certificate transport: the same trust and
     /// versions, the client identity, and post-handshake authentication on.
-    pub(crate) fn openssl_connector(&self, identity: Option<&ClientIdentity>) -> Result<SslConnector> {
+    pub(crate) fn openssl_connector(
+        &self,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<SslConnector> {
         let tls = |e: openssl::error::ErrorStack| Error::Tls(e.to_string());
         let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(tls)?;
         let ossl_version = |v: TlsVersion| match v {
@@ -192,10 +195,14 @@ impl TlsOptions {
             TlsVersion::Tls13 => SslVersion::TLS1_3,
         };
         self.versions()?;
-        b.set_min_proto_version(Some(ossl_version(self.min_version.unwrap_or(TlsVersion::Tls12))))
-            .map_err(tls)?;
-        b.set_max_proto_version(Some(ossl_version(self.max_version.unwrap_or(TlsVersion::Tls13))))
-            .map_err(tls)?;
+        b.set_min_proto_version(Some(ossl_version(
+            self.min_version.unwrap_or(TlsVersion::Tls12),
+        )))
+        .map_err(tls)?;
+        b.set_max_proto_version(Some(ossl_version(
+            self.max_version.unwrap_or(TlsVersion::Tls13),
+        )))
+        .map_err(tls)?;
         if self.accept_invalid_certs {
             b.set_verify(SslVerifyMode::NONE);
         } else {
@@ -216,8 +223,11 @@ impl TlsOptions {
                 b.add_extra_chain_cert(extra.clone()).map_err(tls)?;
             }
             b.set_private_key(&id.key).map_err(tls)?;
-            b.check_private_key()
-                .map_err(|e| Error::Config(format!("the private key does not match the certificate: {e}")))?;
+            b.check_private_key().map_err(|e| {
+                Error::Config(format!(
+                    "the private key does not match the certificate: {e}"
+                ))
+            })?;
         }
         // SAFETY: the context pointer is valid for the builder's lifetime and
         // the call only sets a flag on it.
@@ -268,7 +278,12 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -277,7 +292,12 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -321,9 +341,18 @@ impl ClientIdentity {
     }
 
     /// From a PEM certificate and a passphrase-protected PEM private key.
-    pub fn from_encrypted_pem(cert_pem: &[u8], key_pem: &[u8], passphrase: &SecretString) -> Result<Self> {
-        let key = PKey::private_key_from_pem_passphrase(key_pem, passphrase.expose_secret().as_bytes())
-            .map_err(|_| Error::Config("cannot decrypt the private key: wrong passphrase or not a PEM key".into()))?;
+    pub fn from_encrypted_pem(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        passphrase: &SecretString,
+    ) -> Result<Self> {
+        let key =
+            PKey::private_key_from_pem_passphrase(key_pem, passphrase.expose_secret().as_bytes())
+                .map_err(|_| {
+                Error::Config(
+                    "cannot decrypt the private key: wrong passphrase or not a PEM key".into(),
+                )
+            })?;
         Self::from_cert_and_key(cert_pem, key)
     }
 
@@ -345,14 +374,19 @@ impl ClientIdentity {
     pub fn from_pkcs12(der: &[u8], password: &SecretString) -> Result<Self> {
         let parsed = Pkcs12::from_der(der)
             .and_then(|p| p.parse2(password.expose_secret()))
-            .map_err(|_| Error::Config("cannot open the PKCS#12 file: wrong password or not PKCS#12".into()))?;
+            .map_err(|_| {
+                Error::Config("cannot open the PKCS#12 file: wrong password or not PKCS#12".into())
+            })?;
         let cert = parsed
             .cert
             .ok_or_else(|| Error::Config("the PKCS#12 file holds no certificate".into()))?;
         let key = parsed
             .pkey
             .ok_or_else(|| Error::Config("the PKCS#12 file holds no private key".into()))?;
-        let chain = parsed.ca.map(|s| s.into_iter().collect()).unwrap_or_default();
+        let chain = parsed
+            .ca
+            .map(|s| s.into_iter().collect())
+            .unwrap_or_default();
         Self::build(cert, chain, key)
     }
 
@@ -409,7 +443,7 @@ impl ClientIdentity {
                 format!(
                     "{}={}",
                     e.object().nid().short_name().unwrap_or("?"),
-                    e.data().as_utf8().map(|s| s.to_string()).unwrap_or_default()
+                    e.data().to_string().unwrap_or_default()
                 )
             })
             .collect::<Vec<_>>()
@@ -418,7 +452,8 @@ impl ClientIdentity {
 }
 
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Config(format!("cannot read the {what} {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| Error::Config(format!("cannot read the {what} {}: {e}", path.display())))
 }
 
 fn zeroizing_read(path: &Path, what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {

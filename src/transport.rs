@@ -93,11 +93,6 @@ impl Transport {
             }
         }
     }
-
-    /// Sends a request and returns the answer whatever its status.
-    pub(crate) async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response> {
-        self.exec.execute(request).await
-    }
 }
 
 /// `METHOD /path` of a request: no host, no query (which may carry values

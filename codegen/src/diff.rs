@@ -174,7 +174,12 @@ fn body_label(op: &Value) -> Option<String> {
     Some(
         content
             .iter()
-            .map(|(mt, m)| format!("{mt}: {}", m.get("schema").map(type_label).unwrap_or_default()))
+            .map(|(mt, m)| {
+                format!(
+                    "{mt}: {}",
+                    m.get("schema").map(type_label).unwrap_or_default()
+                )
+            })
             .collect::<Vec<_>>()
             .join(", "),
     )
@@ -256,7 +261,11 @@ fn enum_values(schema: &Value) -> BTreeSet<String> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string())
+        })
         .collect()
 }
 
@@ -289,7 +298,11 @@ fn schema_changes(old: &Value, new: &Value) -> Vec<String> {
         out.push(format!("enum value removed: {v}"));
     }
     if out.is_empty() && type_label(old) != type_label(new) {
-        out.push(format!("type changed: {} -> {}", type_label(old), type_label(new)));
+        out.push(format!(
+            "type changed: {} -> {}",
+            type_label(old),
+            type_label(new)
+        ));
     }
     out
 }
@@ -394,7 +407,10 @@ mod tests {
     #[test]
     fn reports_operations_and_schemas_added_removed_and_changed() {
         let d = diff_documents("core", &v1(), &v2());
-        assert_eq!(d.operations_added, ["POST /v4/Users (Users_CreateUserAsync)"]);
+        assert_eq!(
+            d.operations_added,
+            ["POST /v4/Users (Users_CreateUserAsync)"]
+        );
         assert_eq!(d.operations_removed, ["DELETE /v4/Old (Old_Delete)"]);
         assert_eq!(
             d.operations_changed["GET /v4/Users (Users_GetUsersAsync)"],

@@ -99,7 +99,9 @@ pub fn generate(service: &str, mut doc: Value, style: Style) -> Result<Generated
 /// formats path parameters with `to_string()`, and callers want the wire
 /// value whether or not this SDK knows it.
 fn tolerant_enum_impls(components: &[String]) -> String {
-    let mut out = String::from("\n/// Wire values of the tolerant enums.\nmod tolerant_enums {\n    use super::types;\n");
+    let mut out = String::from(
+        "\n/// Wire values of the tolerant enums.\nmod tolerant_enums {\n    use super::types;\n",
+    );
     for name in components {
         let ty = type_name(name);
         out.push_str(&format!(
@@ -127,8 +129,8 @@ pub fn type_name(component: &str) -> String {
 
 /// Runs progenitor, turning both its errors and its panics into a message.
 fn run_progenitor(doc: &Value, style: Style) -> Result<proc_macro2::TokenStream, String> {
-    let spec: openapiv3::OpenAPI =
-        serde_json::from_value(doc.clone()).map_err(|e| format!("not an OpenAPI 3.0 document: {e}"))?;
+    let spec: openapiv3::OpenAPI = serde_json::from_value(doc.clone())
+        .map_err(|e| format!("not an OpenAPI 3.0 document: {e}"))?;
     let previous_hook = panic::take_hook();
     panic::set_hook(Box::new(|_| {}));
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -155,7 +157,13 @@ fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
 fn find_failing_operations(doc: &Value, style: Style) -> Vec<String> {
     let mut failing = Vec::new();
     let ops: Vec<(String, String, String)> = normalize::operations(doc)
-        .map(|(p, m, op)| (p.to_owned(), m.to_owned(), normalize::operation_name(p, m, op)))
+        .map(|(p, m, op)| {
+            (
+                p.to_owned(),
+                m.to_owned(),
+                normalize::operation_name(p, m, op),
+            )
+        })
         .collect();
     for (path, method, name) in ops {
         let mut single = doc.clone();

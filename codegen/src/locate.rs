@@ -102,13 +102,18 @@ mod tests {
             locate_documents(&["core", "a2a", "notification"], Some(&env), &crate_dir).unwrap();
         assert_eq!(found[0].path, env.join("core.json"));
         assert_eq!(found[1].path, crate_dir.join("openapi").join("a2a.json"));
-        assert_eq!(found[2].path, crate_dir.join("../shared/openapi/notification.json"));
+        assert_eq!(
+            found[2].path,
+            crate_dir.join("../shared/openapi/notification.json")
+        );
     }
 
     #[test]
     fn missing_document_names_all_three_locations() {
         let root = tempdir();
-        let err = locate_documents(&["appliance"], None, &root).unwrap_err().to_string();
+        let err = locate_documents(&["appliance"], None, &root)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("appliance.json"), "{err}");
         assert!(err.contains("$SAFEGUARD_OPENAPI_DIR"), "{err}");
         assert!(err.contains("openapi/"), "{err}");

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use safeguard_codegen::{diff::diff_dirs, generate, locate_documents, read_document, Style, SERVICES};
+use safeguard_codegen::{
+    diff::diff_dirs, generate, locate_documents, read_document, Style, SERVICES,
+};
 
 const USAGE: &str = "\
 safeguard-codegen: the code generator behind safeguard-sdk
@@ -38,7 +40,9 @@ fn main() -> ExitCode {
         ["report"] => report(None, style),
         ["report", dir] => report(Some(PathBuf::from(dir)), style),
         ["generate", service, out] => generate_one(service, out, None, style),
-        ["generate", service, out, dir] => generate_one(service, out, Some(PathBuf::from(dir)), style),
+        ["generate", service, out, dir] => {
+            generate_one(service, out, Some(PathBuf::from(dir)), style)
+        }
         ["diff", old, new] => diff_dirs(old.as_ref(), new.as_ref())
             .map(|report| print!("{report}"))
             .map_err(|e| e.to_string()),
@@ -84,7 +88,12 @@ fn report(dir: Option<PathBuf>, style: Style) -> Result<(), String> {
     Ok(())
 }
 
-fn generate_one(service: &str, out: &str, dir: Option<PathBuf>, style: Style) -> Result<(), String> {
+fn generate_one(
+    service: &str,
+    out: &str,
+    dir: Option<PathBuf>,
+    style: Style,
+) -> Result<(), String> {
     let (service, path) = sources(dir, &[service])?
         .pop()
         .ok_or_else(|| format!("no document for {service}"))?;

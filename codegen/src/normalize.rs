@@ -80,16 +80,34 @@ impl NormalizeReport {
     /// One line per rule with its count, for the build log and the CLI.
     pub fn lines(&self) -> Vec<String> {
         vec![
-            format!("rule 1 operationId without Async: {}", self.renamed_operations),
-            format!("rule 2 request bodies reduced: {}", self.request_bodies_reduced),
+            format!(
+                "rule 1 operationId without Async: {}",
+                self.renamed_operations
+            ),
+            format!(
+                "rule 2 request bodies reduced: {}",
+                self.request_bodies_reduced
+            ),
             format!("rule 2 raw uploads: {}", self.uploads),
             format!("rule 3 streamed downloads: {}", self.downloads),
-            format!("rule 4 error responses removed: {}", self.error_responses_removed),
+            format!(
+                "rule 4 error responses removed: {}",
+                self.error_responses_removed
+            ),
             format!("rule 5 raw-bytes operations: {}", self.raw_operations.len()),
-            format!("rule 6 closed objects opened: {}", self.closed_objects_opened),
-            format!("rule 7 validation keywords removed: {}", self.validations_removed),
+            format!(
+                "rule 6 closed objects opened: {}",
+                self.closed_objects_opened
+            ),
+            format!(
+                "rule 7 validation keywords removed: {}",
+                self.validations_removed
+            ),
             format!("rule 8 tolerant enums: {}", self.tolerant_enums),
-            format!("rule 9 required lists removed: {}", self.required_lists_removed),
+            format!(
+                "rule 9 required lists removed: {}",
+                self.required_lists_removed
+            ),
             format!("rule 10 lenient formats: {}", self.date_times),
             format!("rule 11 schemas renamed: {}", self.renamed_schemas.len()),
         ]
@@ -493,10 +511,18 @@ pub fn for_each_schema_mut(doc: &mut Value, f: &mut impl FnMut(&str, &mut Map<St
     }
 }
 
-fn walk_holder_list(ctx: &str, list: &mut Value, f: &mut impl FnMut(&str, &mut Map<String, Value>)) {
+fn walk_holder_list(
+    ctx: &str,
+    list: &mut Value,
+    f: &mut impl FnMut(&str, &mut Map<String, Value>),
+) {
     if let Some(items) = list.as_array_mut() {
         for p in items {
-            let name = p.get("name").and_then(Value::as_str).map(pascal).unwrap_or_default();
+            let name = p
+                .get("name")
+                .and_then(Value::as_str)
+                .map(pascal)
+                .unwrap_or_default();
             walk_holder(&format!("{ctx}{name}"), p, f);
         }
     }
@@ -526,7 +552,11 @@ fn walk_schema(ctx: &str, schema: &mut Value, f: &mut impl FnMut(&str, &mut Map<
             walk_schema(&format!("{ctx}{}", pascal(name)), p, f);
         }
     }
-    for (key, suffix) in [("items", "Item"), ("additionalProperties", "Value"), ("not", "Not")] {
+    for (key, suffix) in [
+        ("items", "Item"),
+        ("additionalProperties", "Value"),
+        ("not", "Not"),
+    ] {
         if let Some(child) = map.get_mut(key) {
             walk_schema(&format!("{ctx}{suffix}"), child, f);
         }
@@ -622,7 +652,10 @@ fn rewrite_schema(
                 known.insert(key.to_owned(), v);
             }
         }
-        known.insert("title".into(), Value::String(format!("{prefix}{KNOWN_TITLE}")));
+        known.insert(
+            "title".into(),
+            Value::String(format!("{prefix}{KNOWN_TITLE}")),
+        );
         known.insert("type".into(), Value::String("string".into()));
         // An enum's default is one of its values; keep it on the outer schema.
         schema.insert(
@@ -719,7 +752,10 @@ mod tests {
         );
         let report = normalize(&mut doc);
         let binary = json!({ "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } });
-        assert_eq!(doc["paths"]["/d"]["get"]["responses"]["200"]["content"], binary);
+        assert_eq!(
+            doc["paths"]["/d"]["get"]["responses"]["200"]["content"],
+            binary
+        );
         assert!(doc["paths"]["/d"]["get"]["responses"].get("404").is_none());
         let t = &doc["paths"]["/t"]["get"]["responses"];
         assert_eq!(t.as_object().unwrap().len(), 1);
@@ -794,7 +830,10 @@ mod tests {
         assert_eq!(role["description"], "d");
         assert_eq!(role["oneOf"][0]["title"], "RoleKnown");
         assert_eq!(role["oneOf"][0]["enum"], json!(["Requester", "Approver"]));
-        assert_eq!(role["oneOf"][1], json!({ "title": "RoleOther", "type": "string" }));
+        assert_eq!(
+            role["oneOf"][1],
+            json!({ "title": "RoleOther", "type": "string" })
+        );
         assert!(role.get("enum").is_none());
         // Non-string enums are left alone.
         assert_eq!(doc["components"]["schemas"]["Level"]["enum"], json!([1, 2]));

@@ -1,0 +1,48 @@
+//! Every operation of the real appliance documents (and the project's a2a
+//! document) generates; none is dropped.
+
+use std::path::PathBuf;
+
+use safeguard_codegen::{generate, read_document, Style};
+
+fn doc_path(file: &str) -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    [
+        std::env::var_os("SAFEGUARD_OPENAPI_DIR").map(PathBuf::from),
+        Some(root.join("openapi")),
+        Some(root.join("..").join("shared").join("openapi")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|d| d.join(file))
+    .find(|p| p.is_file())
+}
+
+#[test]
+fn all_operations_generate_and_none_is_dropped() {
+    let expected = [
+        ("core", 962),
+        ("appliance", 100),
+        ("notification", 6),
+        ("a2a", 4),
+    ];
+    let mut total = 0;
+    for (service, count) in expected {
+        let path = doc_path(&format!("{service}.json"))
+            .unwrap_or_else(|| panic!("{service}.json is not in any document location"));
+        let doc = read_document(&path).unwrap();
+        let in_doc = safeguard_codegen::normalize::operations(&doc).count();
+        let generated = generate(service, doc, Style::Builder).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            generated.operations_kept, in_doc,
+            "{service}: an operation was dropped"
+        );
+        assert_eq!(in_doc, count, "{service}: the document changed");
+        // Every operation has a method on the generated client.
+        let methods = generated.code.matches("operation_id: \"").count();
+        assert_eq!(methods, in_doc, "{service}: generated methods");
+        total += in_doc;
+        eprint!("{}", generated.summary());
+    }
+    assert_eq!(total, 1072);
+}

@@ -1,0 +1,618 @@
+//! The rSTS conversations behind each sign-in strategy, and the exchange of
+//! the rSTS access token for a Safeguard user token.
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::RngCore;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{BrowserPkceAuth, DeviceCodeAuth, PasswordAuth, PkceAuth};
+use crate::error::{ApiError, DecodeError, Error, Result, StsError};
+
+/// The redirect address of installed applications (no browser involved).
+const INSTALLED_APP: &str = "urn:InstalledApplication";
+
+/// What a device-code sign-in asks a person to do.
+#[derive(Clone, Debug)]
+pub struct DeviceCodePrompt {
+    /// The code to type at [`verification_uri`](Self::verification_uri).
+    pub user_code: String,
+    /// Where to approve the sign-in.
+    pub verification_uri: String,
+    /// The address with the code filled in, when the appliance gives one.
+    pub verification_uri_complete: Option<String>,
+    /// How long the code stays valid.
+    pub expires_in: Duration,
+}
+
+/// Talks to one appliance's rSTS and token endpoints over bearer transport.
+pub(crate) struct Sts<'a> {
+    pub(crate) http: &'a reqwest::Client,
+    pub(crate) host: &'a str,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: SecretString,
+}
+
+#[derive(Deserialize)]
+struct Provider {
+    #[serde(rename = "Name", default)]
+    name: Option<String>,
+    #[serde(rename = "RstsProviderId", default)]
+    rsts_provider_id: Option<String>,
+}
+
+impl<'a> Sts<'a> {
+    fn url(&self, path: &str) -> String {
+        format!("https://{}{}", self.host, path)
+    }
+
+    /// Resolves a caller's provider string to the rSTS provider id:
+    /// case-insensitively on `RstsProviderId`, then `Name`, then as a
+    /// substring of `RstsProviderId`. The built-ins `local` and
+    /// `certificate` resolve to themselves when the list lacks them.
+    pub(crate) async fn resolve_provider(&self, wanted: &str) -> Result<String> {
+        let response = self
+            .http
+            .get(self.url("/service/core/v4/AuthenticationProviders"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            return Err(Error::from_api(ApiError::from_parts(
+                status,
+                "GET /service/core/v4/AuthenticationProviders".into(),
+                body,
+            )));
+        }
+        let providers: Vec<Provider> = serde_json::from_slice(&body)
+            .map_err(|e| Error::Decode(DecodeError::new(Some(status), e, &body)))?;
+        pick_provider(&providers, wanted).ok_or_else(|| {
+            let known: Vec<String> = providers
+                .iter()
+                .filter_map(|p| p.rsts_provider_id.clone().or_else(|| p.name.clone()))
+                .collect();
+            Error::Config(format!(
+                "no authentication provider matches {wanted:?}; the appliance has: {}",
+                known.join(", ")
+            ))
+        })
+    }
+
+    async fn scope(&self, provider: &str) -> Result<String> {
+        Ok(format!(
+            "rsts:sts:primaryproviderid:{}",
+            self.resolve_provider(provider).await?
+        ))
+    }
+
+    /// Posts a JSON body to the token endpoint and reads the access token.
+    async fn token_request(&self, body: serde_json::Value) -> Result<SecretString> {
+        let response = self
+            .http
+            .post(self.url("/RSTS/oauth2/token"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&body)
+            .send()
+            .await?;
+        read_token_answer(response).await
+    }
+
+    /// Resource-owner password grant.
+    pub(crate) async fn password(&self, auth: &PasswordAuth) -> Result<SecretString> {
+        let scope = self.scope(&auth.provider).await?;
+        self.token_request(json!({
+            "grant_type": "password",
+            "username": auth.username,
+            "password": auth.password.expose_secret(),
+            "scope": scope,
+        }))
+        .await
+    }
+
+    /// The browser-less PKCE flow through the login controller.
+    pub(crate) async fn pkce(&self, auth: &PkceAuth) -> Result<SecretString> {
+        let provider = self.resolve_provider(&auth.provider).await?;
+        let pkce = PkceSecrets::new();
+        let csrf = random_token(32);
+        let mut form: Vec<(&str, String)> = vec![
+            ("directoryComboBox", provider),
+            ("usernameTextbox", auth.username.clone()),
+            ("passwordTextbox", auth.password.expose_secret().to_owned()),
+            ("csrfTokenTextbox", csrf.clone()),
+        ];
+        let step = |n: u8, form: &[(&str, String)]| {
+            let url = format!(
+                "{}?response_type=code&code_challenge_method=S256&code_challenge={}&redirect_uri={}&loginRequestStep={n}",
+                self.url("/RSTS/UserLogin/LoginController"),
+                pkce.challenge,
+                INSTALLED_APP
+            );
+            self.http
+                .request(Method::POST, url)
+                .header(reqwest::header::COOKIE, format!("CsrfToken={csrf}"))
+                .header(reqwest::header::ACCEPT, "application/json")
+                .form(form)
+                .send()
+        };
+        let answer = |r: reqwest::Response| async move {
+            let status = r.status();
+            let body = r.bytes().await?;
+            if status != StatusCode::OK {
+                return Err(Error::Sts(StsError::from_parts(status, &body)));
+            }
+            Ok::<_, Error>(serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default())
+        };
+
+        answer(step(1, &form).await?).await?;
+        let primary = answer(step(3, &form).await?).await?;
+        let needs_mfa = primary
+            .get("SecondaryProviderID")
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| !s.is_empty());
+        if needs_mfa {
+            let otp = auth.otp.as_ref().ok_or_else(|| {
+                Error::Config(
+                    "this user needs multi-factor authentication: give PkceAuth a one_time_password".into(),
+                )
+            })?;
+            let init = answer(step(7, &form).await?).await?;
+            let state = init
+                .get("State")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            form.push((
+                "secondaryLoginTextbox",
+                otp.get().expose_secret().to_owned(),
+            ));
+            form.push(("secondaryAuthenticationStateTextbox", state));
+            let r = step(5, &form).await?;
+            if r.status() == StatusCode::NON_AUTHORITATIVE_INFORMATION {
+                let body = r.bytes().await?;
+                let message = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("Message").and_then(|m| m.as_str()).map(str::to_owned));
+                return Err(Error::Sts(StsError {
+                    status: StatusCode::NON_AUTHORITATIVE_INFORMATION,
+                    error: "mfa_failed".into(),
+                    description: Some(
+                        message.unwrap_or_else(|| "multi-factor authentication failed".into()),
+                    ),
+                }));
+            }
+            answer(r).await?;
+        }
+        let finish = answer(step(6, &form).await?).await?;
+        let relying = finish
+            .get("RelyingPartyUrl")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                Error::Decode(DecodeError::new(
+                    Some(StatusCode::OK),
+                    "the login controller's last step has no RelyingPartyUrl",
+                    b"",
+                ))
+            })?;
+        let code = query_value(relying, "code").ok_or_else(|| {
+            Error::Decode(DecodeError::new(
+                Some(StatusCode::OK),
+                "the RelyingPartyUrl carries no code",
+                b"",
+            ))
+        })?;
+        self.token_request(json!({
+            "grant_type": "authorization_code",
+            "redirect_uri": INSTALLED_APP,
+            "code": code,
+            "code_verifier": pkce.verifier.expose_secret(),
+        }))
+        .await
+    }
+
+    /// The device-code flow (RFC 8628).
+    pub(crate) async fn device_code(&self, auth: &DeviceCodeAuth) -> Result<SecretString> {
+        let scope = self.scope(&auth.provider).await?;
+        let response = self
+            .http
+            .post(self.url("/RSTS/oauth2/DeviceLogin"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&json!({ "client_id": "", "scope": scope }))
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            return Err(Error::Sts(StsError::from_parts(status, &body)));
+        }
+        #[derive(Deserialize)]
+        struct Start {
+            device_code: SecretString,
+            user_code: String,
+            verification_uri: String,
+            verification_uri_complete: Option<String>,
+            expires_in: Option<u64>,
+            interval: Option<u64>,
+        }
+        let start: Start = serde_json::from_slice(&body).map_err(|e| {
+            // An HTML page here says the grant is disabled.
+            if body.starts_with(b"<") || !body.starts_with(b"{") {
+                Error::Sts(StsError::from_parts(status, &body))
+            } else {
+                Error::Decode(DecodeError::new(Some(status), e, &body))
+            }
+        })?;
+        let expires_in = Duration::from_secs(start.expires_in.unwrap_or(300));
+        (auth.prompt)(&DeviceCodePrompt {
+            user_code: start.user_code,
+            verification_uri: start.verification_uri,
+            verification_uri_complete: start.verification_uri_complete,
+            expires_in,
+        });
+        let started = Instant::now();
+        let deadline = started + auth.max_wait.map_or(expires_in, |w| w.min(expires_in));
+        let mut interval = Duration::from_secs(start.interval.unwrap_or(5).max(1));
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::SignInIncomplete(
+                    "the device code expired before it was approved".into(),
+                ));
+            }
+            tokio::select! {
+                _ = auth.cancel.cancelled() => {
+                    return Err(Error::SignInIncomplete("the device code sign-in was cancelled".into()));
+                }
+                _ = tokio::time::sleep(interval.min(deadline - now)) => {}
+            }
+            let response = self
+                .http
+                .post(self.url("/RSTS/oauth2/token"))
+                .header(reqwest::header::ACCEPT, "application/json")
+                .json(&json!({
+                    "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                    "device_code": start.device_code.expose_secret(),
+                    "client_id": "",
+                }))
+                .send()
+                .await?;
+            match read_token_answer(response).await {
+                Ok(token) => return Ok(token),
+                Err(Error::Sts(e)) => match e.error.as_str() {
+                    "authorization_pending" => {}
+                    "slow_down" => interval += Duration::from_secs(5),
+                    "access_denied" => {
+                        return Err(Error::SignInIncomplete(
+                            "the device code sign-in was denied".into(),
+                        ))
+                    }
+                    "expired_token" => {
+                        return Err(Error::SignInIncomplete(
+                            "the device code expired before it was approved".into(),
+                        ))
+                    }
+                    _ => return Err(Error::Sts(e)),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// PKCE in the system browser with a loopback redirect listener.
+    pub(crate) async fn browser_pkce(&self, auth: &BrowserPkceAuth) -> Result<SecretString> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let port = listener.local_addr()?.port();
+        let redirect = format!("http://127.0.0.1:{port}/");
+        let pkce = PkceSecrets::new();
+        let state = random_token(16);
+        let mut url = url::Url::parse(&self.url("/RSTS/Login"))
+            .map_err(|e| Error::Config(format!("bad host: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("code_challenge", &pkce.challenge)
+            .append_pair("redirect_uri", &redirect)
+            .append_pair("state", &state);
+        if let Some(p) = &auth.provider {
+            let id = self.resolve_provider(p).await?;
+            url.query_pairs_mut().append_pair("primaryProviderID", &id);
+        }
+        (auth.open)(url.as_str())
+            .map_err(|e| Error::Config(format!("cannot open the browser: {e}")))?;
+        let code = tokio::time::timeout(auth.timeout, receive_redirect(&listener, &state))
+            .await
+            .map_err(|_| Error::SignInIncomplete("no browser redirect arrived in time".into()))??;
+        self.token_request(json!({
+            "grant_type": "authorization_code",
+            "redirect_uri": redirect,
+            "code": code.expose_secret(),
+            "code_verifier": pkce.verifier.expose_secret(),
+        }))
+        .await
+    }
+
+    /// The client-credentials grant with a client certificate, sent over the
+    /// certificate transport (which can answer the appliance's certificate
+    /// request made after the handshake).
+    pub(crate) async fn certificate(
+        &self,
+        auth: &super::CertificateAuth,
+        tls: &crate::tls::TlsOptions,
+        timeout: Option<Duration>,
+    ) -> Result<SecretString> {
+        let scope = self
+            .scope(auth.provider.as_deref().unwrap_or("certificate"))
+            .await?;
+        let transport = crate::cert_transport::CertTransport::new(
+            self.host,
+            tls,
+            auth.identity.clone(),
+            timeout,
+        )?;
+        let mut request = reqwest::Request::new(
+            Method::POST,
+            url::Url::parse(&self.url("/RSTS/oauth2/token"))
+                .map_err(|e| Error::Config(format!("bad host: {e}")))?,
+        );
+        let body = serde_json::to_vec(&json!({
+            "grant_type": "client_credentials",
+            "scope": scope,
+        }))
+        .map_err(|e| Error::Config(e.to_string()))?;
+        request.headers_mut().insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        request.headers_mut().insert(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        *request.body_mut() = Some(body.into());
+        read_token_answer(transport.execute(request).await?).await
+    }
+
+    /// Exchanges an rSTS access token for a Safeguard user token.
+    pub(crate) async fn login_response(&self, sts_token: &SecretString) -> Result<SecretString> {
+        let response = self
+            .http
+            .post(self.url("/service/core/v4/Token/LoginResponse"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&json!({ "StsAccessToken": sts_token.expose_secret() }))
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            return Err(Error::from_api(ApiError::from_parts(
+                status,
+                "POST /service/core/v4/Token/LoginResponse".into(),
+                body,
+            )));
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(rename = "Status")]
+            status: Option<String>,
+            #[serde(rename = "UserToken")]
+            user_token: Option<SecretString>,
+        }
+        let answer: Answer = serde_json::from_slice(&body)
+            .map_err(|e| Error::Decode(DecodeError::new(Some(status), e, b"")))?;
+        match (answer.status.as_deref(), answer.user_token) {
+            (Some("Success") | None, Some(token)) => Ok(token),
+            (other, _) => Err(Error::Sts(StsError {
+                status,
+                error: "login_response".into(),
+                description: Some(format!(
+                    "the appliance did not issue a user token (Status {})",
+                    other.unwrap_or("missing")
+                )),
+            })),
+        }
+    }
+}
+
+/// Reads a token endpoint answer: the access token, or the STS error.
+pub(crate) async fn read_token_answer(response: reqwest::Response) -> Result<SecretString> {
+    let status = response.status();
+    let body = response.bytes().await?;
+    if !status.is_success() {
+        return Err(Error::Sts(StsError::from_parts(status, &body)));
+    }
+    serde_json::from_slice::<TokenAnswer>(&body)
+        .map(|t| t.access_token)
+        .map_err(|e| Error::Decode(DecodeError::new(Some(status), e, b"")))
+}
+
+fn pick_provider(providers: &[Provider], wanted: &str) -> Option<String> {
+    let eq = |s: &Option<String>| s.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(wanted));
+    let lower = wanted.to_lowercase();
+    providers
+        .iter()
+        .find(|p| eq(&p.rsts_provider_id))
+        .or_else(|| providers.iter().find(|p| eq(&p.name)))
+        .or_else(|| {
+            providers.iter().find(|p| {
+                p.rsts_provider_id
+                    .as_deref()
+                    .is_some_and(|id| id.to_lowercase().contains(&lower))
+            })
+        })
+        .and_then(|p| p.rsts_provider_id.clone())
+        .or_else(|| {
+            ["local", "certificate"]
+                .iter()
+                .find(|b| b.eq_ignore_ascii_case(wanted))
+                .map(|b| (*b).to_owned())
+        })
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub(crate) struct PkceSecrets {
+    pub(crate) verifier: SecretString,
+    pub(crate) challenge: String,
+}
+
+impl PkceSecrets {
+    pub(crate) fn new() -> Self {
+        let verifier = random_token(32);
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        Self {
+            verifier: verifier.into(),
+            challenge,
+        }
+    }
+}
+
+/// `n` random bytes, base64url without padding.
+pub(crate) fn random_token(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The value of `key` in the query of `url` (which may be a URN).
+fn query_value(url: &str, key: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Accepts browser requests on the loopback listener until one carries the
+/// authorization code (with the expected state).
+async fn receive_redirect(listener: &tokio::net::TcpListener, state: &str) -> Result<SecretString> {
+    loop {
+        let (mut socket, _) = listener.accept().await?;
+        let mut buf = vec![0u8; 8192];
+        let mut len = 0;
+        while len < buf.len() {
+            let n = socket.read(&mut buf[len..]).await?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let head = String::from_utf8_lossy(&buf[..len]);
+        let target = head
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("/");
+        let code = query_value(target, "code");
+        let got_state = query_value(target, "state");
+        let error = query_value(target, "error");
+        let (reply, outcome) = match (code, got_state, error) {
+            (Some(code), Some(s), _) if s == state => {
+                ("Signed in. You can close this window.", Some(Ok(code)))
+            }
+            (_, _, Some(e)) => ("Sign-in failed. You can close this window.", Some(Err(e))),
+            _ => ("Waiting for the sign-in to complete.", None),
+        };
+        let page = format!("<html><body><p>{reply}</p></body></html>");
+        let _ = socket
+            .write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+        match outcome {
+            Some(Ok(code)) => return Ok(code.into()),
+            Some(Err(e)) => {
+                return Err(Error::Sts(StsError {
+                    status: StatusCode::BAD_REQUEST,
+                    error: e,
+                    description: Some("the browser sign-in was refused".into()),
+                }))
+            }
+            None => continue,
+        }
+    }
+}
+
+/// Opens `url` with the platform's opener.
+pub(crate) fn open_in_system_browser(url: &str) -> std::io::Result<()> {
+    let mut cmd = if cfg!(target_os = "windows") {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/C", "start", ""]);
+        c
+    } else if cfg!(target_os = "macos") {
+        std::process::Command::new("open")
+    } else {
+        std::process::Command::new("xdg-open")
+    };
+    cmd.arg(url).spawn().map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(name: &str, id: &str) -> Provider {
+        Provider {
+            name: Some(name.into()),
+            rsts_provider_id: Some(id.into()),
+        }
+    }
+
+    #[test]
+    fn provider_matches_id_then_name_then_substring() {
+        let list = vec![
+            provider("Local", "local"),
+            provider("Corp AD", "corp.example.com"),
+            provider("example", "other-id"),
+        ];
+        assert_eq!(pick_provider(&list, "LOCAL").as_deref(), Some("local"));
+        assert_eq!(
+            pick_provider(&list, "corp ad").as_deref(),
+            Some("corp.example.com")
+        );
+        // Name "example" wins over the substring of corp.example.com.
+        assert_eq!(pick_provider(&list, "example").as_deref(), Some("other-id"));
+        assert_eq!(
+            pick_provider(&list, "corp.example").as_deref(),
+            Some("corp.example.com")
+        );
+        assert_eq!(
+            pick_provider(&list, "certificate").as_deref(),
+            Some("certificate")
+        );
+        assert_eq!(pick_provider(&list, "nope"), None);
+    }
+
+    #[test]
+    fn pkce_challenge_is_s256_of_verifier() {
+        let p = PkceSecrets::new();
+        let expected =
+            URL_SAFE_NO_PAD.encode(Sha256::digest(p.verifier.expose_secret().as_bytes()));
+        assert_eq!(p.challenge, expected);
+        assert!(!p.verifier.expose_secret().contains('='));
+        assert_eq!(p.verifier.expose_secret().len(), 43);
+    }
+
+    #[test]
+    fn code_is_read_from_the_relying_party_urn() {
+        assert_eq!(
+            query_value("urn:InstalledApplication?code=abc%2Bd&x=1", "code").as_deref(),
+            Some("abc+d")
+        );
+        assert_eq!(query_value("urn:InstalledApplication", "code"), None);
+    }
+}

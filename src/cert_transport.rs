@@ -1,0 +1,520 @@
+//! The certificate transport: HTTP/1.1 over OpenSSL with a client identity,
+//! shared by certificate sign-in, A2A calls and the A2A event hub.
+//!
+//! # Why OpenSSL and not rustls
+//!
+//! The appliance (Windows HTTP.sys) does not ask for the client certificate in
+//! the first TLS handshake. It asks later, on the established connection, once
+//! a request reaches an endpoint that needs it: with a renegotiation on TLS 1.2
+//! and with post-handshake authentication (RFC 8446 §4.6.2) on TLS 1.3. rustls
+//! can do neither, so a rustls client passes against a test server that asks in
+//! the first handshake and then fails against a real appliance (403, code 60094
+//! "Authorization is denied"); see `protocol.md` section 6. OpenSSL can do both:
+//!
+//! * TLS 1.3: the connector enables post-handshake authentication
+//!   (`SSL_CTX_set_post_handshake_auth`, see
+//!   [`TlsOptions::openssl_connector`](crate::tls::TlsOptions)), so the client
+//!   offers the `post_handshake_auth` extension and answers a later
+//!   CertificateRequest with the configured certificate while it reads the
+//!   response.
+//! * TLS 1.2: an OpenSSL client accepts a server's (secure, RFC 5746)
+//!   renegotiation request by default; nothing here turns that off.
+//!
+//! HTTP/2 is never negotiated (ALPN offers `http/1.1` only): HTTP/2 forbids
+//! renegotiation and post-handshake authentication.
+//!
+//! # Connection reuse
+//!
+//! Requests go through a small keep-alive pool (hyper-util's client over a
+//! connector that opens TCP + OpenSSL connections), so many requests share
+//! one TLS handshake, and on the appliance one certificate exchange: the
+//! certificate answered after the handshake stays attached to the connection.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use openssl::ssl::SslConnector;
+use reqwest::ResponseBuilderExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_openssl::SslStream;
+
+use crate::error::{error_chain, Error, Result};
+use crate::tls::{ClientIdentity, TlsOptions};
+use crate::transport::{BoxFuture, Execute};
+
+/// How long an idle pooled connection is kept by default. HTTP.sys drops
+/// idle connections after about two minutes; stay well below.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per host by default.
+pub(crate) const DEFAULT_MAX_IDLE: usize = 8;
+
+/// Connection-pool settings of a [`CertTransport`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolSettings {
+    /// Idle connections kept per host; 0 opens a new connection per request.
+    pub(crate) max_idle: usize,
+    /// How long an idle connection is kept.
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_idle: DEFAULT_MAX_IDLE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// HTTP/1.1 over OpenSSL with a client certificate, pooled.
+///
+/// Cheap to share behind an `Arc`; every clone of the pool handle sees the
+/// same connections. Connections are served by tasks on the tokio runtime
+/// that opened them.
+pub(crate) struct CertTransport {
+    host: String,
+    base_url: String,
+    thumbprint: String,
+    connector: TlsConnector,
+    client: Client<TlsConnector, reqwest::Body>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for CertTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertTransport")
+            .field("host", &self.host)
+            .field("thumbprint", &self.thumbprint)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertTransport {
+    /// A transport to `host` (`name`, `name:port`, `ip:port` or `[v6]:port`)
+    /// presenting `identity`, trusting what `tls` trusts. `timeout` bounds a
+    /// whole request (connect, handshake, answer and body).
+    pub(crate) fn new(
+        host: &str,
+        tls: &TlsOptions,
+        identity: ClientIdentity,
+        timeout: Option<Duration>,
+    ) -> Result<Self> {
+        Self::with_pool(host, tls, identity, timeout, PoolSettings::default())
+    }
+
+    /// Like [`CertTransport::new`], with explicit pool settings.
+    pub(crate) fn with_pool(
+        host: &str,
+        tls: &TlsOptions,
+        identity: ClientIdentity,
+        timeout: Option<Duration>,
+        pool: PoolSettings,
+    ) -> Result<Self> {
+        let (host, base_url, tcp_host, port) = parse_host(host)?;
+        let ssl = tls.openssl_connector(Some(&identity))?;
+        let connector = TlsConnector {
+            ssl,
+            default_target: (tcp_host, port),
+            connect_timeout: timeout,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(pool.idle_timeout)
+            .pool_max_idle_per_host(pool.max_idle)
+            .build(connector.clone());
+        Ok(Self {
+            host,
+            base_url,
+            thumbprint: identity.thumbprint().to_owned(),
+            connector,
+            client,
+            timeout,
+        })
+    }
+
+    /// The host as given (`name[:port]`).
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `https://{host}`, without a trailing slash.
+    pub(crate) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// SHA-1 thumbprint of the client certificate (upper-case hex).
+    #[allow(dead_code)]
+    pub(crate) fn thumbprint(&self) -> &str {
+        &self.thumbprint
+    }
+
+    /// The request timeout, if any.
+    #[allow(dead_code)]
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Opens a new TLS connection to the host with the client identity (not
+    /// pooled), e.g. for a websocket. ALPN offers `http/1.1`; the stream
+    /// answers post-handshake certificate requests like pooled connections.
+    #[allow(dead_code)]
+    pub(crate) async fn connect_tls(&self) -> Result<SslStream<TcpStream>> {
+        let (host, port) = &self.connector.default_target;
+        self.connector
+            .open(host, *port)
+            .await
+            .map_err(ConnectError::into_error)
+    }
+
+    /// Sends `request` and streams back the answer (any status is `Ok`).
+    /// TLS failures are [`Error::Tls`], an expired timeout [`Error::Timeout`],
+    /// other connection failures [`Error::Io`].
+    pub(crate) async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+        let url = request.url().clone();
+        if url.scheme() != "https" {
+            return Err(Error::Config(format!(
+                "the certificate transport only speaks https, not {}",
+                url.scheme()
+            )));
+        }
+        let label = crate::transport::request_label(&request);
+        let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
+        let http_request = http::Request::<reqwest::Body>::try_from(request)
+            .map_err(|e| Error::Config(format!("cannot send {label}: {}", error_chain(&e))))?;
+        let sent = self.client.request(http_request);
+        let answer = match deadline {
+            Some(d) => tokio::time::timeout_at(d, sent).await.map_err(|_| {
+                Error::Timeout(format!(
+                    "{label}: no answer within {:?}",
+                    self.timeout.unwrap_or_default()
+                ))
+            })?,
+            None => sent.await,
+        };
+        let response = answer.map_err(|e| client_error(e, &label))?;
+        let (mut parts, body) = response.into_parts();
+        let body = reqwest::Body::wrap(DeadlineBody {
+            inner: body,
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+        });
+        if let Ok(with_url) = http::Response::builder().url(url).body(()) {
+            parts.extensions.extend(with_url.into_parts().0.extensions);
+        }
+        Ok(reqwest::Response::from(http::Response::from_parts(parts, body)))
+    }
+}
+
+impl Execute for CertTransport {
+    fn execute(&self, request: reqwest::Request) -> BoxFuture<'_, Result<reqwest::Response>> {
+        Box::pin(CertTransport::execute(self, request))
+    }
+}
+
+/// `(host as given, base URL, TCP host without brackets, port)`.
+fn parse_host(host: &str) -> Result<(String, String, String, u16)> {
+    let trimmed = host.trim().trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.contains("://") || trimmed.contains(['/', '?', '#', '@']) {
+        return Err(Error::Config(format!(
+            "the host must be `name` or `name:port`, not `{host}`"
+        )));
+    }
+    let url = url::Url::parse(&format!("https://{trimmed}/"))
+        .map_err(|e| Error::Config(format!("bad host `{host}`: {e}")))?;
+    let name = url
+        .host_str()
+        .ok_or_else(|| Error::Config(format!("bad host `{host}`: no host name")))?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    let tcp_host = name.trim_start_matches('[').trim_end_matches(']').to_owned();
+    Ok((
+        trimmed.to_owned(),
+        format!("https://{trimmed}"),
+        tcp_host,
+        port,
+    ))
+}
+
+/// Reads a pool failure into the SDK's error.
+fn client_error(e: hyper_util::client::legacy::Error, label: &str) -> Error {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = cur {
+        if let Some(c) = err.downcast_ref::<ConnectError>() {
+            return c.to_error();
+        }
+        cur = err.source();
+    }
+    let chain = error_chain(&e);
+    if has_tls_error(&e) {
+        Error::Tls(format!("{label}: {chain}"))
+    } else {
+        transport_error(io::ErrorKind::ConnectionAborted, format!("{label}: {chain}"))
+    }
+}
+
+fn has_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<openssl::ssl::Error>().is_some()
+            || err.downcast_ref::<openssl::error::ErrorStack>().is_some()
+        {
+            return true;
+        }
+        if let Some(inner) = err.downcast_ref::<io::Error>().and_then(|i| i.get_ref()) {
+            if has_tls_error(inner) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// A connection failure that is neither TLS nor a timeout. `Error::Transport`
+/// needs a `reqwest::Error`, which only reqwest can make; until the error type
+/// has a variant for other transports, these travel as [`Error::Io`] with the
+/// original kind (`ConnectionRefused`, `ConnectionReset`, ...).
+fn transport_error(kind: io::ErrorKind, message: String) -> Error {
+    Error::Io(io::Error::new(kind, message))
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+enum ConnectError {
+    Tls(String),
+    Io(io::ErrorKind, String),
+    Timeout(String),
+}
+
+impl ConnectError {
+    fn to_error(&self) -> Error {
+        match self {
+            ConnectError::Tls(m) => Error::Tls(m.clone()),
+            ConnectError::Io(k, m) => transport_error(*k, m.clone()),
+            ConnectError::Timeout(m) => Error::Timeout(m.clone()),
+        }
+    }
+
+    fn into_error(self) -> Error {
+        self.to_error()
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Tls(m) | ConnectError::Io(_, m) | ConnectError::Timeout(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Opens TCP + OpenSSL connections for the pool.
+#[derive(Clone)]
+struct TlsConnector {
+    ssl: SslConnector,
+    default_target: (String, u16),
+    connect_timeout: Option<Duration>,
+}
+
+impl TlsConnector {
+    async fn open(&self, host: &str, port: u16) -> Result<SslStream<TcpStream>, ConnectError> {
+        let work = self.open_unbounded(host, port);
+        match self.connect_timeout {
+            Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
+                ConnectError::Timeout(format!("connecting to {host}:{port} took longer than {t:?}"))
+            })?,
+            None => work.await,
+        }
+    }
+
+    async fn open_unbounded(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<SslStream<TcpStream>, ConnectError> {
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(|e| ConnectError::Io(e.kind(), format!("cannot connect to {host}:{port}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = |e: openssl::error::ErrorStack| {
+            ConnectError::Tls(format!("TLS setup for {host}:{port}: {e}"))
+        };
+        let ssl = self
+            .ssl
+            .configure()
+            .map_err(tls)?
+            .into_ssl(host)
+            .map_err(tls)?;
+        let mut stream = SslStream::new(ssl, tcp).map_err(tls)?;
+        if let Err(e) = Pin::new(&mut stream).connect().await {
+            let verify = stream.ssl().verify_result();
+            let detail = if verify.as_raw() != 0 {
+                format!(": server certificate rejected: {}", verify.error_string())
+            } else {
+                String::new()
+            };
+            return Err(if e.ssl_error().is_some() || verify.as_raw() != 0 {
+                ConnectError::Tls(format!("TLS handshake with {host}:{port} failed{detail}: {e}"))
+            } else {
+                match e.io_error() {
+                    Some(io) => ConnectError::Io(
+                        io.kind(),
+                        format!("connection to {host}:{port} broke during the TLS handshake: {io}"),
+                    ),
+                    None => ConnectError::Tls(format!("TLS handshake with {host}:{port} failed: {e}")),
+                }
+            });
+        }
+        Ok(stream)
+    }
+}
+
+impl tower_service::Service<Uri> for TlsConnector {
+    type Response = TokioIo<TlsConn>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let (host, port) = match uri.host() {
+                Some(h) => (
+                    h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                    uri.port_u16().unwrap_or(443),
+                ),
+                None => this.default_target.clone(),
+            };
+            this.open(&host, port).await.map(|s| TokioIo::new(TlsConn(s)))
+        })
+    }
+}
+
+/// A pooled TLS connection.
+struct TlsConn(SslStream<TcpStream>);
+
+impl Connection for TlsConn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// A response body that fails once the request's deadline has passed.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| {
+                f.map_err(|e| {
+                    let kind = if has_tls_error(&e) {
+                        io::ErrorKind::InvalidData
+                    } else {
+                        io::ErrorKind::ConnectionAborted
+                    };
+                    io::Error::new(kind, e)
+                })
+            }));
+        }
+        if let Some(sleep) = self.deadline.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the response body did not arrive before the request timeout",
+                ))));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_host;
+
+    #[test]
+    fn hosts_parse_with_and_without_ports() {
+        let (h, base, tcp, port) = parse_host("safeguard.example.com").unwrap();
+        assert_eq!((h.as_str(), base.as_str(), tcp.as_str(), port), (
+            "safeguard.example.com",
+            "https://safeguard.example.com",
+            "safeguard.example.com",
+            443
+        ));
+        let (_, base, tcp, port) = parse_host("127.0.0.1:8443").unwrap();
+        assert_eq!((base.as_str(), tcp.as_str(), port), ("https://127.0.0.1:8443", "127.0.0.1", 8443));
+        let (_, _, tcp, port) = parse_host("[::1]:9443").unwrap();
+        assert_eq!((tcp.as_str(), port), ("::1", 9443));
+    }
+
+    #[test]
+    fn bad_hosts_are_config_errors() {
+        for bad in ["", "https://x", "x/y", "a@b", "host:notaport", "host:99999"] {
+            assert!(
+                matches!(parse_host(bad), Err(crate::Error::Config(_))),
+                "{bad} was accepted"
+            );
+        }
+    }
+}

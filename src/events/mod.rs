@@ -1,0 +1,375 @@
+//! Safeguard events over SignalR: react at once when users, assets, accounts,
+//! access requests or A2A credentials change.
+//!
+//! - [`EventListener`]: one connection to the user event hub
+//!   (`/service/event/signalr`, bearer token) from a signed-in
+//!   [`SafeguardClient`](crate::SafeguardClient). It ends when the
+//!   connection ends.
+//! - [`PersistentEventListener`]: the same, reconnecting after every drop
+//!   with exponential backoff and jitter, signing in again first when the hub
+//!   answers 401, keeping every handler. Use this in services.
+//! - [`blocking::BlockingEventListener`]: a persistent listener on its own
+//!   thread, for programs without an async runtime.
+//! - [`signalr`]: the pure codec of the SignalR JSON hub protocol.
+//!
+//! Handlers are registered per event name (matched case-insensitively,
+//! several per name) or for every event, and receive an [`Event`]. A handler
+//! may return `()` or `Result<(), E>`; an error or a panic is logged with
+//! `tracing` and the listener carries on. Async code can also take events as
+//! a [`Stream`](futures::Stream) with [`EventListener::events`].
+//!
+//! ```no_run
+//! use safeguard_sdk::{auth::PkceAuth, SafeguardClient};
+//! use safeguard_sdk::events::ListenerState;
+//! # async fn run() -> safeguard_sdk::Result<()> {
+//! let client = SafeguardClient::builder("safeguard.example.com")
+//!     .auth(PkceAuth::new("local", "Admin", "Admin123"))
+//!     .ca_file("ca.pem")?
+//!     .build()?;
+//! client.login().await?;
+//! let listener = client.persistent_event_listener();
+//! listener.on("AssetCreated", |e| println!("asset created: {}", e.body));
+//! listener.on_state_change(|s| println!("listener is {:?}", s.state));
+//! listener.start().await?;
+//! // ... until the service stops:
+//! listener.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde_json::Value;
+
+mod a2a_hub;
+pub mod blocking;
+mod connection;
+mod listener;
+mod persistent;
+mod registry;
+pub mod signalr;
+
+pub use a2a_hub::A2A_EVENTS;
+pub use listener::EventListener;
+pub use persistent::{PersistentEventListener, ReconnectPolicy};
+pub use signalr::ProtocolError;
+
+use crate::SafeguardClient;
+
+/// The path of the user event hub.
+pub const USER_HUB_PATH: &str = "/service/event/signalr";
+/// The path of the A2A event hub.
+pub const A2A_HUB_PATH: &str = "/service/a2a/signalr";
+
+/// One event pushed by the appliance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// The event's name (`UserCreated`, `AssetAccountPasswordUpdated`, ...).
+    /// When the appliance sends a numeric `Name` (older builds), this is
+    /// `Data.EventName`.
+    pub name: String,
+    /// The event's `Data` object (`Value::Null` when there is none).
+    pub body: Value,
+    /// The whole invocation argument as received (`{"Name", "Data", ...}`).
+    pub raw: Value,
+}
+
+impl Event {
+    /// Whether this event has `name`, ignoring case.
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    /// Reads the events of one invocation: its target must be
+    /// `NotifyEventAsync` or `ReceiveMessage` (any case); each argument that
+    /// is an event object (or a JSON string holding one) gives an event.
+    pub fn from_invocation(target: &str, arguments: &[Value]) -> Vec<Event> {
+        if !(target.eq_ignore_ascii_case("NotifyEventAsync")
+            || target.eq_ignore_ascii_case("ReceiveMessage"))
+        {
+            return Vec::new();
+        }
+        arguments.iter().filter_map(Event::from_argument).collect()
+    }
+
+    /// Reads one event object: `Name` when it is a non-numeric string, else
+    /// `Data.EventName`, else the numeric name as text.
+    pub fn from_argument(argument: &Value) -> Option<Event> {
+        let raw = match argument {
+            Value::Object(_) => argument.clone(),
+            Value::String(s) => match serde_json::from_str::<Value>(s) {
+                Ok(v @ Value::Object(_)) => v,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let body = raw.get("Data").cloned().unwrap_or(Value::Null);
+        let data_name = body
+            .get("EventName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.trim().is_empty())
+            .map(str::to_owned);
+        let name = match raw.get("Name") {
+            Some(Value::String(n)) if !n.trim().is_empty() && !is_numeric(n) => n.clone(),
+            Some(Value::String(n)) if !n.trim().is_empty() => data_name.unwrap_or_else(|| n.clone()),
+            Some(Value::Number(n)) => data_name.unwrap_or_else(|| n.to_string()),
+            _ => data_name?,
+        };
+        Some(Event { name, body, raw })
+    }
+}
+
+fn is_numeric(s: &str) -> bool {
+    let t = s.trim();
+    let t = t.strip_prefix('-').unwrap_or(t);
+    !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Identifies a registered handler, to remove it with `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HandlerId(u64);
+
+/// What a handler may return: `()`, or a `Result` whose error is logged.
+pub trait HandlerOutcome {
+    /// `Err` with the error's text when the handler failed.
+    fn into_outcome(self) -> Result<(), String>;
+}
+
+impl HandlerOutcome for () {
+    fn into_outcome(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> HandlerOutcome for Result<(), E> {
+    fn into_outcome(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// The life of a listener's connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListenerState {
+    /// Not started yet.
+    Idle,
+    /// Negotiating, opening the websocket and waiting for the handshake answer.
+    Connecting,
+    /// The hub answered the handshake; events flow.
+    Connected,
+    /// The connection ended (a persistent listener will reconnect).
+    Disconnected,
+    /// A persistent listener is waiting or trying to connect again.
+    Reconnecting,
+    /// Stopped on request, or given up for good.
+    Stopped,
+}
+
+/// A state change as reported to [`on_state_change`](EventListener::on_state_change) callbacks.
+#[derive(Clone, Debug)]
+pub struct StateChange {
+    /// The new state.
+    pub state: ListenerState,
+    /// Why, for `Disconnected` and for a `Stopped` that was not requested.
+    pub reason: Option<Arc<crate::Error>>,
+    /// For `Reconnecting`: how long the listener waits before the attempt.
+    pub retry_in: Option<Duration>,
+}
+
+/// Errors of the event listeners beyond transport, TLS and authentication.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventsError {
+    /// The hub spoke the SignalR protocol wrongly (or refused the handshake).
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The TCP connection to the appliance could not be opened.
+    #[error("cannot connect to {0}")]
+    Connect(String),
+    /// The websocket failed (upgrade refused, connection reset, ...).
+    #[error("websocket: {0}")]
+    WebSocket(String),
+    /// The hub closed the connection with a close message.
+    #[error("the hub closed the connection{}", .error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    ClosedByHub {
+        /// The hub's reason, when given.
+        error: Option<String>,
+        /// Whether the hub allowed reconnecting.
+        allow_reconnect: bool,
+    },
+    /// The websocket ended without a close message.
+    #[error("the connection to the hub ended")]
+    ConnectionLost,
+    /// Nothing arrived from the hub for this long: the connection is dead.
+    #[error("no message from the hub for {0:?}: the connection is dead")]
+    ServerTimeout(Duration),
+    /// The listener is not running (never started, or stopped).
+    #[error("the listener is not running")]
+    NotRunning,
+    /// The listener is already running.
+    #[error("the listener is already running")]
+    AlreadyRunning,
+}
+
+impl From<ProtocolError> for crate::Error {
+    fn from(e: ProtocolError) -> Self {
+        crate::Error::Events(EventsError::Protocol(e))
+    }
+}
+
+/// Connection settings shared by both listeners.
+#[derive(Clone, Debug)]
+pub struct ListenerOptions {
+    /// How often the client pings the hub (default 15 s).
+    pub ping_interval: Duration,
+    /// Silence after which the connection counts as dead (default 30 s).
+    pub server_timeout: Duration,
+    /// Limit on negotiating, opening the websocket and the handshake
+    /// together (default 30 s).
+    pub connect_timeout: Duration,
+    /// The largest accepted SignalR record (default 1 MiB).
+    pub max_record_size: usize,
+    /// Events buffered per [`EventStream`] before new ones are dropped
+    /// (default 4096).
+    pub stream_capacity: usize,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(15),
+            server_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+            max_record_size: signalr::DEFAULT_MAX_RECORD,
+            stream_capacity: 4096,
+        }
+    }
+}
+
+impl ListenerOptions {
+    /// Sets the client ping interval and the silence that means dead.
+    pub fn keepalive(mut self, ping_interval: Duration, server_timeout: Duration) -> Self {
+        self.ping_interval = ping_interval.max(Duration::from_millis(1));
+        self.server_timeout = server_timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets the connect limit.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the largest accepted record.
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.max_record_size = bytes;
+        self
+    }
+
+    /// Sets the buffer of each event stream.
+    pub fn stream_capacity(mut self, events: usize) -> Self {
+        self.stream_capacity = events.max(1);
+        self
+    }
+}
+
+/// Events of a listener as an async [`Stream`](futures::Stream). It ends when
+/// the listener is dropped. A consumer that falls more than
+/// [`ListenerOptions::stream_capacity`] events behind loses the newest ones
+/// (logged); handlers are not affected.
+pub struct EventStream {
+    rx: tokio::sync::mpsc::Receiver<Event>,
+}
+
+impl fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream").finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    /// The next event, or `None` once the listener is gone.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+impl futures::Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl SafeguardClient {
+    /// A listener of the user event hub with this client's token and TLS
+    /// settings. It connects on [`EventListener::start`].
+    pub fn event_listener(&self) -> EventListener {
+        EventListener::with_connector(connection::UserHub::new(self.clone()))
+    }
+
+    /// A listener of the user event hub that reconnects after every drop.
+    pub fn persistent_event_listener(&self) -> PersistentEventListener {
+        PersistentEventListener::with_connector(connection::UserHub::new(self.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_from_named_and_numeric_names() {
+        let args = vec![
+            json!({"Name": "UserCreated", "Data": {"UserId": 5}}),
+            json!({"Name": 1234, "Data": {"EventName": "AssetCreated"}}),
+            json!({"Name": "1234", "Data": {"EventName": "AssetDeleted"}}),
+            json!({"Name": 77, "Data": {}}),
+            json!({"Data": {"EventName": "AccessRequestApproved"}}),
+            json!("{\"Name\":\"FromString\"}"),
+            json!({"Data": {}}),
+            json!(42),
+            json!("not json"),
+        ];
+        let events = Event::from_invocation("notifyeventasync", &args);
+        let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "UserCreated",
+                "AssetCreated",
+                "AssetDeleted",
+                "77",
+                "AccessRequestApproved",
+                "FromString"
+            ]
+        );
+        assert_eq!(events[0].body, json!({"UserId": 5}));
+        assert_eq!(events[0].raw, args[0]);
+        assert!(events[0].is("usercreated"));
+        assert_eq!(events[5].body, Value::Null);
+        assert_eq!(Event::from_invocation("ReceiveMessage", &args[..1]).len(), 1);
+        assert!(Event::from_invocation("Other", &args).is_empty());
+    }
+
+    #[test]
+    fn default_options_are_the_protocol_defaults() {
+        let o = ListenerOptions::default();
+        assert_eq!(o.ping_interval, Duration::from_secs(15));
+        assert_eq!(o.server_timeout, Duration::from_secs(30));
+        let o = o.keepalive(Duration::ZERO, Duration::ZERO).stream_capacity(0);
+        assert!(o.ping_interval > Duration::ZERO && o.server_timeout > Duration::ZERO);
+        assert_eq!(o.stream_capacity, 1);
+    }
+
+    #[test]
+    fn handler_outcomes() {
+        assert_eq!(().into_outcome(), Ok(()));
+        assert_eq!(Ok::<(), String>(()).into_outcome(), Ok(()));
+        assert_eq!(Err::<(), _>("bad").into_outcome(), Err("bad".to_owned()));
+    }
+}

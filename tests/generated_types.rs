@@ -1,0 +1,93 @@
+//! The generated types decode what a newer or odder appliance sends:
+//! unknown fields, unknown enum values, date-times without an offset, values
+//! outside the documents' validations, and `fields=` partial objects.
+#![cfg(feature = "core")]
+
+use safeguard_sdk::api::core::types::{AdminRoleName, User};
+use serde_json::json;
+
+/// A user as the appliance returns it, with a field this SDK has never seen.
+fn realistic_user() -> serde_json::Value {
+    json!({
+        "Id": 42,
+        "Name": "jdoe",
+        "DisplayName": "John Doe",
+        "Description": null,
+        "PrimaryAuthenticationProvider": {
+            "Id": -1, "TypeReferenceName": "Local", "Name": "Local", "RstsProviderId": "local", "Identity": null
+        },
+        "AdminRoles": ["GlobalAdmin", "Auditor"],
+        "Disabled": false,
+        "Locked": false,
+        "CreatedDate": "2024-03-01T10:20:30.1234567Z",
+        "LastLoginDate": "2024-03-02T08:00:00",
+        "TimeZoneId": "UTC",
+        "FieldAddedInSpp9": { "nested": [1, 2, 3] }
+    })
+}
+
+#[test]
+fn unknown_fields_are_ignored() {
+    let user: User = serde_json::from_value(realistic_user()).expect("decodes");
+    assert_eq!(user.id, Some(42));
+    assert_eq!(user.name.as_deref(), Some("jdoe"));
+}
+
+#[test]
+fn unknown_enum_values_are_kept() {
+    let mut v = realistic_user();
+    v["AdminRoles"] = json!(["GlobalAdmin", "QuantumAdmin"]);
+    let user: User = serde_json::from_value(v).expect("decodes");
+    let roles = user.admin_roles.expect("roles");
+    assert!(matches!(roles[0], AdminRoleName::Known(_)), "{roles:?}");
+    assert!(
+        matches!(&roles[1], AdminRoleName::Other(s) if s == "QuantumAdmin"),
+        "{roles:?}"
+    );
+    assert_eq!(roles[0].to_string(), "GlobalAdmin");
+    assert_eq!(roles[1].to_string(), "QuantumAdmin");
+    // And they are sent back as they came.
+    let back = serde_json::to_value(&roles).unwrap();
+    assert_eq!(back, json!(["GlobalAdmin", "QuantumAdmin"]));
+}
+
+#[test]
+fn date_times_without_an_offset_are_accepted() {
+    let user: User = serde_json::from_value(realistic_user()).expect("decodes");
+    let last = user.last_login_date.expect("a date");
+    assert_eq!(last.as_str(), "2024-03-02T08:00:00");
+    assert_eq!(
+        last.to_utc().unwrap().to_rfc3339(),
+        "2024-03-02T08:00:00+00:00"
+    );
+    let created = user.created_date.expect("a date");
+    assert_eq!(created.to_utc().unwrap().timestamp(), 1_709_288_430);
+}
+
+#[test]
+fn values_outside_the_documents_validations_are_accepted() {
+    // The document says Name is 1..=255 characters and WorkPhone at most 30.
+    let mut v = realistic_user();
+    v["Name"] = json!("x".repeat(1000));
+    v["WorkPhone"] = json!("+1 (555) 0100 extension 12345678901234567890");
+    v["Description"] = json!("");
+    let user: User = serde_json::from_value(v).expect("decodes");
+    assert_eq!(user.name.unwrap().len(), 1000);
+}
+
+#[test]
+fn partial_objects_from_fields_decode() {
+    let user: User = serde_json::from_value(json!({ "Id": 7 })).expect("decodes");
+    assert_eq!(user.id, Some(7));
+    assert!(user.name.is_none());
+    let users: Vec<User> =
+        serde_json::from_value(json!([{ "Name": "a" }, { "DisplayName": "B" }])).unwrap();
+    assert_eq!(users.len(), 2);
+}
+
+#[test]
+fn generated_types_describe_themselves_as_json_schema() {
+    let schema = schemars::schema_for!(User);
+    let text = serde_json::to_string(&schema).unwrap();
+    assert!(text.contains("AdminRoles"), "{text}");
+}
