@@ -36,7 +36,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let admin = &emu.connection().spp.admin;
     let client = SafeguardClient::builder(emu.spp_host())
         .ca_pem(emu.ca_pem())?
-        .auth(PkceAuth::new("local", admin.user.clone(), admin.password.clone()))
+        .auth(PkceAuth::new(
+            "local",
+            admin.user.clone(),
+            admin.password.clone(),
+        ))
         .build()?;
     client.login().await?;
 
@@ -70,7 +74,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let control = emu.control();
     for i in 0..1000u64 {
-        control.emit_event("BenchEvent", json!({"Seq": i, "SentNanos": base.elapsed().as_nanos() as u64}));
+        control.emit_event(
+            "BenchEvent",
+            json!({"Seq": i, "SentNanos": base.elapsed().as_nanos() as u64}),
+        );
         if i % 100 == 99 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -86,7 +93,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     for i in 0..total {
         tick.tick().await;
-        control.emit_event("BenchEvent", json!({"Seq": i, "SentNanos": base.elapsed().as_nanos() as u64}));
+        control.emit_event(
+            "BenchEvent",
+            json!({"Seq": i, "SentNanos": base.elapsed().as_nanos() as u64}),
+        );
     }
     let emit_time = start.elapsed();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -111,7 +121,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         lat.last().copied().unwrap_or_default()
     );
     let p99_ok = percentile(&lat, 0.99) < Duration::from_millis(5);
-    println!("target p99 < 5 ms: {}", if p99_ok { "met" } else { "MISSED" });
+    println!(
+        "target p99 < 5 ms: {}",
+        if p99_ok { "met" } else { "MISSED" }
+    );
 
     // Phase 2: as fast as the pipeline sustains, at most 512 in flight (the
     // emulator's event channel holds 1,024).
@@ -124,7 +137,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         while sent - received.load(Ordering::Relaxed) >= 512 {
             tokio::task::yield_now().await;
         }
-        control.emit_event("BenchEvent", json!({"Seq": sent, "SentNanos": base.elapsed().as_nanos() as u64}));
+        control.emit_event(
+            "BenchEvent",
+            json!({"Seq": sent, "SentNanos": base.elapsed().as_nanos() as u64}),
+        );
         sent += 1;
     }
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -71,7 +71,11 @@ fn parse_args(argv: &[String]) -> Res<Args> {
     };
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
         match arg.as_str() {
             "--conn" => a.conn = value()?.into(),
             "--out" => a.out = value()?.into(),
@@ -204,10 +208,33 @@ struct Ctx {
     token: String,
     raw: reqwest::Client,
     admin: reqwest::Client,
-    py: Option<Python>,
-    python_exe: Option<PathBuf>,
-    py_script: PathBuf,
+}
+
+/// The Python side and the notes the report ends with: the mutable state
+/// the workloads share.
+struct Side {
+    proc: Option<Python>,
+    exe: Option<PathBuf>,
+    script: PathBuf,
     notes: Vec<String>,
+}
+
+impl Side {
+    /// Runs a Python command; on failure, notes it and drops the Python column.
+    async fn call(&mut self, command: Value) -> Option<Value> {
+        let py = self.proc.as_mut()?;
+        match py.call(command.clone()).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.notes.push(format!(
+                    "pysafeguard failed on {}: {e}; its column is empty from there on",
+                    command["op"]
+                ));
+                self.proc = None;
+                None
+            }
+        }
+    }
 }
 
 impl Ctx {
@@ -227,7 +254,11 @@ impl Ctx {
         let admin = &self.conn.spp.admin;
         Ok(SafeguardClient::builder(self.conn.spp.host.clone())
             .ca_pem(&self.ca_pem)?
-            .auth(PkceAuth::new("local", admin.user.clone(), admin.password.clone())))
+            .auth(PkceAuth::new(
+                "local",
+                admin.user.clone(),
+                admin.password.clone(),
+            )))
     }
 
     async fn admin_post(&self, path: &str, body: Value) -> Res<Value> {
@@ -241,21 +272,13 @@ impl Ctx {
     }
 
     async fn admin_state(&self) -> Res<Value> {
-        Ok(self.admin.get(self.url("/emulator/state")).send().await?.json().await?)
-    }
-
-    /// Runs a Python command; on failure, notes it and drops the Python column.
-    async fn py(&mut self, command: Value) -> Option<Value> {
-        let py = self.py.as_mut()?;
-        match py.call(command.clone()).await {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.notes
-                    .push(format!("pysafeguard failed on {}: {e}; its column is empty from there on", command["op"]));
-                self.py = None;
-                None
-            }
-        }
+        Ok(self
+            .admin
+            .get(self.url("/emulator/state"))
+            .send()
+            .await?
+            .json()
+            .await?)
     }
 }
 
@@ -320,9 +343,24 @@ fn push3(m: &mut [Metric], sdk: &RunStats, raw: Option<&RunStats>, py: Option<&R
 
 fn three(label: &str, target: Target) -> Vec<Metric> {
     vec![
-        Metric::new(format!("{label}: throughput"), "req/s", Better::Higher, target),
-        Metric::new(format!("{label}: p50 latency"), "µs", Better::Lower, Target::None),
-        Metric::new(format!("{label}: p99 latency"), "µs", Better::Lower, Target::None),
+        Metric::new(
+            format!("{label}: throughput"),
+            "req/s",
+            Better::Higher,
+            target,
+        ),
+        Metric::new(
+            format!("{label}: p50 latency"),
+            "µs",
+            Better::Lower,
+            Target::None,
+        ),
+        Metric::new(
+            format!("{label}: p99 latency"),
+            "µs",
+            Better::Lower,
+            Target::None,
+        ),
     ]
 }
 
@@ -335,23 +373,24 @@ async fn sdk_me(client: &SafeguardClient) -> Res<()> {
 }
 
 async fn raw_me(ctx: &Ctx) -> Res<()> {
-    let me: types::Me = raw::get_json(&ctx.raw, &ctx.url("/service/core/v4/Me"), &ctx.token).await?;
+    let me: types::Me =
+        raw::get_json(&ctx.raw, &ctx.url("/service/core/v4/Me"), &ctx.token).await?;
     std::hint::black_box(me);
     Ok(())
 }
 
-async fn w1_me_sequential(ctx: &mut Ctx) -> Res<Vec<Metric>> {
+async fn w1_me_sequential(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     let n = ctx.pick(200, 3000);
     let py_n = ctx.pick(30, 300);
     let mut m = three("1. GET core/v4/Me, typed, sequential", Target::RawAndPython);
     // Warm-up.
-    sequential(n / 4, || sdk_me(&ctx.sdk)).await?;
-    sequential(n / 4, || raw_me(ctx)).await?;
-    ctx.py(json!({"op": "me_seq", "n": py_n / 4})).await;
+    sequential(n / 4, move || sdk_me(&ctx.sdk)).await?;
+    sequential(n / 4, move || raw_me(ctx)).await?;
+    py.call(json!({"op": "me_seq", "n": py_n / 4})).await;
     for _ in 0..ctx.runs {
-        let sdk = sequential(n, || sdk_me(&ctx.sdk)).await?;
-        let raw = sequential(n, || raw_me(ctx)).await?;
-        let py = ctx.py(json!({"op": "me_seq", "n": py_n})).await;
+        let sdk = sequential(n, move || sdk_me(&ctx.sdk)).await?;
+        let raw = sequential(n, move || raw_me(ctx)).await?;
+        let py = py.call(json!({"op": "me_seq", "n": py_n})).await;
         push3(&mut m, &sdk, Some(&raw), py_stats(&py).as_ref());
     }
     Ok(m)
@@ -388,10 +427,13 @@ where
     Ok(run_stats(all, start.elapsed()))
 }
 
-async fn w2_me_concurrent(ctx: &mut Ctx) -> Res<Vec<Metric>> {
+async fn w2_me_concurrent(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     let per_task = ctx.pick(10, 100);
-    let py_per_task = ctx.pick(2, 10);
-    let mut m = three("2. GET core/v4/Me, typed, 64 concurrent tasks", Target::RawAndPython);
+    let py_per_task = ctx.pick(2, 3);
+    let mut m = three(
+        "2. GET core/v4/Me, typed, 64 concurrent tasks",
+        Target::RawAndPython,
+    );
     let sdk_call = {
         let client = ctx.sdk.clone();
         move || {
@@ -400,7 +442,11 @@ async fn w2_me_concurrent(ctx: &mut Ctx) -> Res<Vec<Metric>> {
         }
     };
     let raw_call = {
-        let (http, url, token) = (ctx.raw.clone(), ctx.url("/service/core/v4/Me"), ctx.token.clone());
+        let (http, url, token) = (
+            ctx.raw.clone(),
+            ctx.url("/service/core/v4/Me"),
+            ctx.token.clone(),
+        );
         move || {
             let (http, url, token) = (http.clone(), url.clone(), token.clone());
             async move {
@@ -412,11 +458,14 @@ async fn w2_me_concurrent(ctx: &mut Ctx) -> Res<Vec<Metric>> {
     };
     concurrent(per_task.div_ceil(2), sdk_call.clone()).await?;
     concurrent(per_task.div_ceil(2), raw_call.clone()).await?;
-    ctx.py(json!({"op": "me_conc", "tasks": TASKS, "per_task": py_per_task})).await;
+    py.call(json!({"op": "me_conc", "tasks": TASKS, "per_task": py_per_task}))
+        .await;
     for _ in 0..ctx.runs {
         let sdk = concurrent(per_task, sdk_call.clone()).await?;
         let raw = concurrent(per_task, raw_call.clone()).await?;
-        let py = ctx.py(json!({"op": "me_conc", "tasks": TASKS, "per_task": py_per_task})).await;
+        let py = py
+            .call(json!({"op": "me_conc", "tasks": TASKS, "per_task": py_per_task}))
+            .await;
         push3(&mut m, &sdk, Some(&raw), py_stats(&py).as_ref());
     }
     Ok(m)
@@ -426,27 +475,46 @@ async fn w2_me_concurrent(ctx: &mut Ctx) -> Res<Vec<Metric>> {
 
 const USERS: usize = 1000;
 
-async fn w3_users(ctx: &mut Ctx) -> Res<Vec<Metric>> {
+async fn w3_users(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     let have = ctx.admin_state().await?["users"].as_u64().unwrap_or(0) as usize;
     if have < USERS {
-        ctx.admin_post("/emulator/users/seed", json!({"count": USERS - have})).await?;
+        ctx.admin_post("/emulator/users/seed", json!({"count": USERS - have}))
+            .await?;
     }
-    let n = ctx.pick(20, 200);
+    let n = ctx.pick(20, 100);
     let py_n = ctx.pick(5, 30);
     let label = "3. GET core/v4/Users (1,000 users), typed";
-    let mut rate = Metric::new(format!("{label}: throughput"), "req/s", Better::Higher, Target::RawAndPython);
-    let mut alloc = Metric::new(format!("{label}: bytes allocated per call"), "B", Better::Lower, Target::None);
+    let mut rate = Metric::new(
+        format!("{label}: throughput"),
+        "req/s",
+        Better::Higher,
+        Target::RawAndPython,
+    );
+    let mut alloc = Metric::new(
+        format!("{label}: bytes allocated per call"),
+        "B",
+        Better::Lower,
+        Target::None,
+    );
     let raw_url = ctx.url(&format!("/service/core/v4/Users?limit={USERS}"));
-    let sdk_call = || async {
-        let users: Vec<types::User> = ctx.sdk.core().users_get_users().limit(USERS as i32).send().await?.into_inner();
+    let raw_url = raw_url.as_str();
+    let sdk_call = move || async move {
+        let users: Vec<types::User> = ctx
+            .sdk
+            .core()
+            .users_get_users()
+            .limit(USERS as i32)
+            .send()
+            .await?
+            .into_inner();
         if users.len() != USERS {
             return Err(format!("expected {USERS} users, got {}", users.len()).into());
         }
         std::hint::black_box(users);
         Ok(())
     };
-    let raw_call = || async {
-        let users: Vec<types::User> = raw::get_json(&ctx.raw, &raw_url, &ctx.token).await?;
+    let raw_call = move || async move {
+        let users: Vec<types::User> = raw::get_json(&ctx.raw, raw_url, &ctx.token).await?;
         if users.len() != USERS {
             return Err(format!("expected {USERS} users, got {}", users.len()).into());
         }
@@ -455,14 +523,17 @@ async fn w3_users(ctx: &mut Ctx) -> Res<Vec<Metric>> {
     };
     sequential(n / 4, sdk_call).await?;
     sequential(n / 4, raw_call).await?;
-    ctx.py(json!({"op": "users", "n": py_n / 4 + 1, "limit": USERS})).await;
+    py.call(json!({"op": "users", "n": py_n / 4 + 1, "limit": USERS}))
+        .await;
     for _ in 0..ctx.runs {
         let a0 = stats::allocated_bytes();
         let sdk = sequential(n, sdk_call).await?;
         let a1 = stats::allocated_bytes();
         let raw = sequential(n, raw_call).await?;
         let a2 = stats::allocated_bytes();
-        let py = ctx.py(json!({"op": "users", "n": py_n, "limit": USERS})).await;
+        let py = py
+            .call(json!({"op": "users", "n": py_n, "limit": USERS}))
+            .await;
         if let Some(items) = py.as_ref().and_then(|v| v["items"].as_u64()) {
             if items as usize != USERS {
                 return Err(format!("pysafeguard got {items} users, expected {USERS}").into());
@@ -484,7 +555,7 @@ async fn w3_users(ctx: &mut Ctx) -> Res<Vec<Metric>> {
 
 // ---- workload 4: A2A password retrieval ----
 
-async fn w4_a2a(ctx: &mut Ctx) -> Res<Vec<Metric>> {
+async fn w4_a2a(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     let spp = ctx.conn.spp.clone();
     let key = spp.a2a.password_api_key.clone();
     let cert = std::fs::read(&spp.client_cert.cert)?;
@@ -501,7 +572,8 @@ async fn w4_a2a(ctx: &mut Ctx) -> Res<Vec<Metric>> {
     let sdk_new = sdk_ctx(0)?;
     let raw_reuse = raw::client(&ctx.ca_pem, Some((&cert, &pkey)), usize::MAX)?;
     let raw_new = raw::client(&ctx.ca_pem, Some((&cert, &pkey)), 0)?;
-    let host = spp.host.clone();
+    let host = spp.host.as_str();
+    let key = key.as_str();
     let mut out = Vec::new();
     for (label, sdk, raw_http, py_op, n, py_n) in [
         (
@@ -521,23 +593,28 @@ async fn w4_a2a(ctx: &mut Ctx) -> Res<Vec<Metric>> {
             ctx.pick(5, 60),
         ),
     ] {
-        let mut m = Metric::new(format!("{label}: throughput"), "req/s", Better::Higher, Target::Raw);
-        let sdk_call = || async {
-            let pw = sdk.retrieve_password(&key).await?;
+        let mut m = Metric::new(
+            format!("{label}: throughput"),
+            "req/s",
+            Better::Higher,
+            Target::Raw,
+        );
+        let sdk_call = move || async move {
+            let pw = sdk.retrieve_password(key).await?;
             std::hint::black_box(pw.expose_secret().len());
             Ok(())
         };
-        let raw_call = || async {
-            std::hint::black_box(raw::a2a_password(raw_http, &host, &key).await?);
+        let raw_call = move || async move {
+            std::hint::black_box(raw::a2a_password(raw_http, host, key).await?);
             Ok(())
         };
         sequential(n / 4, sdk_call).await?;
         sequential(n / 4, raw_call).await?;
-        ctx.py(json!({"op": py_op, "n": py_n / 4 + 1})).await;
+        py.call(json!({"op": py_op, "n": py_n / 4 + 1})).await;
         for _ in 0..ctx.runs {
             let sdk = sequential(n, sdk_call).await?;
             let raw = sequential(n, raw_call).await?;
-            let py = ctx.py(json!({"op": py_op, "n": py_n})).await;
+            let py = py.call(json!({"op": py_op, "n": py_n})).await;
             m.runs.push(Triple {
                 sdk: sdk.per_sec,
                 raw: Some(raw.per_sec),
@@ -551,7 +628,7 @@ async fn w4_a2a(ctx: &mut Ctx) -> Res<Vec<Metric>> {
 
 // ---- workload 5: PKCE sign-in ----
 
-async fn w5_login(ctx: &mut Ctx) -> Res<Vec<Metric>> {
+async fn w5_login(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     let n = ctx.pick(3, 20);
     let py_n = ctx.pick(2, 10);
     let mut m = Metric::new(
@@ -560,25 +637,25 @@ async fn w5_login(ctx: &mut Ctx) -> Res<Vec<Metric>> {
         Better::Lower,
         Target::None,
     );
-    let admin = ctx.conn.spp.admin.clone();
-    let host = ctx.conn.spp.host.clone();
-    let sdk_call = || async {
+    let admin = &ctx.conn.spp.admin;
+    let host = ctx.conn.spp.host.as_str();
+    let sdk_call = move || async move {
         let client = ctx.sdk_builder()?.build()?;
         client.login().await?;
         Ok(())
     };
-    let raw_call = || async {
+    let raw_call = move || async move {
         let http = raw::client(&ctx.ca_pem, None, usize::MAX)?;
-        std::hint::black_box(raw::pkce_login(&http, &host, &admin.user, &admin.password).await?);
+        std::hint::black_box(raw::pkce_login(&http, host, &admin.user, &admin.password).await?);
         Ok(())
     };
     sequential(2, sdk_call).await?;
     sequential(2, raw_call).await?;
-    ctx.py(json!({"op": "login", "n": 1})).await;
+    py.call(json!({"op": "login", "n": 1})).await;
     for _ in 0..ctx.runs {
         let sdk = sequential(n, sdk_call).await?;
         let raw = sequential(n, raw_call).await?;
-        let py = ctx.py(json!({"op": "login", "n": py_n})).await;
+        let py = py.call(json!({"op": "login", "n": py_n})).await;
         m.runs.push(Triple {
             sdk: 1e3 / sdk.per_sec,
             raw: Some(1e3 / raw.per_sec),
@@ -593,7 +670,10 @@ async fn w5_login(ctx: &mut Ctx) -> Res<Vec<Metric>> {
 const EVENT: &str = "PerfBenchEvent";
 
 fn unix_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64
 }
 
 /// Emits `count` events at 1,000/s through `POST /emulator/events`, each
@@ -630,11 +710,16 @@ async fn wait_websockets(ctx: &Ctx, pred: impl Fn(u64) -> bool) -> Res<()> {
     Ok(())
 }
 
-async fn w6_events(ctx: &mut Ctx) -> Res<Vec<Metric>> {
+async fn w6_events(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     let count = ctx.pick(200, 3000);
     let label = "6. event delivery, emulator emit → handler at 1,000 events/s";
     let mut p50 = Metric::new(format!("{label}: p50"), "µs", Better::Lower, Target::None);
-    let mut p99 = Metric::new(format!("{label}: p99"), "µs", Better::Lower, Target::EventP99);
+    let mut p99 = Metric::new(
+        format!("{label}: p99"),
+        "µs",
+        Better::Lower,
+        Target::EventP99,
+    );
     let baseline = websockets(ctx).await?;
 
     let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
@@ -644,12 +729,18 @@ async fn w6_events(ctx: &mut Ctx) -> Res<Vec<Metric>> {
         listener.on(EVENT, move |e: &Event| {
             let now = unix_nanos();
             if let Some(sent) = e.body["SentNanos"].as_u64() {
-                latencies.lock().unwrap().push(Duration::from_nanos(now.saturating_sub(sent)));
+                latencies
+                    .lock()
+                    .unwrap()
+                    .push(Duration::from_nanos(now.saturating_sub(sent)));
             }
         });
     }
     listener.start().await?;
-    if !listener.wait_for_state(ListenerState::Connected, Duration::from_secs(15)).await {
+    if !listener
+        .wait_for_state(ListenerState::Connected, Duration::from_secs(15))
+        .await
+    {
         return Err("the SDK event listener did not connect".into());
     }
     wait_websockets(ctx, |n| n > baseline).await?;
@@ -664,24 +755,36 @@ async fn w6_events(ctx: &mut Ctx) -> Res<Vec<Metric>> {
         }
         let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
         if lat.len() < n {
-            ctx.notes.push(format!("SDK events: {} of {n} delivered in a run", lat.len()));
+            py.notes.push(format!(
+                "SDK events: {} of {n} delivered in a run",
+                lat.len()
+            ));
         }
         if round > 0 {
-            sdk_runs.push((stats::percentile_us(&mut lat, 0.5), stats::percentile_us(&mut lat, 0.99)));
+            sdk_runs.push((
+                stats::percentile_us(&mut lat, 0.5),
+                stats::percentile_us(&mut lat, 0.99),
+            ));
         }
     }
     listener.stop().await;
     wait_websockets(ctx, |n| n <= baseline).await?;
 
     let mut py_runs = Vec::new();
-    if ctx.py(json!({"op": "events_start", "name": EVENT})).await.is_some() {
+    if py
+        .call(json!({"op": "events_start", "name": EVENT}))
+        .await
+        .is_some()
+    {
         wait_websockets(ctx, |n| n > baseline).await?;
         for round in 0..=ctx.runs {
-            ctx.py(json!({"op": "events_reset"})).await;
+            py.call(json!({"op": "events_reset"})).await;
             let n = if round == 0 { count / 2 } else { count };
             emit_events(ctx, n).await?;
             let last = round == ctx.runs;
-            let v = ctx.py(json!({"op": "events_stop", "expect": n, "stop": last})).await;
+            let v = py
+                .call(json!({"op": "events_stop", "expect": n, "stop": last}))
+                .await;
             if round > 0 {
                 py_runs.push(v.and_then(|v| Some((v["p50_us"].as_f64()?, v["p99_us"].as_f64()?))));
             }
@@ -737,12 +840,12 @@ async fn download_child(ctx: &Ctx, id: &str, mode: &str, size: u64) -> Res<Downl
     parse_download(&out.stdout, size)
 }
 
-async fn py_download(ctx: &mut Ctx, id: &str, size: u64) -> Option<DownloadRun> {
-    let python = ctx.python_exe.clone()?;
-    ctx.py.as_ref()?;
+async fn py_download(ctx: &Ctx, py: &mut Side, id: &str, size: u64) -> Option<DownloadRun> {
+    let python = py.exe.clone()?;
+    py.proc.as_ref()?;
     let result = async {
         let out = python::command(&python)
-            .arg(&ctx.py_script)
+            .arg(&py.script)
             .args(["download"])
             .arg(&ctx.conn_path)
             .arg(id)
@@ -758,20 +861,24 @@ async fn py_download(ctx: &mut Ctx, id: &str, size: u64) -> Option<DownloadRun> 
     match result {
         Ok(r) => Some(r),
         Err(e) => {
-            ctx.notes.push(format!("pysafeguard download: {e}"));
+            py.notes.push(format!("pysafeguard download: {e}"));
             None
         }
     }
 }
 
-async fn w7_download(ctx: &mut Ctx) -> Res<Vec<Metric>> {
+async fn w7_download(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     let size: u64 = if ctx.quick { 64 << 20 } else { 1 << 30 };
     let warm_size: u64 = 16 << 20;
-    let big = ctx.admin_post("/emulator/backups", json!({"size": size})).await?["id"]
+    let big = ctx
+        .admin_post("/emulator/backups", json!({"size": size}))
+        .await?["id"]
         .as_str()
         .ok_or("no backup id")?
         .to_owned();
-    let warm = ctx.admin_post("/emulator/backups", json!({"size": warm_size})).await?["id"]
+    let warm = ctx
+        .admin_post("/emulator/backups", json!({"size": warm_size}))
+        .await?["id"]
         .as_str()
         .ok_or("no backup id")?
         .to_owned();
@@ -780,15 +887,25 @@ async fn w7_download(ctx: &mut Ctx) -> Res<Vec<Metric>> {
     } else {
         "7. streamed download of 1 GiB"
     };
-    let mut rate = Metric::new(format!("{label}: throughput"), "MB/s", Better::Higher, Target::None);
-    let mut rss = Metric::new(format!("{label}: peak RSS of the client process"), "MiB", Better::Lower, Target::None);
+    let mut rate = Metric::new(
+        format!("{label}: throughput"),
+        "MB/s",
+        Better::Higher,
+        Target::None,
+    );
+    let mut rss = Metric::new(
+        format!("{label}: peak RSS of the client process"),
+        "MiB",
+        Better::Lower,
+        Target::None,
+    );
     download_child(ctx, &warm, "sdk", warm_size).await?;
     download_child(ctx, &warm, "raw", warm_size).await?;
-    py_download(ctx, &warm, warm_size).await;
+    py_download(ctx, py, &warm, warm_size).await;
     for _ in 0..ctx.runs {
         let sdk = download_child(ctx, &big, "sdk", size).await?;
         let raw = download_child(ctx, &big, "raw", size).await?;
-        let py = py_download(ctx, &big, size).await;
+        let py = py_download(ctx, py, &big, size).await;
         rate.runs.push(Triple {
             sdk: sdk.mb_per_s,
             raw: Some(raw.mb_per_s),
@@ -823,7 +940,11 @@ async fn child_main(argv: &[String]) -> Res<()> {
             _ => {}
         }
     }
-    let (conn, id, mode) = (conn.ok_or("--conn")?, id.ok_or("--id")?, mode.ok_or("--mode")?);
+    let (conn, id, mode) = (
+        conn.ok_or("--conn")?,
+        id.ok_or("--id")?,
+        mode.ok_or("--mode")?,
+    );
     let info: ConnectionInfo = serde_json::from_slice(&std::fs::read(&conn)?)?;
     let ca = std::fs::read(&info.spp.ca)?;
     let path = format!("Backups/{id}/Download");
@@ -831,19 +952,34 @@ async fn child_main(argv: &[String]) -> Res<()> {
         "sdk" => {
             let client = SafeguardClient::builder(info.spp.host.clone())
                 .ca_pem(&ca)?
-                .auth(PkceAuth::new("local", info.spp.admin.user.clone(), info.spp.admin.password.clone()))
+                .auth(PkceAuth::new(
+                    "local",
+                    info.spp.admin.user.clone(),
+                    info.spp.admin.password.clone(),
+                ))
                 .build()?;
             client.login().await?;
             let start = Instant::now();
-            let n = client.download(Service::Appliance, &path, "/dev/null", None).await?;
+            let n = client
+                .download(Service::Appliance, &path, "/dev/null", None)
+                .await?;
             (n, start.elapsed())
         }
         "raw" => {
             let http = raw::client(&ca, None, usize::MAX)?;
-            let token = raw::pkce_login(&http, &info.spp.host, &info.spp.admin.user, &info.spp.admin.password).await?;
+            let token = raw::pkce_login(
+                &http,
+                &info.spp.host,
+                &info.spp.admin.user,
+                &info.spp.admin.password,
+            )
+            .await?;
             let start = Instant::now();
             let response = http
-                .get(format!("https://{}/service/appliance/v4/{path}", info.spp.host))
+                .get(format!(
+                    "https://{}/service/appliance/v4/{path}",
+                    info.spp.host
+                ))
                 .header("Accept", "application/octet-stream")
                 .bearer_auth(&token)
                 .send()
@@ -873,7 +1009,10 @@ async fn child_main(argv: &[String]) -> Res<()> {
 
 fn read_build_table(path: &Path) -> Res<(Vec<BuildRow>, Option<String>)> {
     let text = std::fs::read_to_string(path)?;
-    let caption = text.lines().find(|l| l.starts_with("Build times")).map(|l| l.trim_end_matches(':').to_owned());
+    let caption = text
+        .lines()
+        .find(|l| l.starts_with("Build times"))
+        .map(|l| l.trim_end_matches(':').to_owned());
     let rows = text
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| build |"))
@@ -917,7 +1056,9 @@ fn fmt_ratio(v: Option<f64>) -> String {
 }
 
 fn machine() -> String {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -940,17 +1081,34 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem_gib:.1} GiB memory")
 }
 
-fn report(ctx: &Ctx, args: &Args, metrics: &[Metric], builds: &[BuildRow], build_caption: Option<String>) -> String {
+fn report(
+    ctx: &Ctx,
+    py: &Side,
+    args: &Args,
+    metrics: &[Metric],
+    builds: &[BuildRow],
+    build_caption: Option<String>,
+) -> String {
     let mut s = String::new();
     let when = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     s.push_str(&format!(
         "safeguard-sdk benchmark, {when}, {}; {}; median of {} runs after a warm-up{}.\n\n",
         machine(),
-        if args.quick { "--quick (smoke test: small counts, figures not meaningful)" } else { "full run" },
+        if args.quick {
+            "--quick (smoke test: small counts, figures not meaningful)"
+        } else {
+            "full run"
+        },
         ctx.runs,
-        if ctx.py.is_some() || ctx.python_exe.is_some() { "" } else { "; pysafeguard column skipped" },
+        if py.exe.is_some() {
+            ""
+        } else {
+            "; pysafeguard column skipped"
+        },
     ));
-    s.push_str("| workload | sdk | raw reqwest | pysafeguard | sdk/raw | pysafeguard/sdk | peak RSS |\n");
+    s.push_str(
+        "| workload | sdk | raw reqwest | pysafeguard | sdk/raw | pysafeguard/sdk | peak RSS |\n",
+    );
     s.push_str("|---|---|---|---|---|---|---|\n");
     for m in metrics {
         s.push_str(&format!(
@@ -965,7 +1123,10 @@ fn report(ctx: &Ctx, args: &Args, metrics: &[Metric], builds: &[BuildRow], build
         ));
     }
     for b in builds {
-        s.push_str(&format!("| 8. build: {} | {} | — | — | — | — | |\n", b.label, b.time));
+        s.push_str(&format!(
+            "| 8. build: {} | {} | — | — | — | — | |\n",
+            b.label, b.time
+        ));
     }
     s.push_str(
         "\nRatios are cost ratios (time per operation, or latency; for throughput the inverse), \
@@ -975,10 +1136,17 @@ fn report(ctx: &Ctx, args: &Args, metrics: &[Metric], builds: &[BuildRow], build
          allocation counter in Python).\n",
     );
     if let Some(c) = build_caption {
-        s.push_str(&format!("Build rows: one run of scripts/bench-build; {c}.\n"));
+        s.push_str(&format!(
+            "Build rows: one run of scripts/bench-build; {c}.\n"
+        ));
     }
     s.push_str("\nTargets:\n\n");
-    let mut line = |ok: bool, what: String| s.push_str(&format!("- {} {what}\n", if ok { "met:" } else { "MISSED:" }));
+    let mut line = |ok: bool, what: String| {
+        s.push_str(&format!(
+            "- {} {what}\n",
+            if ok { "met:" } else { "MISSED:" }
+        ))
+    };
     for m in metrics {
         match m.target {
             Target::RawAndPython | Target::Raw => {
@@ -987,13 +1155,19 @@ fn report(ctx: &Ctx, args: &Args, metrics: &[Metric], builds: &[BuildRow], build
                 }
                 if m.target == Target::RawAndPython {
                     if let Some(r) = m.py_sdk() {
-                        line(r >= 20.0, format!("pysafeguard/sdk ≥ 20 on {} ({r:.1})", m.label));
+                        line(
+                            r >= 20.0,
+                            format!("pysafeguard/sdk ≥ 20 on {} ({r:.1})", m.label),
+                        );
                     }
                 }
             }
             Target::EventP99 => {
                 let p = m.sdk();
-                line(p < 5000.0, format!("event p99 < 5 ms ({:.2} ms)", p / 1000.0));
+                line(
+                    p < 5000.0,
+                    format!("event p99 < 5 ms ({:.2} ms)", p / 1000.0),
+                );
             }
             Target::None => {}
         }
@@ -1002,9 +1176,9 @@ fn report(ctx: &Ctx, args: &Args, metrics: &[Metric], builds: &[BuildRow], build
             line(r < 64.0, format!("download peak RSS < 64 MiB ({r:.1} MiB)"));
         }
     }
-    if !ctx.notes.is_empty() || !args.notes.is_empty() {
+    if !py.notes.is_empty() || !args.notes.is_empty() {
         s.push_str("\nNotes:\n\n");
-        for n in args.notes.iter().chain(ctx.notes.iter()) {
+        for n in args.notes.iter().chain(py.notes.iter()) {
             s.push_str(&format!("- {n}\n"));
         }
     }
@@ -1017,10 +1191,19 @@ async fn bench_main(args: Args) -> Res<()> {
     let admin = conn.spp.admin.clone();
     let sdk = SafeguardClient::builder(conn.spp.host.clone())
         .ca_pem(&ca_pem)?
-        .auth(PkceAuth::new("local", admin.user.clone(), admin.password.clone()))
+        .auth(PkceAuth::new(
+            "local",
+            admin.user.clone(),
+            admin.password.clone(),
+        ))
         .build()?;
     sdk.login().await?;
-    let token = sdk.user_token().await.ok_or("no user token")?.expose_secret().to_owned();
+    let token = sdk
+        .user_token()
+        .await
+        .ok_or("no user token")?
+        .expose_secret()
+        .to_owned();
     let raw = raw::client(&ca_pem, None, usize::MAX)?;
     let admin_http = raw::client(&ca_pem, None, usize::MAX)?;
     let mut notes = Vec::new();
@@ -1034,7 +1217,7 @@ async fn bench_main(args: Args) -> Res<()> {
         },
         None => None,
     };
-    let mut ctx = Ctx {
+    let ctx = Ctx {
         conn,
         conn_path: args.conn.clone(),
         ca_pem,
@@ -1044,9 +1227,11 @@ async fn bench_main(args: Args) -> Res<()> {
         token,
         raw,
         admin: admin_http,
-        python_exe: py.as_ref().and(args.python.clone()),
-        py,
-        py_script: args.py_script.clone(),
+    };
+    let mut py = Side {
+        exe: py.as_ref().and(args.python.clone()),
+        proc: py,
+        script: args.py_script.clone(),
         notes,
     };
     let mut metrics = Vec::new();
@@ -1054,7 +1239,11 @@ async fn bench_main(args: Args) -> Res<()> {
         ($name:literal, $f:ident) => {{
             let t = Instant::now();
             eprintln!("==> {}", $name);
-            metrics.extend($f(&mut ctx).await.map_err(|e| format!("{}: {e}", $name))?);
+            metrics.extend(
+                $f(&ctx, &mut py)
+                    .await
+                    .map_err(|e| format!("{}: {e}", $name))?,
+            );
             eprintln!("    done in {:.1?}", t.elapsed());
         }};
     }
@@ -1069,18 +1258,19 @@ async fn bench_main(args: Args) -> Res<()> {
         Some(p) => match read_build_table(p) {
             Ok(b) => b,
             Err(e) => {
-                ctx.notes.push(format!("build times unavailable: {e}"));
+                py.notes.push(format!("build times unavailable: {e}"));
                 (Vec::new(), None)
             }
         },
         None => {
-            ctx.notes.push("build times not measured (no --build-table)".into());
+            py.notes
+                .push("build times not measured (no --build-table)".into());
             (Vec::new(), None)
         }
     };
-    let text = report(&ctx, &args, &metrics, &builds, caption);
-    if let Some(py) = ctx.py.take() {
-        py.quit().await;
+    let text = report(&ctx, &py, &args, &metrics, &builds, caption);
+    if let Some(p) = py.proc.take() {
+        p.quit().await;
     }
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -1092,7 +1282,11 @@ async fn bench_main(args: Args) -> Res<()> {
 
 fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("perf: cannot start the runtime: {e}");

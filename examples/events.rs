@@ -29,7 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let user = std::env::var("SAFEGUARD_USER")?;
             let password = std::env::var("SAFEGUARD_PASSWORD")?;
             let provider = std::env::var("SAFEGUARD_PROVIDER").unwrap_or_else(|_| "local".into());
-            let mut builder = SafeguardClient::builder(host).auth(PkceAuth::new(provider, user, password));
+            let mut builder =
+                SafeguardClient::builder(host).auth(PkceAuth::new(provider, user, password));
             if let Ok(ca) = std::env::var("SAFEGUARD_CA") {
                 builder = builder.ca_file(ca)?;
             }
@@ -41,7 +42,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let admin = &emulator.connection().spp.admin;
             let client = SafeguardClient::builder(emulator.spp_host())
                 .ca_pem(emulator.ca_pem())?
-                .auth(PkceAuth::new("local", admin.user.clone(), admin.password.clone()))
+                .auth(PkceAuth::new(
+                    "local",
+                    admin.user.clone(),
+                    admin.password.clone(),
+                ))
                 .build()?;
             _embedded = Some(emulator);
             client
@@ -91,7 +96,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .ok()
     .flatten()
     .ok_or("no UserCreated event arrived")?;
-    println!("event {}: {}", event.name, serde_json::to_string_pretty(&event.body)?);
+    println!(
+        "event {}: {}",
+        event.name,
+        serde_json::to_string_pretty(&event.body)?
+    );
 
     client
         .delete(Service::Core, &format!("Users/{}", user["Id"]))

@@ -415,7 +415,11 @@ impl A2aContextBuilder {
     }
 
     /// The client certificate from a PKCS#12 (`.pfx`/`.p12`) file and its password.
-    pub fn pkcs12_file(mut self, path: impl Into<PathBuf>, password: impl Into<SecretString>) -> Self {
+    pub fn pkcs12_file(
+        mut self,
+        path: impl Into<PathBuf>,
+        password: impl Into<SecretString>,
+    ) -> Self {
         self.identity = Some(IdentitySource::Pkcs12 {
             path: path.into(),
             password: password.into(),
@@ -469,13 +473,8 @@ impl A2aContextBuilder {
             )
         })?;
         let identity = source.load()?;
-        let transport = CertTransport::with_pool(
-            &self.host,
-            &self.tls,
-            identity,
-            self.timeout,
-            self.pool,
-        )?;
+        let transport =
+            CertTransport::with_pool(&self.host, &self.tls, identity, self.timeout, self.pool)?;
         A2aContext::from_transport(Arc::new(transport), &self.tls)
     }
 }
@@ -527,7 +526,10 @@ impl A2aContext {
                 credentials_url: url("/service/a2a/v4/Credentials")?,
                 password_url: url("/service/a2a/v4/Credentials/Password")?,
                 ssh_key_url: url("/service/a2a/v4/Credentials/SshKey")?,
-                request_builder: tls.reqwest_builder()?.build().map_err(Error::from_reqwest)?,
+                request_builder: tls
+                    .reqwest_builder()?
+                    .build()
+                    .map_err(Error::from_reqwest)?,
                 transport,
             }),
         })
@@ -592,7 +594,9 @@ impl A2aContext {
         let auth = authorization(api_key.expose_api_key())?;
         let body = json_body(&json!(password.expose_secret()))?;
         let url = self.inner.password_url.clone();
-        self.call(Method::PUT, url, auth, Some(body)).await.map(wipe)
+        self.call(Method::PUT, url, auth, Some(body))
+            .await
+            .map(wipe)
     }
 
     /// Sets the SSH private key (and its passphrase, when encrypted) of the
@@ -612,7 +616,8 @@ impl A2aContext {
         let body = json_body(&value);
         wipe_json(value);
         let mut url = self.inner.ssh_key_url.clone();
-        url.query_pairs_mut().append_pair("keyFormat", format.as_str());
+        url.query_pairs_mut()
+            .append_pair("keyFormat", format.as_str());
         self.call(Method::PUT, url, auth, Some(body?))
             .await
             .map(wipe)
@@ -748,8 +753,9 @@ impl A2aContext {
             (Some("Success") | None, Some(token)) => {
                 let mut value = Zeroizing::new(String::from("Bearer "));
                 value.push_str(token.expose_secret());
-                let mut header = HeaderValue::from_str(&value)
-                    .map_err(|_| Error::Config("the user token is not a valid header value".into()))?;
+                let mut header = HeaderValue::from_str(&value).map_err(|_| {
+                    Error::Config("the user token is not a valid header value".into())
+                })?;
                 header.set_sensitive(true);
                 Ok(header)
             }
@@ -765,7 +771,10 @@ impl A2aContext {
     }
 
     async fn sign_out(&self, token: &HeaderValue) {
-        let url = format!("{}/service/core/v4/Token/Logout", self.inner.transport.base_url());
+        let url = format!(
+            "{}/service/core/v4/Token/Logout",
+            self.inner.transport.base_url()
+        );
         if let Err(e) = self.send_ok(Method::POST, &url, Some(token), None).await {
             tracing::debug!("signing out the certificate user failed: {e}");
         }
@@ -810,7 +819,9 @@ impl A2aContext {
     ) -> Result<Bytes> {
         let label = format!(
             "{method} {}",
-            url::Url::parse(url).map(|u| u.path().to_owned()).unwrap_or_default()
+            url::Url::parse(url)
+                .map(|u| u.path().to_owned())
+                .unwrap_or_default()
         );
         let response = self.send(method, url, authorization, body).await?;
         read_success(response, label).await
@@ -935,17 +946,29 @@ mod tests {
 
     #[test]
     fn failures_are_classified_by_status_and_code() {
-        let cert = api_error(403, r#"{"Code":60094,"Message":"Authorization is denied."}"#);
+        let cert = api_error(
+            403,
+            r#"{"Code":60094,"Message":"Authorization is denied."}"#,
+        );
         assert_eq!(cert.a2a_failure(), Some(A2aFailure::CertificateRejected));
         let key = api_error(403, r#"{"Code":60096,"Message":"Invalid API key."}"#);
         assert_eq!(key.a2a_failure(), Some(A2aFailure::BadApiKey));
         assert!(key.is_bad_api_key());
-        assert_eq!(api_error(403, "").a2a_failure(), Some(A2aFailure::BadApiKey));
-        assert_eq!(api_error(401, "").a2a_failure(), Some(A2aFailure::BadApiKey));
+        assert_eq!(
+            api_error(403, "").a2a_failure(),
+            Some(A2aFailure::BadApiKey)
+        );
+        assert_eq!(
+            api_error(401, "").a2a_failure(),
+            Some(A2aFailure::BadApiKey)
+        );
         assert_eq!(api_error(404, "").a2a_failure(), Some(A2aFailure::NotFound));
         let disabled = api_error(403, r#"{"Code":60095,"Message":"disabled"}"#);
         assert_eq!(disabled.a2a_failure(), Some(A2aFailure::NotEnabled));
-        assert_eq!(api_error(503, "").a2a_failure(), Some(A2aFailure::NotEnabled));
+        assert_eq!(
+            api_error(503, "").a2a_failure(),
+            Some(A2aFailure::NotEnabled)
+        );
         assert_eq!(api_error(400, "").a2a_failure(), None);
         assert_eq!(
             Error::Tls("x".into()).a2a_failure(),

@@ -211,7 +211,9 @@ impl CertTransport {
         if let Ok(with_url) = http::Response::builder().url(url).body(()) {
             parts.extensions.extend(with_url.into_parts().0.extensions);
         }
-        Ok(reqwest::Response::from(http::Response::from_parts(parts, body)))
+        Ok(reqwest::Response::from(http::Response::from_parts(
+            parts, body,
+        )))
     }
 }
 
@@ -235,7 +237,10 @@ fn parse_host(host: &str) -> Result<(String, String, String, u16)> {
         .host_str()
         .ok_or_else(|| Error::Config(format!("bad host `{host}`: no host name")))?;
     let port = url.port_or_known_default().unwrap_or(443);
-    let tcp_host = name.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let tcp_host = name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     Ok((
         trimmed.to_owned(),
         format!("https://{trimmed}"),
@@ -257,7 +262,10 @@ fn client_error(e: hyper_util::client::legacy::Error, label: &str) -> Error {
     if has_tls_error(&e) {
         Error::Tls(format!("{label}: {chain}"))
     } else {
-        transport_error(io::ErrorKind::ConnectionAborted, format!("{label}: {chain}"))
+        transport_error(
+            io::ErrorKind::ConnectionAborted,
+            format!("{label}: {chain}"),
+        )
     }
 }
 
@@ -334,7 +342,9 @@ impl TlsConnector {
         let work = self.open_unbounded(host, port);
         match self.connect_timeout {
             Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
-                ConnectError::Timeout(format!("connecting to {host}:{port} took longer than {t:?}"))
+                ConnectError::Timeout(format!(
+                    "connecting to {host}:{port} took longer than {t:?}"
+                ))
             })?,
             None => work.await,
         }
@@ -345,9 +355,9 @@ impl TlsConnector {
         host: &str,
         port: u16,
     ) -> Result<SslStream<TcpStream>, ConnectError> {
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .map_err(|e| ConnectError::Io(e.kind(), format!("cannot connect to {host}:{port}: {e}")))?;
+        let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
+            ConnectError::Io(e.kind(), format!("cannot connect to {host}:{port}: {e}"))
+        })?;
         let _ = tcp.set_nodelay(true);
         let tls = |e: openssl::error::ErrorStack| {
             ConnectError::Tls(format!("TLS setup for {host}:{port}: {e}"))
@@ -367,14 +377,18 @@ impl TlsConnector {
                 String::new()
             };
             return Err(if e.ssl_error().is_some() || verify.as_raw() != 0 {
-                ConnectError::Tls(format!("TLS handshake with {host}:{port} failed{detail}: {e}"))
+                ConnectError::Tls(format!(
+                    "TLS handshake with {host}:{port} failed{detail}: {e}"
+                ))
             } else {
                 match e.io_error() {
                     Some(io) => ConnectError::Io(
                         io.kind(),
                         format!("connection to {host}:{port} broke during the TLS handshake: {io}"),
                     ),
-                    None => ConnectError::Tls(format!("TLS handshake with {host}:{port} failed: {e}")),
+                    None => {
+                        ConnectError::Tls(format!("TLS handshake with {host}:{port} failed: {e}"))
+                    }
                 }
             });
         }
@@ -401,7 +415,9 @@ impl tower_service::Service<Uri> for TlsConnector {
                 ),
                 None => this.default_target.clone(),
             };
-            this.open(&host, port).await.map(|s| TokioIo::new(TlsConn(s)))
+            this.open(&host, port)
+                .await
+                .map(|s| TokioIo::new(TlsConn(s)))
         })
     }
 }
@@ -496,14 +512,20 @@ mod tests {
     #[test]
     fn hosts_parse_with_and_without_ports() {
         let (h, base, tcp, port) = parse_host("safeguard.example.com").unwrap();
-        assert_eq!((h.as_str(), base.as_str(), tcp.as_str(), port), (
-            "safeguard.example.com",
-            "https://safeguard.example.com",
-            "safeguard.example.com",
-            443
-        ));
+        assert_eq!(
+            (h.as_str(), base.as_str(), tcp.as_str(), port),
+            (
+                "safeguard.example.com",
+                "https://safeguard.example.com",
+                "safeguard.example.com",
+                443
+            )
+        );
         let (_, base, tcp, port) = parse_host("127.0.0.1:8443").unwrap();
-        assert_eq!((base.as_str(), tcp.as_str(), port), ("https://127.0.0.1:8443", "127.0.0.1", 8443));
+        assert_eq!(
+            (base.as_str(), tcp.as_str(), port),
+            ("https://127.0.0.1:8443", "127.0.0.1", 8443)
+        );
         let (_, _, tcp, port) = parse_host("[::1]:9443").unwrap();
         assert_eq!((tcp.as_str(), port), ("::1", 9443));
     }

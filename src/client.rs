@@ -674,7 +674,7 @@ impl SafeguardClient {
         path: &str,
         source: UploadSource,
         content_type: &str,
-        progress: Option<Box<dyn FnMut(u64, Option<u64>) + Send + Sync>>,
+        progress: Option<UploadProgress>,
     ) -> Result<ApiResponse> {
         let (stream, total) = source.into_stream().await?;
         let mut sent = 0u64;
@@ -726,6 +726,10 @@ impl SafeguardClient {
         })
     }
 }
+
+/// Called as an upload's chunks go out, with the bytes sent so far and the
+/// total when known.
+pub type UploadProgress = Box<dyn FnMut(u64, Option<u64>) + Send + Sync>;
 
 /// Where an upload's bytes come from.
 pub enum UploadSource {
@@ -884,7 +888,7 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response> {
     if response.status().is_success() {
         return Ok(response);
     }
-    let label = format!("{}", response.url().path());
+    let label = response.url().path().to_owned();
     Err(ApiResponse { response, label }.into_error().await)
 }
 

@@ -22,16 +22,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The appliance refused the credentials or the token (HTTP 401).
     #[error("authentication failed: {0}")]
-    Authentication(ApiError),
+    Authentication(Box<ApiError>),
     /// The caller may not do this (HTTP 403; also a bad A2A API key).
     #[error("not authorized: {0}")]
-    Authorization(ApiError),
+    Authorization(Box<ApiError>),
     /// The resource does not exist (HTTP 404).
     #[error("not found: {0}")]
-    NotFound(ApiError),
+    NotFound(Box<ApiError>),
     /// Any other error answer of the appliance.
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// The secure token service (rSTS) refused a sign-in step.
     #[error("sign-in refused by the STS: {0}")]
     Sts(StsError),
@@ -95,13 +95,14 @@ impl Error {
             Error::Authentication(e)
             | Error::Authorization(e)
             | Error::NotFound(e)
-            | Error::Api(e) => Some(e),
+            | Error::Api(e) => Some(e.as_ref()),
             _ => None,
         }
     }
 
     /// Builds the variant that fits an error answer of the Safeguard API.
     pub(crate) fn from_api(error: ApiError) -> Self {
+        let error = Box::new(error);
         match error.status {
             StatusCode::UNAUTHORIZED => Error::Authentication(error),
             StatusCode::FORBIDDEN => Error::Authorization(error),

@@ -38,15 +38,17 @@ mod cert_transport;
 mod client;
 pub mod error;
 pub mod events;
+#[cfg(feature = "core")]
+pub mod lists;
 pub mod paging;
+pub mod sps;
 mod timestamp;
 pub mod tls;
-pub mod sps;
 pub mod transport;
 
 pub use client::{
-    ApiResponse, RequestBuilder, SafeguardClient, SafeguardClientBuilder, Service, UploadSource,
-    TOKEN_LIFETIME_HEADER,
+    ApiResponse, RequestBuilder, SafeguardClient, SafeguardClientBuilder, Service, UploadProgress,
+    UploadSource, TOKEN_LIFETIME_HEADER,
 };
 pub use error::{Error, Result};
 pub use secrecy::{ExposeSecret, SecretString};

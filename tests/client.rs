@@ -302,3 +302,36 @@ fn unrelated_ca() -> Vec<u8> {
     b.sign(&key, MessageDigest::sha256()).unwrap();
     b.build().to_pem().unwrap()
 }
+
+#[cfg(feature = "core")]
+#[tokio::test]
+async fn typed_list_streams_page_through_everything() {
+    let emu = common::emulator().await;
+    emu.control().seed_users(450);
+    let client = common::admin(&emu).await;
+    let users: Vec<_> = client.list_users(None).try_collect().await.unwrap();
+    assert_eq!(users.len(), emu.control().user_count());
+    let seeded: Vec<_> = client
+        .list_users(Some("Name contains 'SeedUser'"))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(seeded.len(), 450);
+    let assets: Vec<_> = client.list_assets(None).try_collect().await.unwrap();
+    assert!(assets
+        .iter()
+        .any(|a| a.name.as_deref() == Some(emu_consts::ASSET_NAME)));
+    let accounts: Vec<_> = client
+        .list_asset_accounts(None)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(accounts
+        .iter()
+        .any(|a| a.name.as_deref() == Some(emu_consts::PASSWORD_ACCOUNT)));
+    let _requests: Vec<_> = client
+        .list_access_requests(None)
+        .try_collect()
+        .await
+        .unwrap();
+}

@@ -121,7 +121,11 @@ fn run_all(cases: u32) {
     properties(cases, |runner| {
         runner
             .run(
-                &(prop::collection::vec(any::<u8>(), 0..256), prop::collection::vec(any::<usize>(), 0..6), 1usize..300),
+                &(
+                    prop::collection::vec(any::<u8>(), 0..256),
+                    prop::collection::vec(any::<usize>(), 0..6),
+                    1usize..300,
+                ),
                 |(data, cuts, limit)| {
                     exercise(&data, &cuts, limit);
                     Ok(())
@@ -132,7 +136,11 @@ fn run_all(cases: u32) {
     properties(cases, |runner| {
         runner
             .run(
-                &(signalr_like(), prop::collection::vec(any::<usize>(), 0..6), 8usize..400),
+                &(
+                    signalr_like(),
+                    prop::collection::vec(any::<usize>(), 0..6),
+                    8usize..400,
+                ),
                 |(data, cuts, limit)| {
                     exercise(&data, &cuts, limit);
                     Ok(())
@@ -144,11 +152,15 @@ fn run_all(cases: u32) {
     properties(cases, |runner| {
         runner
             .run(
-                &(prop::collection::vec(message(), 1..5), prop::collection::vec(any::<usize>(), 0..8)),
+                &(
+                    prop::collection::vec(message(), 1..5),
+                    prop::collection::vec(any::<usize>(), 0..8),
+                ),
                 |(messages, cuts)| {
                     let bytes: Vec<u8> = messages.iter().flat_map(Message::encode).collect();
                     let mut reader = FrameReader::new(bytes.len().max(1));
-                    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+                    let mut points: Vec<usize> =
+                        cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
                     points.sort_unstable();
                     points.push(bytes.len());
                     let mut start = 0;
@@ -161,7 +173,11 @@ fn run_all(cases: u32) {
                     for (r, m) in records.iter().zip(&messages) {
                         let parsed = Message::parse(r).unwrap();
                         // JSON numbers may not round-trip bit for bit (floats).
-                        if let (Message::Invocation { target: a, .. }, Message::Invocation { target: b, .. }) = (&parsed, m) {
+                        if let (
+                            Message::Invocation { target: a, .. },
+                            Message::Invocation { target: b, .. },
+                        ) = (&parsed, m)
+                        {
                             prop_assert_eq!(a, b);
                         } else {
                             prop_assert_eq!(&parsed, m);

@@ -22,7 +22,8 @@ pub struct Python {
 /// pysafeguard's `verify=<ca.pem>`.
 pub fn command(python: &Path) -> Command {
     let mut cmd = Command::new(python);
-    cmd.env_remove("REQUESTS_CA_BUNDLE").env_remove("CURL_CA_BUNDLE");
+    cmd.env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE");
     cmd
 }
 
@@ -39,7 +40,11 @@ impl Python {
             .spawn()?;
         let stdin = child.stdin.take().ok_or("no stdin")?;
         let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-        let mut py = Python { child, stdin, stdout };
+        let mut py = Python {
+            child,
+            stdin,
+            stdout,
+        };
         let ready = py.read().await?;
         if ready["ready"] != Value::Bool(true) {
             return Err(format!("bench.py did not start: {ready}").into());

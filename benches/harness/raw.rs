@@ -14,14 +14,19 @@ use sha2::{Digest, Sha256};
 /// Any error of the raw side.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn rustls_config(ca_pem: &[u8], identity: Option<(&[u8], &[u8])>) -> Result<rustls::ClientConfig, BoxError> {
+fn rustls_config(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<rustls::ClientConfig, BoxError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(cert?)?;
     }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots);
     let mut config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
@@ -35,7 +40,11 @@ fn rustls_config(ca_pem: &[u8], identity: Option<(&[u8], &[u8])>) -> Result<rust
 
 /// A reqwest client trusting `ca_pem`, optionally presenting a client
 /// certificate, keeping at most `max_idle` idle connections per host.
-pub fn client(ca_pem: &[u8], identity: Option<(&[u8], &[u8])>, max_idle: usize) -> Result<reqwest::Client, BoxError> {
+pub fn client(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+    max_idle: usize,
+) -> Result<reqwest::Client, BoxError> {
     Ok(reqwest::Client::builder()
         .http1_only()
         .no_proxy()
@@ -61,7 +70,12 @@ fn random_b64(n: usize) -> String {
 /// The browser-less PKCE sign-in, request for request what the SDK sends:
 /// provider lookup, login controller steps 1, 3 and 6, the authorization
 /// code grant, then `Token/LoginResponse`. Returns the user token.
-pub async fn pkce_login(http: &reqwest::Client, host: &str, user: &str, password: &str) -> Result<String, BoxError> {
+pub async fn pkce_login(
+    http: &reqwest::Client,
+    host: &str,
+    user: &str,
+    password: &str,
+) -> Result<String, BoxError> {
     let base = format!("https://{host}");
     let providers = json_ok(
         http.get(format!("{base}/service/core/v4/AuthenticationProviders"))
@@ -73,8 +87,11 @@ pub async fn pkce_login(http: &reqwest::Client, host: &str, user: &str, password
     let provider = providers
         .as_array()
         .and_then(|a| {
-            a.iter()
-                .find(|p| p["RstsProviderId"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("local")))
+            a.iter().find(|p| {
+                p["RstsProviderId"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("local"))
+            })
         })
         .and_then(|p| p["RstsProviderId"].as_str())
         .unwrap_or("local")
@@ -103,7 +120,9 @@ pub async fn pkce_login(http: &reqwest::Client, host: &str, user: &str, password
         )
         .await?;
     }
-    let relying = last["RelyingPartyUrl"].as_str().ok_or("no RelyingPartyUrl")?;
+    let relying = last["RelyingPartyUrl"]
+        .as_str()
+        .ok_or("no RelyingPartyUrl")?;
     let code = url::Url::parse(relying)?
         .query_pairs()
         .find(|(k, _)| k == "code")
@@ -131,7 +150,10 @@ pub async fn pkce_login(http: &reqwest::Client, host: &str, user: &str, password
             .await?,
     )
     .await?;
-    Ok(login["UserToken"].as_str().ok_or("no UserToken")?.to_owned())
+    Ok(login["UserToken"]
+        .as_str()
+        .ok_or("no UserToken")?
+        .to_owned())
 }
 
 /// `GET {url}` with the bearer token, decoded as `T`.
@@ -155,9 +177,15 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
 }
 
 /// A2A password retrieval: `GET a2a/v4/Credentials?type=Password`.
-pub async fn a2a_password(http: &reqwest::Client, host: &str, api_key: &str) -> Result<String, BoxError> {
+pub async fn a2a_password(
+    http: &reqwest::Client,
+    host: &str,
+    api_key: &str,
+) -> Result<String, BoxError> {
     let response = http
-        .get(format!("https://{host}/service/a2a/v4/Credentials?type=Password"))
+        .get(format!(
+            "https://{host}/service/a2a/v4/Credentials?type=Password"
+        ))
         .header("Accept", "application/json")
         .header("Authorization", format!("A2A {api_key}"))
         .send()

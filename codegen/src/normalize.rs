@@ -72,6 +72,8 @@ pub struct NormalizeReport {
     pub date_times: usize,
     /// Component schemas that became tolerant enums (rule 8), by name.
     pub tolerant_enum_components: Vec<String>,
+    /// Descriptions whose text Markdown would read as code, tidied (rule 12).
+    pub descriptions_tidied: usize,
     /// Component schemas renamed to avoid a clash with a generated name (rule 11).
     pub renamed_schemas: BTreeMap<String, String>,
 }
@@ -110,6 +112,7 @@ impl NormalizeReport {
             ),
             format!("rule 10 lenient formats: {}", self.date_times),
             format!("rule 11 schemas renamed: {}", self.renamed_schemas.len()),
+            format!("rule 12 descriptions tidied: {}", self.descriptions_tidied),
         ]
     }
 }
@@ -121,6 +124,7 @@ pub fn normalize(doc: &mut Value) -> NormalizeReport {
         ..NormalizeReport::default()
     };
     rename_colliding_schemas(doc, &mut report);
+    tidy_descriptions(doc, &mut report);
     strip_async_suffix(doc, &mut report);
     for_each_operation_mut(doc, |id, op| {
         reduce_request_body(op, &mut report);
@@ -201,6 +205,49 @@ fn for_each_operation_mut(doc: &mut Value, mut f: impl FnMut(String, &mut Map<St
             }
         }
     }
+}
+
+/// Rule 12: descriptions become doc comments on the generated code, where
+/// Markdown reads indented lines as code blocks and rustdoc compiles those
+/// (and fenced blocks) as doctests. Leading whitespace is trimmed from every
+/// line and every opening fence is marked `text`.
+fn tidy_descriptions(doc: &mut Value, report: &mut NormalizeReport) {
+    match doc {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match value {
+                    Value::String(text) if key == "description" || key == "summary" => {
+                        let tidy = tidy_text(text);
+                        if tidy != *text {
+                            *text = tidy;
+                            report.descriptions_tidied += 1;
+                        }
+                    }
+                    other => tidy_descriptions(other, report),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| tidy_descriptions(v, report)),
+        _ => {}
+    }
+}
+
+fn tidy_text(text: &str) -> String {
+    let mut in_fence = false;
+    text.lines()
+        .map(|line| {
+            let line = line.trim_start();
+            if line.starts_with("```") {
+                let opening = !in_fence;
+                in_fence = !in_fence;
+                if opening {
+                    return "```text".to_owned();
+                }
+            }
+            line.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Rule 1: `Users_GetUsersAsync` becomes `Users_GetUsers`, unless another
@@ -865,6 +912,28 @@ mod tests {
             "#/components/schemas/ThingsGetResponseSchema"
         );
         assert_eq!(report.renamed_schemas.len(), 1);
+    }
+
+    #[test]
+    fn descriptions_never_read_as_code() {
+        let mut doc = doc_with(
+            json!({ "/k": { "get": { "operationId": "K", "summary": "Gets keys",
+                "parameters": [ { "name": "keyFormat", "in": "query", "schema": { "type": "string" },
+                    "description": "The format:\n\n            - OpenSsh - legacy PEM\n            - Putty" } ],
+                "responses": {} } } }),
+            json!({ "P": { "type": "object", "properties": {
+                "description": { "type": "string", "description": "```\nlet x = 1;\n```\nand\n```rust\nok\n```" } } } }),
+        );
+        let report = normalize(&mut doc);
+        assert_eq!(
+            doc["paths"]["/k"]["get"]["parameters"][0]["description"],
+            "The format:\n\n- OpenSsh - legacy PEM\n- Putty"
+        );
+        let prop = &doc["components"]["schemas"]["P"]["properties"]["description"];
+        // A property *named* description keeps its schema.
+        assert_eq!(prop["type"], "string");
+        assert_eq!(prop["description"], "```text\nlet x = 1;\n```\nand\n```text\nok\n```");
+        assert_eq!(report.descriptions_tidied, 2);
     }
 
     #[test]

@@ -167,6 +167,7 @@ def serve(conn_path):
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["op"] == "quit":
+            bench.loop.run_until_complete(bench.aclient.close())
             break
         try:
             out = getattr(bench, cmd["op"])(cmd)

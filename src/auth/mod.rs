@@ -323,13 +323,16 @@ impl fmt::Debug for DeviceCodeAuth {
     }
 }
 
+/// Opens an address in a browser.
+pub(crate) type Opener = Arc<dyn Fn(&str) -> std::io::Result<()> + Send + Sync>;
+
 /// PKCE sign-in in the system browser: a loopback listener receives the
 /// redirect with the authorization code. `open` is called with the address
 /// to open (by default the platform's opener: `xdg-open`, `open`, `start`).
 #[derive(Clone)]
 pub struct BrowserPkceAuth {
     pub(crate) provider: Option<String>,
-    pub(crate) open: Arc<dyn Fn(&str) -> std::io::Result<()> + Send + Sync>,
+    pub(crate) open: Opener,
     pub(crate) timeout: Duration,
 }
 

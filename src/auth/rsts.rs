@@ -260,53 +260,24 @@ impl<'a> Sts<'a> {
             verification_uri_complete: start.verification_uri_complete,
             expires_in,
         });
-        let started = Instant::now();
-        let deadline = started + auth.max_wait.map_or(expires_in, |w| w.min(expires_in));
-        let mut interval = Duration::from_secs(start.interval.unwrap_or(5).max(1));
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::SignInIncomplete(
-                    "the device code expired before it was approved".into(),
-                ));
-            }
-            tokio::select! {
-                _ = auth.cancel.cancelled() => {
-                    return Err(Error::SignInIncomplete("the device code sign-in was cancelled".into()));
-                }
-                _ = tokio::time::sleep(interval.min(deadline - now)) => {}
-            }
+        let deadline = Instant::now() + auth.max_wait.map_or(expires_in, |w| w.min(expires_in));
+        let interval = Duration::from_secs(start.interval.unwrap_or(5).max(1));
+        let device_code = start.device_code;
+        poll_device_code(interval, deadline.into(), &auth.cancel, || async {
             let response = self
                 .http
                 .post(self.url("/RSTS/oauth2/token"))
                 .header(reqwest::header::ACCEPT, "application/json")
                 .json(&json!({
                     "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                    "device_code": start.device_code.expose_secret(),
+                    "device_code": device_code.expose_secret(),
                     "client_id": "",
                 }))
                 .send()
                 .await?;
-            match read_token_answer(response).await {
-                Ok(token) => return Ok(token),
-                Err(Error::Sts(e)) => match e.error.as_str() {
-                    "authorization_pending" => {}
-                    "slow_down" => interval += Duration::from_secs(5),
-                    "access_denied" => {
-                        return Err(Error::SignInIncomplete(
-                            "the device code sign-in was denied".into(),
-                        ))
-                    }
-                    "expired_token" => {
-                        return Err(Error::SignInIncomplete(
-                            "the device code expired before it was approved".into(),
-                        ))
-                    }
-                    _ => return Err(Error::Sts(e)),
-                },
-                Err(e) => return Err(e),
-            }
-        }
+            read_token_answer(response).await
+        })
+        .await
     }
 
     /// PKCE in the system browser with a loopback redirect listener.
@@ -419,6 +390,50 @@ impl<'a> Sts<'a> {
                     other.unwrap_or("missing")
                 )),
             })),
+        }
+    }
+}
+
+/// Polls for a device-code token every `interval` (5 s more after each
+/// `slow_down`) until it is issued, denied or expired, `deadline` passes, or
+/// `cancel` fires. `poll` makes one token request.
+pub(crate) async fn poll_device_code<F, Fut>(
+    mut interval: Duration,
+    deadline: tokio::time::Instant,
+    cancel: &tokio_util::sync::CancellationToken,
+    mut poll: F,
+) -> Result<SecretString>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<SecretString>>,
+{
+    let expired =
+        || Error::SignInIncomplete("the device code expired before it was approved".into());
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(expired());
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                return Err(Error::SignInIncomplete("the device code sign-in was cancelled".into()));
+            }
+            _ = tokio::time::sleep(interval.min(deadline - now)) => {}
+        }
+        match poll().await {
+            Ok(token) => return Ok(token),
+            Err(Error::Sts(e)) => match e.error.as_str() {
+                "authorization_pending" => {}
+                "slow_down" => interval += Duration::from_secs(5),
+                "access_denied" => {
+                    return Err(Error::SignInIncomplete(
+                        "the device code sign-in was denied".into(),
+                    ))
+                }
+                "expired_token" => return Err(expired()),
+                _ => return Err(Error::Sts(e)),
+            },
+            Err(e) => return Err(e),
         }
     }
 }
@@ -605,6 +620,69 @@ mod tests {
         assert_eq!(p.challenge, expected);
         assert!(!p.verifier.expose_secret().contains('='));
         assert_eq!(p.verifier.expose_secret().len(), 43);
+    }
+
+    fn sts(error: &str) -> Error {
+        Error::Sts(StsError {
+            status: StatusCode::BAD_REQUEST,
+            error: error.into(),
+            description: None,
+        })
+    }
+
+    /// Runs the polling loop over scripted answers on tokio's paused clock;
+    /// returns the outcome and the (virtual) seconds at which each poll came.
+    async fn script(answers: Vec<Result<&'static str>>, wait: u64) -> (Result<String>, Vec<u64>) {
+        let start = tokio::time::Instant::now();
+        let answers = std::sync::Mutex::new(answers.into_iter());
+        let times = std::sync::Mutex::new(Vec::new());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let outcome = poll_device_code(
+            Duration::from_secs(1),
+            start + Duration::from_secs(wait),
+            &cancel,
+            || {
+                times.lock().unwrap().push(start.elapsed().as_secs());
+                let next = answers.lock().unwrap().next().expect("a scripted answer");
+                async move { next.map(|t| SecretString::from(t.to_owned())) }
+            },
+        )
+        .await;
+        let times = times.into_inner().unwrap();
+        (outcome.map(|t| t.expose_secret().to_owned()), times)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn device_code_polls_at_the_interval_and_slows_down_when_asked() {
+        let (outcome, times) = script(
+            vec![
+                Err(sts("authorization_pending")),
+                Err(sts("slow_down")),
+                Err(sts("authorization_pending")),
+                Ok("token"),
+            ],
+            300,
+        )
+        .await;
+        assert_eq!(outcome.unwrap(), "token");
+        assert_eq!(times, [1, 2, 8, 14]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn device_code_denied_expired_deadline_and_other_errors() {
+        let (o, _) = script(vec![Err(sts("access_denied"))], 300).await;
+        assert!(matches!(o, Err(Error::SignInIncomplete(m)) if m.contains("denied")));
+        let (o, _) = script(vec![Err(sts("expired_token"))], 300).await;
+        assert!(matches!(o, Err(Error::SignInIncomplete(m)) if m.contains("expired")));
+        let (o, times) = script(
+            (0..10).map(|_| Err(sts("authorization_pending"))).collect(),
+            3,
+        )
+        .await;
+        assert!(matches!(o, Err(Error::SignInIncomplete(m)) if m.contains("expired")));
+        assert_eq!(times, [1, 2, 3]);
+        let (o, _) = script(vec![Err(sts("invalid_client"))], 300).await;
+        assert!(matches!(o, Err(Error::Sts(e)) if e.error == "invalid_client"));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The A2A event hub (`/service/a2a/signalr`): `Authorization: A2A key1 key2 ...`
-//! and the client certificate.
+//! and the client certificate, over the certificate transport (OpenSSL, so
+//! the appliance's post-handshake certificate request is answered on the
+//! websocket's connection too).
 
 /// The events the A2A hub delivers, for the accounts of the listener's API keys.
 pub const A2A_EVENTS: [&str; 3] = [
@@ -7,3 +9,117 @@ pub const A2A_EVENTS: [&str; 3] = [
     "AssetAccountSshKeyUpdated",
     "AccountApiKeySecretUpdated",
 ];
+
+#[cfg(feature = "a2a")]
+mod hub {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use futures::future::BoxFuture;
+    use http::{HeaderValue, StatusCode};
+
+    use crate::a2a::{A2aContext, ApiKey};
+    use crate::cert_transport::CertTransport;
+    use crate::events::connection::{BoxIo, HubConnector};
+    use crate::events::{EventListener, PersistentEventListener};
+    use crate::{Error, Result};
+
+    /// The A2A hub of one context for a set of API keys.
+    pub(crate) struct A2aHub {
+        transport: Arc<CertTransport>,
+        authorization: Result<HeaderValue, String>,
+    }
+
+    impl A2aHub {
+        fn new<K: ApiKey>(context: &A2aContext, api_keys: &[K]) -> Self {
+            let keys: Vec<&str> = api_keys
+                .iter()
+                .map(|k| k.expose_api_key().trim())
+                .filter(|k| !k.is_empty())
+                .collect();
+            let authorization = if keys.is_empty() {
+                Err("an A2A event listener needs at least one API key".to_owned())
+            } else {
+                HeaderValue::from_str(&format!("A2A {}", keys.join(" ")))
+                    .map(|mut v| {
+                        v.set_sensitive(true);
+                        v
+                    })
+                    .map_err(|_| "an API key is not a valid header value".to_owned())
+            };
+            Self {
+                transport: context.cert_transport().clone(),
+                authorization,
+            }
+        }
+    }
+
+    impl HubConnector for A2aHub {
+        fn host(&self) -> &str {
+            self.transport.host()
+        }
+
+        fn hub_path(&self) -> &'static str {
+            super::super::A2A_HUB_PATH
+        }
+
+        fn authorization(&self) -> BoxFuture<'_, Result<HeaderValue>> {
+            let value = self.authorization.clone().map_err(Error::Config);
+            Box::pin(async move { value })
+        }
+
+        fn negotiate(
+            &self,
+            url: String,
+            authorization: HeaderValue,
+        ) -> BoxFuture<'_, Result<(StatusCode, Bytes)>> {
+            Box::pin(async move {
+                let url = url::Url::parse(&url)
+                    .map_err(|e| Error::Config(format!("bad hub address {url}: {e}")))?;
+                let mut request = reqwest::Request::new(reqwest::Method::POST, url);
+                let headers = request.headers_mut();
+                headers.insert(http::header::AUTHORIZATION, authorization);
+                headers.insert(
+                    http::header::ACCEPT,
+                    HeaderValue::from_static("application/json"),
+                );
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+                let response = self.transport.execute(request).await?;
+                let status = response.status();
+                let body = response.bytes().await.map_err(Error::from_reqwest)?;
+                Ok((status, body))
+            })
+        }
+
+        fn open(&self) -> BoxFuture<'_, Result<BoxIo>> {
+            Box::pin(async move {
+                let stream = self.transport.connect_tls().await?;
+                Ok(Box::new(stream) as BoxIo)
+            })
+        }
+
+        fn reauthenticate(&self) -> BoxFuture<'_, Result<()>> {
+            // API keys and the certificate do not expire: nothing to renew.
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    impl A2aContext {
+        /// A listener of the A2A event hub for the accounts of `api_keys`
+        /// (one or several; sent as `Authorization: A2A key1 key2 ...`),
+        /// presenting this context's client certificate. It delivers the
+        /// [`A2A_EVENTS`](crate::events::A2A_EVENTS).
+        pub fn event_listener<K: ApiKey>(&self, api_keys: &[K]) -> EventListener {
+            EventListener::with_connector(A2aHub::new(self, api_keys))
+        }
+
+        /// Like [`event_listener`](Self::event_listener), reconnecting after
+        /// every drop.
+        pub fn persistent_event_listener<K: ApiKey>(
+            &self,
+            api_keys: &[K],
+        ) -> PersistentEventListener {
+            PersistentEventListener::with_connector(A2aHub::new(self, api_keys))
+        }
+    }
+}

@@ -158,7 +158,9 @@ impl BlockingEventListener {
             })
             .map_err(|e| Error::Config(format!("cannot start the listener's thread: {e}")))?;
         let started = started_rx.recv().unwrap_or_else(|_| {
-            Err(Error::Config("the listener's thread ended before starting".into()))
+            Err(Error::Config(
+                "the listener's thread ended before starting".into(),
+            ))
         });
         self.running = Some(Running { stop, thread });
         if started.is_err() {

@@ -181,7 +181,10 @@ pub(crate) struct Connection {
 
 /// Negotiates, opens the websocket and completes the handshake, within
 /// `options.connect_timeout`.
-pub(crate) async fn connect(hub: &dyn HubConnector, options: &ListenerOptions) -> Result<Connection> {
+pub(crate) async fn connect(
+    hub: &dyn HubConnector,
+    options: &ListenerOptions,
+) -> Result<Connection> {
     match tokio::time::timeout(options.connect_timeout, connect_inner(hub, options)).await {
         Ok(r) => r,
         Err(_) => Err(Error::Timeout(format!(
@@ -212,7 +215,8 @@ async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Res
     if !negotiated.offers_websockets() {
         return Err(EventsError::WebSocket("the hub does not offer websockets".into()).into());
     }
-    let id: String = url::form_urlencoded::byte_serialize(negotiated.connection_key().as_bytes()).collect();
+    let id: String =
+        url::form_urlencoded::byte_serialize(negotiated.connection_key().as_bytes()).collect();
     let url = format!("wss://{}{path}?id={id}", hub.host());
     let mut request = url
         .as_str()
@@ -237,9 +241,7 @@ async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Res
         let records = match ws.next().await {
             Some(Ok(WsMessage::Text(t))) => reader.push(t.as_bytes())?,
             Some(Ok(WsMessage::Binary(b))) => reader.push(&b)?,
-            Some(Ok(WsMessage::Close(_))) | None => {
-                return Err(EventsError::ConnectionLost.into())
-            }
+            Some(Ok(WsMessage::Close(_))) | None => return Err(EventsError::ConnectionLost.into()),
             Some(Ok(_)) => continue,
             Some(Err(e)) => return Err(ws_error(e)),
         };

@@ -109,10 +109,7 @@ pub(crate) fn copy_error(e: &Error) -> Error {
         Error::NotFound(a) => Error::NotFound(a.clone()),
         Error::Api(a) => Error::Api(a.clone()),
         Error::Sts(s) => Error::Sts(s.clone()),
-        Error::CannotRefresh { strategy, reason } => Error::CannotRefresh {
-            strategy,
-            reason,
-        },
+        Error::CannotRefresh { strategy, reason } => Error::CannotRefresh { strategy, reason },
         Error::SignInIncomplete(m) => Error::SignInIncomplete(m.clone()),
         Error::Tls(m) => Error::Tls(m.clone()),
         Error::Timeout(m) => Error::Timeout(m.clone()),
@@ -186,7 +183,10 @@ macro_rules! registration_methods {
         /// Waits until the listener is in `state`, at most `timeout`;
         /// `false` on timeout.
         pub async fn wait_for_state(&self, state: ListenerState, timeout: Duration) -> bool {
-            self.core().wait_for(|s| s == state, timeout).await.is_some()
+            self.core()
+                .wait_for(|s| s == state, timeout)
+                .await
+                .is_some()
         }
 
         /// The reason of the last disconnection or failed attempt.
@@ -335,7 +335,12 @@ impl EventListener {
         let ended = self
             .core
             .wait_for(
-                |s| matches!(s, ListenerState::Disconnected | ListenerState::Stopped | ListenerState::Idle),
+                |s| {
+                    matches!(
+                        s,
+                        ListenerState::Disconnected | ListenerState::Stopped | ListenerState::Idle
+                    )
+                },
                 Duration::MAX,
             )
             .await;

@@ -3,11 +3,15 @@
 //!
 //! - [`EventListener`]: one connection to the user event hub
 //!   (`/service/event/signalr`, bearer token) from a signed-in
-//!   [`SafeguardClient`](crate::SafeguardClient). It ends when the
-//!   connection ends.
+//!   [`SafeguardClient`] ([`SafeguardClient::event_listener`]). It ends when
+//!   the connection ends.
 //! - [`PersistentEventListener`]: the same, reconnecting after every drop
 //!   with exponential backoff and jitter, signing in again first when the hub
 //!   answers 401, keeping every handler. Use this in services.
+//! - A2A events (`/service/a2a/signalr`, `Authorization: A2A key1 key2 ...`
+//!   and the client certificate): `A2aContext::event_listener(&[keys])` and
+//!   `A2aContext::persistent_event_listener(&[keys])` (feature `a2a`) deliver
+//!   the [`A2A_EVENTS`] of the accounts of those keys.
 //! - [`blocking::BlockingEventListener`]: a persistent listener on its own
 //!   thread, for programs without an async runtime.
 //! - [`signalr`]: the pure codec of the SignalR JSON hub protocol.
@@ -114,7 +118,9 @@ impl Event {
             .map(str::to_owned);
         let name = match raw.get("Name") {
             Some(Value::String(n)) if !n.trim().is_empty() && !is_numeric(n) => n.clone(),
-            Some(Value::String(n)) if !n.trim().is_empty() => data_name.unwrap_or_else(|| n.clone()),
+            Some(Value::String(n)) if !n.trim().is_empty() => {
+                data_name.unwrap_or_else(|| n.clone())
+            }
             Some(Value::Number(n)) => data_name.unwrap_or_else(|| n.to_string()),
             _ => data_name?,
         };
@@ -352,7 +358,10 @@ mod tests {
         assert_eq!(events[0].raw, args[0]);
         assert!(events[0].is("usercreated"));
         assert_eq!(events[5].body, Value::Null);
-        assert_eq!(Event::from_invocation("ReceiveMessage", &args[..1]).len(), 1);
+        assert_eq!(
+            Event::from_invocation("ReceiveMessage", &args[..1]).len(),
+            1
+        );
         assert!(Event::from_invocation("Other", &args).is_empty());
     }
 
@@ -361,7 +370,9 @@ mod tests {
         let o = ListenerOptions::default();
         assert_eq!(o.ping_interval, Duration::from_secs(15));
         assert_eq!(o.server_timeout, Duration::from_secs(30));
-        let o = o.keepalive(Duration::ZERO, Duration::ZERO).stream_capacity(0);
+        let o = o
+            .keepalive(Duration::ZERO, Duration::ZERO)
+            .stream_capacity(0);
         assert!(o.ping_interval > Duration::ZERO && o.server_timeout > Duration::ZERO);
         assert_eq!(o.stream_capacity, 1);
     }

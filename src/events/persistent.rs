@@ -69,7 +69,8 @@ impl ReconnectPolicy {
             1.0
         };
         let max = self.max.max(self.initial).as_secs_f64();
-        let base = (self.initial.as_secs_f64() * multiplier.powi(attempt.min(1024) as i32)).min(max);
+        let base =
+            (self.initial.as_secs_f64() * multiplier.powi(attempt.min(1024) as i32)).min(max);
         let jitter = if self.jitter.is_finite() {
             self.jitter.clamp(0.0, 1.0)
         } else {
@@ -182,11 +183,7 @@ impl PersistentEventListener {
 
     /// Replaces the reconnection delays (from the next drop on).
     pub fn set_reconnect_policy(&self, policy: ReconnectPolicy) {
-        *self
-            .inner
-            .policy
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = policy;
+        *self.inner.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     /// The reconnection delays.
@@ -333,7 +330,9 @@ async fn wait_before_retry(
 ) -> bool {
     let delay = backoff.next_delay();
     core.report(ListenerState::Reconnecting, None, Some(delay));
-    unless_stopped(stop, tokio::time::sleep(delay)).await.is_some()
+    unless_stopped(stop, tokio::time::sleep(delay))
+        .await
+        .is_some()
 }
 
 #[cfg(test)]
@@ -366,7 +365,10 @@ mod tests {
         for n in 0..20u32 {
             let d = b.next_delay().as_secs_f64();
             let base = (2f64.powi(n as i32)).min(60.0);
-            assert!(d >= base * 0.75 - 1e-9 && d <= base * 1.25 + 1e-9, "attempt {n}: {d}");
+            assert!(
+                d >= base * 0.75 - 1e-9 && d <= base * 1.25 + 1e-9,
+                "attempt {n}: {d}"
+            );
         }
         b.reset();
         let d = b.next_delay().as_secs_f64();

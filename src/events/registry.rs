@@ -211,7 +211,9 @@ mod tests {
         r.add(Some("usercreated"), |_: &Event| -> Result<(), String> {
             Err("nope".into())
         });
-        r.add(Some("USERCREATED"), |_: &Event| -> Result<(), String> { panic!("boom") });
+        r.add(Some("USERCREATED"), |_: &Event| -> Result<(), String> {
+            panic!("boom")
+        });
         let h = hits.clone();
         r.add(Some("usercreated"), move |_: &Event| {
             h.fetch_add(10, Ordering::SeqCst);

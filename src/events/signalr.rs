@@ -510,10 +510,13 @@ mod tests {
             .push(b"{\"type\":6}\x1e{\"type\":6}\x1e\x1e  \x1e{\"type\":7}\x1e")
             .unwrap();
         assert_eq!(recs.len(), 3);
-        assert_eq!(Message::parse(&recs[2]).unwrap(), Message::Close {
-            error: None,
-            allow_reconnect: false
-        });
+        assert_eq!(
+            Message::parse(&recs[2]).unwrap(),
+            Message::Close {
+                error: None,
+                allow_reconnect: false
+            }
+        );
         assert_eq!(r.pending(), 0);
     }
 
@@ -526,10 +529,7 @@ mod tests {
         }
         .encode();
         // The separator inside a JSON string is escaped by the encoder.
-        assert_eq!(
-            frame.iter().filter(|b| **b == RECORD_SEPARATOR).count(),
-            1
-        );
+        assert_eq!(frame.iter().filter(|b| **b == RECORD_SEPARATOR).count(), 1);
         for split in [1, 2, 10, frame.len() - 1] {
             let mut r = FrameReader::new(1024);
             let mut got = Vec::new();
@@ -539,7 +539,9 @@ mod tests {
             assert_eq!(got.len(), 1, "split {split}");
             assert_eq!(&got[0][..], &frame[..frame.len() - 1]);
             let msg = Message::parse(&got[0]).unwrap();
-            assert!(matches!(msg, Message::Invocation { ref target, .. } if target == "NotifyEventAsync"));
+            assert!(
+                matches!(msg, Message::Invocation { ref target, .. } if target == "NotifyEventAsync")
+            );
         }
     }
 
@@ -574,11 +576,14 @@ mod tests {
             br#"{"type":1,"target":"ReceiveMessage","arguments":["x",2],"invocationId":"9"}"#,
         )
         .unwrap();
-        assert_eq!(m, Message::Invocation {
-            invocation_id: Some("9".into()),
-            target: "ReceiveMessage".into(),
-            arguments: vec![json!("x"), json!(2)],
-        });
+        assert_eq!(
+            m,
+            Message::Invocation {
+                invocation_id: Some("9".into()),
+                target: "ReceiveMessage".into(),
+                arguments: vec![json!("x"), json!(2)],
+            }
+        );
         assert_eq!(
             Message::parse(br#"{"type":1,"target":"T"}"#).unwrap(),
             Message::Invocation {
@@ -589,8 +594,10 @@ mod tests {
         );
         assert_eq!(Message::parse(br#"{"type":6}"#).unwrap(), Message::Ping);
         assert_eq!(
-            Message::parse(br#"{"type":7,"error":"Server is shutting down","allowReconnect":true}"#)
-                .unwrap(),
+            Message::parse(
+                br#"{"type":7,"error":"Server is shutting down","allowReconnect":true}"#
+            )
+            .unwrap(),
             Message::Close {
                 error: Some("Server is shutting down".into()),
                 allow_reconnect: true
@@ -611,7 +618,11 @@ mod tests {
             b"\xff\xfe",
             b"{\"type\":",
         ] {
-            assert!(Message::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                Message::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
