@@ -932,7 +932,10 @@ mod tests {
         let prop = &doc["components"]["schemas"]["P"]["properties"]["description"];
         // A property *named* description keeps its schema.
         assert_eq!(prop["type"], "string");
-        assert_eq!(prop["description"], "```text\nlet x = 1;\n```\nand\n```text\nok\n```");
+        assert_eq!(
+            prop["description"],
+            "```text\nlet x = 1;\n```\nand\n```text\nok\n```"
+        );
         assert_eq!(report.descriptions_tidied, 2);
     }
 
