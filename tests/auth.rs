@@ -488,3 +488,36 @@ async fn certificate_sign_in_answers_a_post_handshake_request() {
     client.refresh().await.unwrap();
     assert_eq!(emu.control().signins("client_credentials"), 2);
 }
+
+#[tokio::test]
+async fn device_code_slows_down_when_the_appliance_asks() {
+    let emu = device_emulator().await;
+    let prompts = Arc::new(Mutex::new(Vec::new()));
+    let client = common::client(&emu, device_auth(prompts.clone()));
+    let started = std::time::Instant::now();
+    let login = tokio::spawn({
+        let client = client.clone();
+        async move { client.login().await }
+    });
+    let code = wait_for_prompt(&prompts).await;
+    emu.control().slow_down_device_code(&code).unwrap();
+    // The first poll (after 1 s) is told to slow down; the client then waits
+    // 1 + 5 = 6 s, and the emulator (which now requires 6 s) sees no second
+    // slow_down before the approval is picked up.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    emu.control()
+        .approve_device_code(&code, emu_consts::ADMIN_USER)
+        .unwrap();
+    login
+        .await
+        .unwrap()
+        .expect("device code sign-in after slow_down");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(7),
+        "the client slowed down: {elapsed:?}"
+    );
+    let info = emu.control().device_codes();
+    assert_eq!(info.last().map(|d| d.interval), Some(6), "{info:?}");
+    assert_eq!(me_name(&client).await, emu_consts::ADMIN_USER);
+}

@@ -416,6 +416,19 @@ impl Control {
         Ok(())
     }
 
+    /// Makes the next poll of a device code answer `slow_down` (and raise
+    /// the code's interval by 5 s), as an appliance under load would.
+    pub fn slow_down_device_code(&self, user_code: &str) -> Result<(), String> {
+        let mut db = self.app.db();
+        let d = db
+            .device_codes
+            .values_mut()
+            .find(|d| d.user_code.eq_ignore_ascii_case(user_code))
+            .ok_or_else(|| format!("no device code {user_code}"))?;
+        d.slow_down_next = true;
+        Ok(())
+    }
+
     /// Expires a device code now.
     pub fn expire_device_code(&self, user_code: &str) -> Result<(), String> {
         let mut db = self.app.db();

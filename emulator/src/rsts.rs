@@ -268,9 +268,10 @@ async fn token(ctx: &mut Ctx) -> Response {
                             Err(("invalid_grant", "The device code was already used."))
                         }
                         DeviceStatus::Pending => {
-                            let too_fast = d.last_poll.is_some_and(|t| {
-                                now.duration_since(t) < Duration::from_secs(d.interval)
-                            });
+                            let too_fast = std::mem::take(&mut d.slow_down_next)
+                                || d.last_poll.is_some_and(|t| {
+                                    now.duration_since(t) < Duration::from_secs(d.interval)
+                                });
                             d.last_poll = Some(now);
                             if too_fast {
                                 d.interval += 5;
@@ -357,6 +358,7 @@ async fn device_login(ctx: &mut Ctx) -> Response {
             interval,
             last_poll: None,
             status: DeviceStatus::Pending,
+            slow_down_next: false,
         },
     );
     let uri = format!("https://{}/RSTS/device", ctx.app.host);

@@ -77,6 +77,8 @@ pub(crate) struct DeviceCode {
     pub interval: u64,
     pub last_poll: Option<Instant>,
     pub status: DeviceStatus,
+    /// Answer the next poll with `slow_down` whatever its timing (fault injection).
+    pub slow_down_next: bool,
 }
 
 /// A backup: metadata and how its content is produced.
