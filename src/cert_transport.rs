@@ -83,6 +83,8 @@ impl Default for PoolSettings {
 /// that opened them.
 pub(crate) struct CertTransport {
     host: String,
+    // Read by the A2A context only.
+    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
     base_url: String,
     thumbprint: String,
     connector: TlsConnector,
@@ -144,11 +146,13 @@ impl CertTransport {
     }
 
     /// The host as given (`name[:port]`).
+    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
     pub(crate) fn host(&self) -> &str {
         &self.host
     }
 
     /// `https://{host}`, without a trailing slash.
+    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
     pub(crate) fn base_url(&self) -> &str {
         &self.base_url
     }

@@ -2,17 +2,16 @@
 //! for in the first handshake and, like the appliance, only after it (TLS 1.3
 //! post-handshake authentication).
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use openssl::asn1::Asn1Time;
-use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::symm::Cipher;
-use openssl::x509::{X509NameBuilder, X509};
 use safeguard_emulator::{ClientCertMode, Emulator, EmulatorConfig};
 use safeguard_sdk::a2a::{
     A2aContext, A2aFailure, AccessRequestTypeKnown, BrokeredAccessRequest, KeyFormat,
@@ -58,22 +57,7 @@ fn ssh_key(emu: &Emulator) -> SecretString {
 
 /// A self-signed certificate no certificate user is registered for.
 fn unregistered_identity() -> ClientIdentity {
-    let rsa = Rsa::generate(2048).unwrap();
-    let key = PKey::from_rsa(rsa).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "Not Registered").unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    let cert = b.build();
+    let (cert, key) = common::self_signed("Not Registered");
     ClientIdentity::from_pem(
         &cert.to_pem().unwrap(),
         &key.private_key_to_pem_pkcs8().unwrap(),
