@@ -411,6 +411,10 @@ impl ClientIdentity {
             .public_key()
             .map(|p| p.public_eq(&key))
             .unwrap_or(false);
+        // A mismatch leaves its reason on this thread's OpenSSL error queue,
+        // where a later TLS read on the same thread would take it for its
+        // own failure. Drain it.
+        drop(openssl::error::ErrorStack::get());
         if !public_matches {
             return Err(Error::Config(
                 "the private key does not match the certificate".into(),

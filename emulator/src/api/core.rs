@@ -81,9 +81,16 @@ pub(crate) fn is_trusted(db: &Db, der: &[u8]) -> bool {
         let Ok(ca) = X509::from_der(&ca_der) else {
             return false;
         };
-        ca.public_key()
+        let verified = ca
+            .public_key()
             .and_then(|k| cert.verify(&k))
-            .unwrap_or(false)
+            .unwrap_or(false);
+        // A failed verification answers Ok(false) but leaves its error on
+        // this thread's OpenSSL error queue, where the next SSL_read served
+        // by the same worker thread would take it for its own failure and
+        // drop that connection. Drain it.
+        drop(openssl::error::ErrorStack::get());
+        verified
     })
 }
 
