@@ -29,11 +29,19 @@
 //! connector that opens TCP + OpenSSL connections), so many requests share
 //! one TLS handshake, and on the appliance one certificate exchange: the
 //! certificate answered after the handshake stays attached to the connection.
+//!
+//! A new connection resumes a TLS session the server handed out on an earlier
+//! one (as rustls, and so reqwest, does by default) instead of a full
+//! handshake; each session is offered once (RFC 8446, appendix C.4). A server
+//! that declines falls back to a full handshake, and one that asks for the
+//! client certificate again after a resumption gets it as after a full one.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -42,7 +50,8 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use openssl::ssl::SslConnector;
+use openssl::ex_data::Index;
+use openssl::ssl::{Ssl, SslConnector, SslSession, SslSessionCacheMode};
 use reqwest::ResponseBuilderExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -124,9 +133,20 @@ impl CertTransport {
         pool: PoolSettings,
     ) -> Result<Self> {
         let (host, base_url, tcp_host, port) = parse_host(host)?;
-        let ssl = tls.openssl_connector(Some(&identity))?;
+        let mut builder = tls.openssl_connector_builder(Some(&identity))?;
+        let sessions = Arc::new(SessionCache::default());
+        let key_index = session_key_index()?;
+        builder.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+        let cache = sessions.clone();
+        builder.set_new_session_callback(move |ssl, session| {
+            if let Some(key) = ssl.ex_data(key_index) {
+                cache.put(key, session);
+            }
+        });
         let connector = TlsConnector {
-            ssl,
+            ssl: builder.build(),
+            sessions,
+            key_index,
             default_target: (tcp_host, port),
             connect_timeout: timeout,
         };
@@ -333,10 +353,50 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
+/// Sessions kept for resumption per `host:port`, at the most.
+const MAX_SESSIONS_PER_TARGET: usize = 8;
+
+/// TLS sessions handed out by servers, by `host:port`, for resumption.
+#[derive(Default)]
+struct SessionCache {
+    sessions: Mutex<HashMap<String, VecDeque<SslSession>>>,
+}
+
+impl SessionCache {
+    fn put(&self, target: &str, session: SslSession) {
+        let Ok(mut all) = self.sessions.lock() else {
+            return;
+        };
+        let queue = all.entry(target.to_owned()).or_default();
+        if queue.len() >= MAX_SESSIONS_PER_TARGET {
+            queue.pop_front();
+        }
+        queue.push_back(session);
+    }
+
+    /// The newest session for `target`, removed: each is offered once.
+    fn take(&self, target: &str) -> Option<SslSession> {
+        self.sessions.lock().ok()?.get_mut(target)?.pop_back()
+    }
+}
+
+/// Where each connection records its `host:port`, so that the new-session
+/// callback knows under which target to keep the session.
+fn session_key_index() -> Result<Index<Ssl, String>> {
+    static INDEX: OnceLock<Index<Ssl, String>> = OnceLock::new();
+    if let Some(index) = INDEX.get() {
+        return Ok(*index);
+    }
+    let index = Ssl::new_ex_index().map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(*INDEX.get_or_init(|| index))
+}
+
 /// Opens TCP + OpenSSL connections for the pool.
 #[derive(Clone)]
 struct TlsConnector {
     ssl: SslConnector,
+    sessions: Arc<SessionCache>,
+    key_index: Index<Ssl, String>,
     default_target: (String, u16),
     connect_timeout: Option<Duration>,
 }
@@ -366,12 +426,15 @@ impl TlsConnector {
         let tls = |e: openssl::error::ErrorStack| {
             ConnectError::Tls(format!("TLS setup for {host}:{port}: {e}"))
         };
-        let ssl = self
-            .ssl
-            .configure()
-            .map_err(tls)?
-            .into_ssl(host)
-            .map_err(tls)?;
+        let target = format!("{host}:{port}");
+        let mut config = self.ssl.configure().map_err(tls)?;
+        if let Some(session) = self.sessions.take(&target) {
+            // SAFETY: the session was handed out on a connection of this
+            // connector's own context (its new-session callback keeps it).
+            unsafe { config.set_session(&session) }.map_err(tls)?;
+        }
+        config.set_ex_data(self.key_index, target);
+        let ssl = config.into_ssl(host).map_err(tls)?;
         let mut stream = SslStream::new(ssl, tcp).map_err(tls)?;
         if let Err(e) = Pin::new(&mut stream).connect().await {
             let verify = stream.ssl().verify_result();

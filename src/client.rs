@@ -21,8 +21,10 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Mutex, RwLock};
+
+use tokio::sync::Mutex;
 use tracing::Instrument;
 
 use crate::auth::rsts::Sts;
@@ -234,6 +236,18 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The token state for reading. Held for a few instructions, never across
+    /// an await, so a plain lock is enough; a poisoned lock (a panic while
+    /// holding it cannot leave the state half-written) is used as it is.
+    fn state(&self) -> RwLockReadGuard<'_, TokenState> {
+        self.token.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The token state for writing (see [`Session::state`]).
+    fn state_mut(&self) -> RwLockWriteGuard<'_, TokenState> {
+        self.token.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn sts(&self) -> Sts<'_> {
         Sts {
             http: &self.http,
@@ -260,7 +274,7 @@ impl Session {
                 Auth::Certificate(a) => sts.certificate(a, &self.tls, self.timeout).await?,
             };
             let user_token = Arc::new(sts.login_response(&sts_token).await?);
-            let mut state = self.token.write().await;
+            let mut state = self.state_mut();
             state.token = Some(user_token.clone());
             state.generation += 1;
             state.lifetime = None;
@@ -275,7 +289,7 @@ impl Session {
     async fn refresh_after(&self, seen_generation: Option<u64>) -> Result<Arc<SecretString>> {
         let _guard = self.sign_in.lock().await;
         if let Some(seen) = seen_generation {
-            let state = self.token.read().await;
+            let state = self.state();
             if state.generation != seen {
                 if let Some(t) = &state.token {
                     return Ok(t.clone());
@@ -289,7 +303,7 @@ impl Session {
     /// the appliance said it is nearly spent. Returns the token and its generation.
     async fn current_token(&self) -> Result<(Arc<SecretString>, u64)> {
         let (token, generation, nearly_spent) = {
-            let state = self.token.read().await;
+            let state = self.state();
             let nearly_spent = state.lifetime.is_some_and(|(minutes, at)| {
                 let left = Duration::from_secs(minutes * 60).saturating_sub(at.elapsed());
                 left <= self.refresh_margin
@@ -300,7 +314,7 @@ impl Session {
             Some(t) if !(nearly_spent && self.auth.can_refresh()) => Ok((t, generation)),
             Some(_) => {
                 let t = self.refresh_after(Some(generation)).await?;
-                Ok((t, self.token.read().await.generation))
+                Ok((t, self.state().generation))
             }
             None => {
                 if matches!(self.auth, Auth::Anonymous) {
@@ -310,19 +324,19 @@ impl Session {
                     });
                 }
                 let t = self.refresh_after(Some(generation)).await?;
-                Ok((t, self.token.read().await.generation))
+                Ok((t, self.state().generation))
             }
         }
     }
 
-    async fn observe(&self, response: &reqwest::Response) {
+    fn observe(&self, response: &reqwest::Response) {
         let minutes = response
             .headers()
             .get(TOKEN_LIFETIME_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if let Some(m) = minutes {
-            self.token.write().await.lifetime = Some((m, Instant::now()));
+            self.state_mut().lifetime = Some((m, Instant::now()));
         }
     }
 
@@ -344,7 +358,7 @@ impl Session {
             .execute(request)
             .await
             .map_err(Error::from_reqwest)?;
-        self.observe(&response).await;
+        self.observe(&response);
         if response.status() != StatusCode::UNAUTHORIZED || !self.auth.can_refresh() {
             return Ok(response);
         }
@@ -359,7 +373,7 @@ impl Session {
             .execute(replay)
             .await
             .map_err(Error::from_reqwest)?;
-        self.observe(&response).await;
+        self.observe(&response);
         Ok(response)
     }
 }
@@ -476,7 +490,7 @@ impl SafeguardClient {
                 reason: self.session.auth.refresh_refusal(),
             });
         }
-        let generation = self.session.token.read().await.generation;
+        let generation = self.session.state().generation;
         self.session
             .refresh_after(Some(generation))
             .await
@@ -487,9 +501,7 @@ impl SafeguardClient {
     /// it stays wrapped as a secret.
     pub async fn user_token(&self) -> Option<SecretString> {
         self.session
-            .token
-            .read()
-            .await
+            .state()
             .token
             .as_ref()
             .map(|t| SecretString::from(t.expose_secret().to_owned()))
@@ -497,12 +509,12 @@ impl SafeguardClient {
 
     /// Whether the client holds a user token.
     pub async fn is_signed_in(&self) -> bool {
-        self.session.token.read().await.token.is_some()
+        self.session.state().token.is_some()
     }
 
     /// Signs out: the appliance invalidates the token, and the client forgets it.
     pub async fn logout(&self) -> Result<()> {
-        let token = self.session.token.write().await.token.take();
+        let token = self.session.state_mut().token.take();
         let Some(token) = token else {
             return Ok(());
         };
@@ -527,7 +539,7 @@ impl SafeguardClient {
     /// (`X-TokenLifetimeRemaining` on an authenticated call); `None` when
     /// not signed in.
     pub async fn token_lifetime_remaining(&self) -> Result<Option<u64>> {
-        if self.session.token.read().await.token.is_none() {
+        if self.session.state().token.is_none() {
             return Ok(None);
         }
         let response = self.get(Service::Core, "LoginMessage").send_raw().await?;

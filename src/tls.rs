@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 
 use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{SslConnector, SslConnectorBuilder, SslMethod, SslVerifyMode, SslVersion};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -188,6 +188,15 @@ impl TlsOptions {
         &self,
         identity: Option<&ClientIdentity>,
     ) -> Result<SslConnector> {
+        Ok(self.openssl_connector_builder(identity)?.build())
+    }
+
+    /// The builder behind [`TlsOptions::openssl_connector`], for callers that
+    /// add to it (the certificate transport's session cache).
+    pub(crate) fn openssl_connector_builder(
+        &self,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<SslConnectorBuilder> {
         let tls = |e: openssl::error::ErrorStack| Error::Tls(e.to_string());
         let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(tls)?;
         let ossl_version = |v: TlsVersion| match v {
@@ -235,7 +244,7 @@ impl TlsOptions {
             openssl_sys::SSL_CTX_set_post_handshake_auth(b.as_ptr(), 1);
         }
         b.set_alpn_protos(b"\x08http/1.1").map_err(tls)?;
-        Ok(b.build())
+        Ok(b)
     }
 }
 

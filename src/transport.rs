@@ -66,10 +66,11 @@ impl Transport {
         &self,
         request: reqwest::Request,
     ) -> reqwest::Result<reqwest::Response> {
-        let label = request_label(&request);
+        let method = request.method().clone();
         match self.exec.execute(request).await {
             Ok(response) if response.status().is_success() => Ok(response),
             Ok(response) => {
+                let label = format!("{method} {}", response.url().path());
                 let status = response.status();
                 let headers = response.headers().clone();
                 let body = response.bytes().await?;

@@ -651,6 +651,10 @@ async fn reuses_one_connection(mode: ClientCertMode) {
         4,
         "a new connection per call without a pool"
     );
+    // Each new connection after the first resumes the TLS session handed out
+    // on the one before, and still authenticates with the certificate.
+    let (full, resumed) = emu.control().tls_handshakes();
+    assert_eq!((full, resumed), (2, 2), "(full, resumed) handshakes");
 }
 
 async fn generated_client_works_over_the_cert_transport(mode: ClientCertMode) {

@@ -3,8 +3,8 @@
 //! The appliance's OpenAPI documents do not go through progenitor as shipped
 //! (several media types per body, mixed typed/empty success responses, error
 //! responses with and without bodies, strict enums, validations that reject
-//! real server data). [`normalize`] rewrites them with generic rules, then
-//! [`generate`] drives progenitor and names any operation it still fails on.
+//! real server data). [`normalize`](mod@normalize) rewrites them with generic rules, then
+//! [`generate()`] drives progenitor and names any operation it still fails on.
 //! [`diff`] compares two document sets for the upgrade workflow.
 //!
 //! The crate is a build-dependency of `safeguard-sdk` (see its `build.rs`) and

@@ -98,6 +98,16 @@ impl Control {
         self.app.silent.store(silent, Ordering::SeqCst);
     }
 
+    /// TLS handshakes completed on the SPP port so far: `(full, resumed)`,
+    /// where `resumed` counts connections that resumed an earlier session.
+    pub fn tls_handshakes(&self) -> (u64, u64) {
+        let h = &self.app.handshakes;
+        (
+            h.full.load(Ordering::SeqCst),
+            h.resumed.load(Ordering::SeqCst),
+        )
+    }
+
     /// Open SignalR websockets (after the handshake).
     pub fn websocket_count(&self) -> usize {
         self.app.websockets.load(Ordering::SeqCst)

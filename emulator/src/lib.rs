@@ -394,6 +394,7 @@ impl Emulator {
                 app.cert_mode.clone(),
                 spp_router,
                 config.post_handshake_timeout,
+                app.handshakes.clone(),
             )),
             tokio::spawn(tls::serve(
                 sps_listener,
@@ -401,6 +402,7 @@ impl Emulator {
                 sps_mode,
                 sps_router,
                 config.post_handshake_timeout,
+                Arc::default(),
             )),
             tokio::spawn(state::App::housekeeping(Arc::downgrade(&app))),
         ];

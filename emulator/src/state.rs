@@ -220,6 +220,8 @@ pub(crate) struct App {
     pub uploads: Mutex<Vec<Upload>>,
     pub websockets: AtomicUsize,
     pub cert_mode: ModeCell,
+    /// TLS handshakes completed on the SPP port.
+    pub handshakes: Arc<crate::tls::HandshakeCounts>,
     pub openapi_dirs: Vec<PathBuf>,
     pub host: String,
     pub appliance_id: String,
@@ -591,6 +593,7 @@ impl App {
             login_responses: AtomicU64::new(0),
             uploads: Mutex::new(Vec::new()),
             websockets: AtomicUsize::new(0),
+            handshakes: Arc::default(),
             cert_mode: Arc::new(std::sync::atomic::AtomicU8::new(crate::tls::mode_to_u8(
                 config.client_cert_mode,
             ))),

@@ -10,7 +10,7 @@
 //! * [`ClientCertMode::PostHandshake`]: the first handshake does not ask. When a
 //!   request that needs a certificate arrives (A2A paths, the A2A hub and the
 //!   certificate token grant), the handler calls
-//!   [`ConnHandle::request_client_certificate`], which sends a TLS 1.3
+//!   `ConnHandle::request_client_certificate`, which sends a TLS 1.3
 //!   post-handshake CertificateRequest (`SSL_verify_client_post_handshake`) on
 //!   the same connection and reads until the client's answer (its `Finished`
 //!   message) has been processed. A client that did not offer post-handshake
@@ -398,6 +398,13 @@ pub(crate) fn bind(port: u16) -> Result<TcpListener, EmulatorError> {
         .map_err(|e| EmulatorError::Bind(port, e))
 }
 
+/// TLS handshakes completed on one port: full ones and session resumptions.
+#[derive(Debug, Default)]
+pub(crate) struct HandshakeCounts {
+    pub(crate) full: AtomicU64,
+    pub(crate) resumed: AtomicU64,
+}
+
 /// Accepts connections forever, serving `router` over TLS. Aborting the task
 /// that runs this aborts every connection it spawned.
 pub(crate) async fn serve(
@@ -406,6 +413,7 @@ pub(crate) async fn serve(
     mode: ModeCell,
     router: axum::Router,
     pha_timeout: Duration,
+    handshakes: Arc<HandshakeCounts>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -425,8 +433,10 @@ pub(crate) async fn serve(
         let cert_mode = mode_from_u8(mode.load(Ordering::SeqCst));
         let ctx = contexts.get(cert_mode).clone();
         let router = router.clone();
+        let handshakes = handshakes.clone();
         tasks.spawn(async move {
-            if let Err(e) = serve_connection(tcp, &ctx, cert_mode, router, pha_timeout).await {
+            let served = serve_connection(tcp, &ctx, cert_mode, router, pha_timeout, &handshakes);
+            if let Err(e) = served.await {
                 tracing::debug!("connection ended: {e}");
             }
         });
@@ -439,6 +449,7 @@ async fn serve_connection(
     mode: ClientCertMode,
     router: axum::Router,
     pha_timeout: Duration,
+    handshakes: &HandshakeCounts,
 ) -> Result<(), String> {
     let finished = Arc::new(AtomicU64::new(0));
     let mut ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
@@ -448,6 +459,11 @@ async fn serve_connection(
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(format!("TLS handshake: {e}")),
         Err(_) => return Err("TLS handshake timed out".into()),
+    }
+    if stream.ssl().session_reused() {
+        handshakes.resumed.fetch_add(1, Ordering::Relaxed);
+    } else {
+        handshakes.full.fetch_add(1, Ordering::Relaxed);
     }
     let conn = Arc::new(Conn {
         inner: Mutex::new(ConnInner {
