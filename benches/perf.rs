@@ -429,7 +429,7 @@ where
 
 async fn w2_me_concurrent(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     let per_task = ctx.pick(10, 100);
-    let py_per_task = ctx.pick(2, 3);
+    let py_per_task = ctx.pick(1, 3);
     let mut m = three(
         "2. GET core/v4/Me, typed, 64 concurrent tasks",
         Target::RawAndPython,
@@ -481,8 +481,8 @@ async fn w3_users(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
         ctx.admin_post("/emulator/users/seed", json!({"count": USERS - have}))
             .await?;
     }
-    let n = ctx.pick(20, 100);
-    let py_n = ctx.pick(5, 30);
+    let n = ctx.pick(4, 100);
+    let py_n = ctx.pick(2, 30);
     let label = "3. GET core/v4/Users (1,000 users), typed";
     let mut rate = Metric::new(
         format!("{label}: throughput"),
@@ -711,7 +711,7 @@ async fn wait_websockets(ctx: &Ctx, pred: impl Fn(u64) -> bool) -> Res<()> {
 }
 
 async fn w6_events(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
-    let count = ctx.pick(200, 3000);
+    let count = ctx.pick(100, 3000);
     let label = "6. event delivery, emulator emit → handler at 1,000 events/s";
     let mut p50 = Metric::new(format!("{label}: p50"), "µs", Better::Lower, Target::None);
     let mut p99 = Metric::new(
@@ -868,7 +868,7 @@ async fn py_download(ctx: &Ctx, py: &mut Side, id: &str, size: u64) -> Option<Do
 }
 
 async fn w7_download(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
-    let size: u64 = if ctx.quick { 64 << 20 } else { 1 << 30 };
+    let size: u64 = if ctx.quick { 16 << 20 } else { 1 << 30 };
     let warm_size: u64 = 16 << 20;
     let big = ctx
         .admin_post("/emulator/backups", json!({"size": size}))
@@ -883,7 +883,7 @@ async fn w7_download(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
         .ok_or("no backup id")?
         .to_owned();
     let label = if ctx.quick {
-        "7. streamed download (64 MiB in --quick)"
+        "7. streamed download (16 MiB in --quick)"
     } else {
         "7. streamed download of 1 GiB"
     };

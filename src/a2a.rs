@@ -647,10 +647,10 @@ impl A2aContext {
             transport: self.inner.transport.clone(),
             authorization: authorization(api_key.expose_api_key())?,
         };
-        Ok(crate::api::a2a::Client::with_transport(
+        Ok(crate::api::a2a::Client::with_inner(
             &format!("{}/service/a2a", self.inner.transport.base_url()),
             self.inner.request_builder.clone(),
-            Transport::new(Arc::new(exec)),
+            Transport::new(Arc::new(exec)).into(),
         ))
     }
 

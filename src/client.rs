@@ -574,30 +574,30 @@ impl SafeguardClient {
     /// connections and token.
     #[cfg(feature = "core")]
     pub fn core(&self) -> crate::api::core::Client {
-        crate::api::core::Client::with_transport(
+        crate::api::core::Client::with_inner(
             &self.service_base(Service::Core),
             self.http().clone(),
-            self.transport(),
+            self.transport().into(),
         )
     }
 
     /// The generated client of the appliance service.
     #[cfg(feature = "appliance")]
     pub fn appliance(&self) -> crate::api::appliance::Client {
-        crate::api::appliance::Client::with_transport(
+        crate::api::appliance::Client::with_inner(
             &self.service_base(Service::Appliance),
             self.http().clone(),
-            self.transport(),
+            self.transport().into(),
         )
     }
 
     /// The generated client of the notification service.
     #[cfg(feature = "notification")]
     pub fn notification(&self) -> crate::api::notification::Client {
-        crate::api::notification::Client::with_transport(
+        crate::api::notification::Client::with_inner(
             &self.service_base(Service::Notification),
             self.http().clone(),
-            self.transport(),
+            self.transport().into(),
         )
     }
 

@@ -27,8 +27,6 @@
 //! name (`core`, `appliance`, `notification`, `a2a`; all on by default).
 #![warn(missing_docs)]
 
-extern crate self as safeguard_sdk;
-
 #[cfg(feature = "a2a")]
 pub mod a2a;
 pub mod api;
@@ -42,7 +40,6 @@ pub mod events;
 pub mod lists;
 pub mod paging;
 pub mod sps;
-mod timestamp;
 pub mod tls;
 pub mod transport;
 
@@ -51,5 +48,5 @@ pub use client::{
     UploadSource, TOKEN_LIFETIME_HEADER,
 };
 pub use error::{Error, Result};
+pub use safeguard_api::Timestamp;
 pub use secrecy::{ExposeSecret, SecretString};
-pub use timestamp::Timestamp;

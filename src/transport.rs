@@ -96,6 +96,21 @@ impl Transport {
     }
 }
 
+impl safeguard_api::Exec for Transport {
+    fn exec(
+        &self,
+        request: reqwest::Request,
+    ) -> safeguard_api::BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+        Box::pin(self.exec_for_generated(request))
+    }
+}
+
+impl From<Transport> for safeguard_api::Inner {
+    fn from(transport: Transport) -> Self {
+        Self::new(transport)
+    }
+}
+
 /// `METHOD /path` of a request: no host, no query (which may carry values
 /// the caller would not want in an error message).
 pub(crate) fn request_label(request: &reqwest::Request) -> String {

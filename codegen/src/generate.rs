@@ -7,6 +7,7 @@ use quote::quote;
 use serde_json::Value;
 
 use crate::normalize::{self, NormalizeReport};
+use crate::slim::{self, SlimReport};
 use crate::CodegenError;
 
 /// The generated module for one service, with what it took to get there.
@@ -20,6 +21,8 @@ pub struct Generated {
     pub operations_kept: usize,
     /// What normalization changed.
     pub report: NormalizeReport,
+    /// What was removed with typify's struct builders.
+    pub slim: SlimReport,
 }
 
 impl Generated {
@@ -36,6 +39,12 @@ impl Generated {
             s.push_str(&line);
             s.push('\n');
         }
+        if self.slim != SlimReport::default() {
+            s.push_str(&format!(
+                "  struct builders removed: {} items of types::builder, {} body_map methods\n",
+                self.slim.builder_items, self.slim.body_maps
+            ));
+        }
         s
     }
 }
@@ -44,8 +53,13 @@ impl Generated {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
     /// `client.users_get_users().limit(10).send()`: named optional parameters
-    /// that survive an upgrade adding a query parameter.
+    /// that survive an upgrade adding a query parameter. Request bodies are
+    /// the schema types themselves (typify's struct builders are removed, see
+    /// [`crate::slim`]).
     Builder,
+    /// [`Style::Builder`] keeping typify's struct builders and `body_map`
+    /// (for measuring what they cost).
+    BuilderWithStructBuilders,
     /// `client.users_get_users(None, None, Some(10), ..)`.
     Positional,
 }
@@ -54,11 +68,11 @@ fn settings(style: Style) -> GenerationSettings {
     let mut settings = GenerationSettings::default();
     settings
         .with_interface(match style {
-            Style::Builder => InterfaceStyle::Builder,
+            Style::Builder | Style::BuilderWithStructBuilders => InterfaceStyle::Builder,
             Style::Positional => InterfaceStyle::Positional,
         })
         .with_tag(TagStyle::Merged)
-        .with_inner_type(quote!(crate::transport::Transport))
+        .with_inner_type(quote!(crate::Inner))
         .with_hooks(HooksMode::Expected)
         .with_unknown_crates(progenitor_impl::UnknownPolicy::Allow)
         .with_derive("schemars::JsonSchema");
@@ -80,11 +94,15 @@ pub fn generate(service: &str, mut doc: Value, style: Style) -> Result<Generated
             });
         }
     };
-    let file: syn::File = syn::parse2(tokens).map_err(|e| CodegenError::Generation {
+    let mut file: syn::File = syn::parse2(tokens).map_err(|e| CodegenError::Generation {
         service: service.to_owned(),
         message: format!("generated code does not parse: {e}"),
         operations: Vec::new(),
     })?;
+    let slim = match style {
+        Style::Builder => slim::strip_struct_builders(&mut file),
+        Style::BuilderWithStructBuilders | Style::Positional => SlimReport::default(),
+    };
     let mut code = prettyplease::unparse(&file);
     code.push_str(&tolerant_enum_impls(&report.tolerant_enum_components));
     Ok(Generated {
@@ -92,6 +110,7 @@ pub fn generate(service: &str, mut doc: Value, style: Style) -> Result<Generated
         code,
         operations_kept,
         report,
+        slim,
     })
 }
 

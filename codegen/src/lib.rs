@@ -14,6 +14,7 @@ pub mod diff;
 pub mod generate;
 pub mod locate;
 pub mod normalize;
+pub mod slim;
 
 pub use generate::{generate, Generated, Style};
 pub use locate::{locate_documents, DocumentSource, SERVICES};

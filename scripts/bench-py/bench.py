@@ -156,7 +156,9 @@ class Bench:
             time.sleep(0.01)
         lat = list(self.event_latencies)
         if cmd.get("stop", True):
-            self.listener.stop()
+            # signalrcore's stop() blocks for ~15 s on its reconnect thread;
+            # the harness does not wait on it.
+            threading.Thread(target=self.listener.stop, daemon=True).start()
             self.listener = None
         return {"count": len(lat), "p50_us": pct(lat, 0.5) * 1e6, "p99_us": pct(lat, 0.99) * 1e6}
 

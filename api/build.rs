@@ -1,5 +1,6 @@
 //! Generates the typed clients of the enabled services from the appliance's
-//! OpenAPI documents (see `openapi/README.md` for where they are found).
+//! OpenAPI documents (see `openapi/README.md` at the workspace root for where
+//! they are found).
 
 use std::path::PathBuf;
 
@@ -10,11 +11,14 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SAFEGUARD_OPENAPI_DIR");
     println!("cargo:rerun-if-env-changed=SAFEGUARD_CODEGEN_STYLE");
     let crate_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    // The documents live beside the workspace, not beside this crate:
+    // `openapi/` and `../shared/openapi/` are relative to the workspace root.
+    let root = crate_dir.parent().unwrap_or(&crate_dir).to_path_buf();
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     let env_dir = std::env::var_os("SAFEGUARD_OPENAPI_DIR").map(PathBuf::from);
     // A document dropped into openapi/ (scripts/fetch-openapi) takes over at
     // the next build.
-    println!("cargo:rerun-if-changed=openapi");
+    println!("cargo:rerun-if-changed={}", root.join("openapi").display());
 
     let enabled: Vec<&str> = SERVICES
         .into_iter()
@@ -22,10 +26,11 @@ fn main() {
         .collect();
     let style = match std::env::var("SAFEGUARD_CODEGEN_STYLE").as_deref() {
         Ok("positional") => Style::Positional,
+        Ok("builder-with-struct-builders") => Style::BuilderWithStructBuilders,
         _ => Style::Builder,
     };
 
-    let sources = locate_documents(&enabled, env_dir.as_deref(), &crate_dir)
+    let sources = locate_documents(&enabled, env_dir.as_deref(), &root)
         .unwrap_or_else(|e| fail(&e.to_string()));
     let mut report = String::new();
     for source in sources {
