@@ -31,7 +31,9 @@ use crate::auth::rsts::Sts;
 use crate::auth::Auth;
 use crate::error::{ApiError, DecodeError, Error, Result};
 use crate::tls::{TlsOptions, TlsVersion};
-use crate::transport::{request_label, BoxFuture, Execute, Transport};
+#[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
+use crate::transport::Transport;
+use crate::transport::{request_label, BoxFuture, Execute};
 
 /// The header in which the appliance reports the token's remaining minutes.
 pub const TOKEN_LIFETIME_HEADER: &str = "X-TokenLifetimeRemaining";
@@ -562,10 +564,12 @@ impl SafeguardClient {
         )
     }
 
+    #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
     fn transport(&self) -> Transport {
         Transport::new(self.session.clone())
     }
 
+    #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
     fn service_base(&self, service: Service) -> String {
         format!("https://{}/service/{}", self.session.host, service)
     }
