@@ -23,7 +23,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::io::AsyncWriteExt;
-
 use tokio::sync::Mutex;
 use tracing::Instrument;
 

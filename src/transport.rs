@@ -7,8 +7,6 @@
 //! carrying the status, the appliance's `Code` and `Message`, and the body.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,8 +14,8 @@ use reqwest::StatusCode;
 
 use crate::error::{ApiError, CarriedApiError, CarriedError, Error, Result};
 
-/// A boxed, sendable future.
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, sendable future (the one the generated clients' seam uses).
+pub(crate) use safeguard_api::BoxFuture;
 
 /// Sends one request with whatever authentication it needs.
 pub(crate) trait Execute: Send + Sync + 'static {
@@ -70,7 +68,7 @@ impl Transport {
         match self.exec.execute(request).await {
             Ok(response) if response.status().is_success() => Ok(response),
             Ok(response) => {
-                let label = format!("{method} {}", response.url().path());
+                let label = label(&method, response.url());
                 let status = response.status();
                 let headers = response.headers().clone();
                 let body = response.bytes().await?;
@@ -97,10 +95,7 @@ impl Transport {
 }
 
 impl safeguard_api::Exec for Transport {
-    fn exec(
-        &self,
-        request: reqwest::Request,
-    ) -> safeguard_api::BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+    fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
         Box::pin(self.exec_for_generated(request))
     }
 }
@@ -114,5 +109,10 @@ impl From<Transport> for safeguard_api::Inner {
 /// `METHOD /path` of a request: no host, no query (which may carry values
 /// the caller would not want in an error message).
 pub(crate) fn request_label(request: &reqwest::Request) -> String {
-    format!("{} {}", request.method(), request.url().path())
+    label(request.method(), request.url())
+}
+
+/// `METHOD /path` (see [`request_label`]).
+fn label(method: &reqwest::Method, url: &reqwest::Url) -> String {
+    format!("{method} {}", url.path())
 }
