@@ -336,8 +336,18 @@ impl Session {
             .get(TOKEN_LIFETIME_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(m) = minutes {
-            self.state_mut().lifetime = Some((m, Instant::now()));
+        let Some(m) = minutes else { return };
+        // Almost every answer repeats the minutes already recorded: keep the
+        // first sighting (it under-estimates what is left, so a refresh can
+        // only come early) and take the write lock only when they change,
+        // so concurrent calls do not queue on it.
+        let unchanged = |state: &TokenState| state.lifetime.is_some_and(|(seen, _)| seen == m);
+        if unchanged(&self.state()) {
+            return;
+        }
+        let mut state = self.state_mut();
+        if !unchanged(&state) {
+            state.lifetime = Some((m, Instant::now()));
         }
     }
 
