@@ -331,12 +331,9 @@ impl Session {
     }
 
     fn observe(&self, response: &reqwest::Response) {
-        let minutes = response
-            .headers()
-            .get(TOKEN_LIFETIME_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let Some(m) = minutes else { return };
+        let Some(m) = lifetime_minutes(response.headers()) else {
+            return;
+        };
         // Almost every answer repeats the minutes already recorded: keep the
         // first sighting (it under-estimates what is left, so a refresh can
         // only come early) and take the write lock only when they change,
@@ -387,6 +384,14 @@ impl Session {
         self.observe(&response);
         Ok(response)
     }
+}
+
+/// The minutes left on the token, as an answer's [`TOKEN_LIFETIME_HEADER`] says.
+fn lifetime_minutes(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(TOKEN_LIFETIME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn set_bearer(request: &mut reqwest::Request, token: &SecretString) -> Result<()> {
@@ -554,12 +559,7 @@ impl SafeguardClient {
             return Ok(None);
         }
         let response = self.get(Service::Core, "LoginMessage").send_raw().await?;
-        let minutes = response
-            .headers()
-            .get(TOKEN_LIFETIME_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
-        Ok(minutes)
+        Ok(lifetime_minutes(response.headers()))
     }
 
     /// `https://host/service/{service}/{api_version}/{path}`.
