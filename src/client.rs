@@ -25,6 +25,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tracing::Instrument;
+use zeroize::Zeroizing;
 
 use crate::auth::rsts::Sts;
 use crate::auth::Auth;
@@ -192,7 +193,7 @@ impl SafeguardClientBuilder {
             .build()
             .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
         let initial = match &self.auth {
-            Auth::Token(t) => Some(Arc::new(t.token.clone())),
+            Auth::Token(t) => Some(Arc::new(Bearer::new(t.token.clone())?)),
             _ => None,
         };
         Ok(SafeguardClient {
@@ -215,8 +216,33 @@ impl SafeguardClientBuilder {
     }
 }
 
+/// A user token and the `Authorization` value that carries it, built once
+/// per sign-in instead of once per request (one copy of the secret in a
+/// header, marked sensitive so that HTTP tracing never prints it).
+struct Bearer {
+    token: SecretString,
+    header: HeaderValue,
+}
+
+impl Bearer {
+    fn new(token: SecretString) -> Result<Self> {
+        let value = Zeroizing::new(format!("Bearer {}", token.expose_secret()));
+        let mut header = HeaderValue::from_str(&value)
+            .map_err(|_| Error::Config("the user token is not a valid header value".into()))?;
+        header.set_sensitive(true);
+        Ok(Self { token, header })
+    }
+
+    /// Puts the token on `request`.
+    fn authorize(&self, request: &mut reqwest::Request) {
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, self.header.clone());
+    }
+}
+
 struct TokenState {
-    token: Option<Arc<SecretString>>,
+    token: Option<Arc<Bearer>>,
     /// Bumped at every sign-in: a refresh after a 401 happens only if no
     /// other task signed in since the failed request was sent.
     generation: u64,
@@ -257,7 +283,7 @@ impl Session {
     }
 
     /// Runs the strategy's sign-in and installs the new token.
-    async fn sign_in(&self) -> Result<Arc<SecretString>> {
+    async fn sign_in(&self) -> Result<Arc<Bearer>> {
         let span = tracing::info_span!("safeguard.sign_in", strategy = self.auth.name(), host = %self.host);
         async {
             let sts = self.sts();
@@ -274,7 +300,7 @@ impl Session {
                 Auth::BrowserPkce(a) => sts.browser_pkce(a).await?,
                 Auth::Certificate(a) => sts.certificate(a, &self.tls, self.timeout).await?,
             };
-            let user_token = Arc::new(sts.login_response(&sts_token).await?);
+            let user_token = Arc::new(Bearer::new(sts.login_response(&sts_token).await?)?);
             let mut state = self.state_mut();
             state.token = Some(user_token.clone());
             state.generation += 1;
@@ -287,7 +313,7 @@ impl Session {
     }
 
     /// Signs in unless another task already did since `seen_generation`.
-    async fn refresh_after(&self, seen_generation: Option<u64>) -> Result<Arc<SecretString>> {
+    async fn refresh_after(&self, seen_generation: Option<u64>) -> Result<Arc<Bearer>> {
         let _guard = self.sign_in.lock().await;
         if let Some(seen) = seen_generation {
             let state = self.state();
@@ -302,7 +328,7 @@ impl Session {
 
     /// The token to send now: signs in when there is none, refreshes when
     /// the appliance said it is nearly spent. Returns the token and its generation.
-    async fn current_token(&self) -> Result<(Arc<SecretString>, u64)> {
+    async fn current_token(&self) -> Result<(Arc<Bearer>, u64)> {
         let (token, generation, nearly_spent) = {
             let state = self.state();
             let nearly_spent = state.lifetime.is_some_and(|(minutes, at)| {
@@ -359,8 +385,13 @@ impl Session {
                 .map_err(Error::from_reqwest);
         }
         let (token, generation) = self.current_token().await?;
-        let replay = request.try_clone();
-        set_bearer(&mut request, &token)?;
+        // Only a strategy that can sign in again replays after a 401.
+        let replay = if self.auth.can_refresh() {
+            request.try_clone()
+        } else {
+            None
+        };
+        token.authorize(&mut request);
         let response = self
             .http
             .execute(request)
@@ -375,7 +406,7 @@ impl Session {
         };
         tracing::debug!("401: signing in again");
         let token = self.refresh_after(Some(generation)).await?;
-        set_bearer(&mut replay, &token)?;
+        token.authorize(&mut replay);
         let response = self
             .http
             .execute(replay)
@@ -392,14 +423,6 @@ fn lifetime_minutes(headers: &HeaderMap) -> Option<u64> {
         .get(TOKEN_LIFETIME_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
-}
-
-fn set_bearer(request: &mut reqwest::Request, token: &SecretString) -> Result<()> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-        .map_err(|_| Error::Config("the user token is not a valid header value".into()))?;
-    value.set_sensitive(true);
-    request.headers_mut().insert(AUTHORIZATION, value);
-    Ok(())
 }
 
 impl Execute for Session {
@@ -485,7 +508,7 @@ impl SafeguardClient {
         self.session
             .current_token()
             .await
-            .map(|(t, _)| SecretString::from(t.expose_secret().to_owned()))
+            .map(|(t, _)| SecretString::from(t.token.expose_secret().to_owned()))
     }
 
     /// Signs in now (a no-op for anonymous clients; for a token client it
@@ -520,7 +543,7 @@ impl SafeguardClient {
             .state()
             .token
             .as_ref()
-            .map(|t| SecretString::from(t.expose_secret().to_owned()))
+            .map(|t| SecretString::from(t.token.expose_secret().to_owned()))
     }
 
     /// Whether the client holds a user token.
@@ -541,7 +564,7 @@ impl SafeguardClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .build()
             .map_err(Error::from_reqwest)?;
-        set_bearer(&mut request, &token)?;
+        token.authorize(&mut request);
         let response = self
             .session
             .http
