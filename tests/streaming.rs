@@ -136,7 +136,7 @@ async fn two_gib_download_and_upload_stay_under_64_mib() {
         hasher.update(&chunk);
     }
     assert_eq!(n, SIZE);
-    let downloaded_sha = format!("{:x}", hasher.finalize());
+    let downloaded_sha = hex::encode(hasher.finalize());
 
     let started = Instant::now();
     let response = client

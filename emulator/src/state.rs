@@ -238,7 +238,7 @@ pub(crate) fn now_string() -> String {
 pub(crate) fn random_token(bytes: usize) -> String {
     use base64::Engine;
     let mut b = vec![0u8; bytes];
-    rand::Rng::fill(&mut rand::rng(), &mut b[..]);
+    rand::RngExt::fill(&mut rand::rng(), &mut b[..]);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
