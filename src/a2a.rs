@@ -50,6 +50,7 @@
 pub mod blocking;
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -66,7 +67,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::cert_transport::{CertTransport, PoolSettings};
 use crate::error::{ApiError, DecodeError, Error, Result, StsError};
 use crate::tls::{ClientIdentity, TlsOptions};
-use crate::transport::{BoxFuture, Execute, Transport};
+use crate::transport::{Execute, Transport};
 
 pub use crate::api::a2a::types::{
     AccessRequest, AccessRequestType, AccessRequestTypeKnown, BrokeredAccessRequest,
@@ -835,11 +836,14 @@ struct KeyedExec {
 }
 
 impl Execute for KeyedExec {
-    fn execute(&self, mut request: reqwest::Request) -> BoxFuture<'_, Result<reqwest::Response>> {
+    fn execute(
+        &self,
+        mut request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send {
         request
             .headers_mut()
             .insert(AUTHORIZATION, self.authorization.clone());
-        Box::pin(self.transport.execute(request))
+        self.transport.execute(request)
     }
 }
 

@@ -59,7 +59,7 @@ use tokio_openssl::SslStream;
 
 use crate::error::{error_chain, Error, Result};
 use crate::tls::{ClientIdentity, TlsOptions};
-use crate::transport::{BoxFuture, Execute};
+use crate::transport::Execute;
 
 /// How long an idle pooled connection is kept by default. HTTP.sys drops
 /// idle connections after about two minutes; stay well below.
@@ -242,8 +242,11 @@ impl CertTransport {
 }
 
 impl Execute for CertTransport {
-    fn execute(&self, request: reqwest::Request) -> BoxFuture<'_, Result<reqwest::Response>> {
-        Box::pin(CertTransport::execute(self, request))
+    fn execute(
+        &self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send {
+        CertTransport::execute(self, request)
     }
 }
 

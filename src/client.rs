@@ -10,6 +10,7 @@
 //! [`paginate`](SafeguardClient::paginate)).
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +34,7 @@ use crate::error::{ApiError, DecodeError, Error, Result};
 use crate::tls::{TlsOptions, TlsVersion};
 #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
 use crate::transport::Transport;
-use crate::transport::{request_label, BoxFuture, Execute};
+use crate::transport::{request_label, Execute};
 
 /// The header in which the appliance reports the token's remaining minutes.
 pub const TOKEN_LIFETIME_HEADER: &str = "X-TokenLifetimeRemaining";
@@ -212,6 +213,7 @@ impl SafeguardClientBuilder {
                 }),
                 sign_in: Mutex::new(()),
             }),
+            generated: Arc::default(),
         })
     }
 }
@@ -426,8 +428,11 @@ fn lifetime_minutes(headers: &HeaderMap) -> Option<u64> {
 }
 
 impl Execute for Session {
-    fn execute(&self, request: reqwest::Request) -> BoxFuture<'_, Result<reqwest::Response>> {
-        Box::pin(self.send(request))
+    fn execute(
+        &self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send {
+        self.send(request)
     }
 }
 
@@ -451,6 +456,20 @@ impl Execute for Session {
 #[derive(Clone)]
 pub struct SafeguardClient {
     session: Arc<Session>,
+    generated: Arc<Generated>,
+}
+
+/// The generated clients of a [`SafeguardClient`], made on first use: a
+/// typed call then costs no allocation for its client. They hold the
+/// session, not the `SafeguardClient`, so nothing here forms a cycle.
+#[derive(Default)]
+struct Generated {
+    #[cfg(feature = "core")]
+    core: std::sync::OnceLock<crate::api::core::Client>,
+    #[cfg(feature = "appliance")]
+    appliance: std::sync::OnceLock<crate::api::appliance::Client>,
+    #[cfg(feature = "notification")]
+    notification: std::sync::OnceLock<crate::api::notification::Client>,
 }
 
 impl fmt::Debug for SafeguardClient {
@@ -607,34 +626,41 @@ impl SafeguardClient {
     }
 
     /// The generated client of the core service, sharing this client's
-    /// connections and token.
+    /// connections and token. Made on first use and shared by this client's
+    /// clones; clone it to keep one of your own.
     #[cfg(feature = "core")]
-    pub fn core(&self) -> crate::api::core::Client {
-        crate::api::core::Client::with_inner(
-            &self.service_base(Service::Core),
-            self.http().clone(),
-            self.transport().into(),
-        )
+    pub fn core(&self) -> &crate::api::core::Client {
+        self.generated.core.get_or_init(|| {
+            crate::api::core::Client::with_inner(
+                &self.service_base(Service::Core),
+                self.http().clone(),
+                self.transport().into(),
+            )
+        })
     }
 
-    /// The generated client of the appliance service.
+    /// The generated client of the appliance service (see [`SafeguardClient::core`]).
     #[cfg(feature = "appliance")]
-    pub fn appliance(&self) -> crate::api::appliance::Client {
-        crate::api::appliance::Client::with_inner(
-            &self.service_base(Service::Appliance),
-            self.http().clone(),
-            self.transport().into(),
-        )
+    pub fn appliance(&self) -> &crate::api::appliance::Client {
+        self.generated.appliance.get_or_init(|| {
+            crate::api::appliance::Client::with_inner(
+                &self.service_base(Service::Appliance),
+                self.http().clone(),
+                self.transport().into(),
+            )
+        })
     }
 
-    /// The generated client of the notification service.
+    /// The generated client of the notification service (see [`SafeguardClient::core`]).
     #[cfg(feature = "notification")]
-    pub fn notification(&self) -> crate::api::notification::Client {
-        crate::api::notification::Client::with_inner(
-            &self.service_base(Service::Notification),
-            self.http().clone(),
-            self.transport().into(),
-        )
+    pub fn notification(&self) -> &crate::api::notification::Client {
+        self.generated.notification.get_or_init(|| {
+            crate::api::notification::Client::with_inner(
+                &self.service_base(Service::Notification),
+                self.http().clone(),
+                self.transport().into(),
+            )
+        })
     }
 
     /// A request of any method to any endpoint of a service.
@@ -998,5 +1024,54 @@ impl ApiResponse {
     /// The underlying `reqwest` response.
     pub fn into_inner(self) -> reqwest::Response {
         self.response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_header_is_built_once_and_marked_sensitive() {
+        let bearer = Bearer::new(SecretString::from("abc.def")).unwrap();
+        assert_eq!(bearer.header.to_str().unwrap(), "Bearer abc.def");
+        assert!(bearer.header.is_sensitive());
+        let mut request = reqwest::Request::new(
+            Method::GET,
+            "https://sg.example/service/core/v4/Me".parse().unwrap(),
+        );
+        bearer.authorize(&mut request);
+        bearer.authorize(&mut request);
+        let values: Vec<_> = request.headers().get_all(AUTHORIZATION).iter().collect();
+        assert_eq!(values.len(), 1, "authorizing twice replaces, never appends");
+        assert!(values[0].is_sensitive());
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_a_header_is_a_configuration_error() {
+        let err = Bearer::new(SecretString::from("line\nbreak"))
+            .err()
+            .expect("a newline cannot go in a header");
+        assert!(matches!(err, Error::Config(_)), "{err:?}");
+        assert!(!format!("{err}").contains("break"), "the token is never echoed");
+    }
+
+    #[test]
+    fn a_token_auth_client_with_a_bad_token_fails_to_build() {
+        let built = SafeguardClient::builder("sg.example")
+            .auth(crate::auth::TokenAuth::new("bad\rtoken"))
+            .build();
+        assert!(matches!(built, Err(Error::Config(_))));
+    }
+
+    #[cfg(feature = "notification")]
+    #[test]
+    fn generated_clients_are_made_once_and_shared_by_clones() {
+        let client = SafeguardClient::builder("sg.example").build().unwrap();
+        let first: *const _ = client.notification();
+        assert!(std::ptr::eq(first, client.notification()));
+        assert!(std::ptr::eq(first, client.clone().notification()));
+        let other = SafeguardClient::builder("sg.example").build().unwrap();
+        assert!(!std::ptr::eq(first, other.notification()));
     }
 }

@@ -7,6 +7,7 @@
 //! carrying the status, the appliance's `Code` and `Message`, and the body.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,15 +21,18 @@ pub(crate) use safeguard_api::BoxFuture;
 /// Sends one request with whatever authentication it needs.
 pub(crate) trait Execute: Send + Sync + 'static {
     /// Sends `request`; an answer of any status is `Ok`.
-    fn execute(&self, request: reqwest::Request) -> BoxFuture<'_, Result<reqwest::Response>>;
+    fn execute(
+        &self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send;
 }
 
 /// Sends requests without authentication.
 struct Anonymous(reqwest::Client);
 
 impl Execute for Anonymous {
-    fn execute(&self, request: reqwest::Request) -> BoxFuture<'_, Result<reqwest::Response>> {
-        Box::pin(async move { self.0.execute(request).await.map_err(Error::from_reqwest) })
+    async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+        self.0.execute(request).await.map_err(Error::from_reqwest)
     }
 }
 
@@ -36,7 +40,7 @@ impl Execute for Anonymous {
 /// error answer read into an [`Error`].
 #[derive(Clone)]
 pub struct Transport {
-    exec: Arc<dyn Execute>,
+    inner: safeguard_api::Inner,
 }
 
 impl fmt::Debug for Transport {
@@ -46,63 +50,70 @@ impl fmt::Debug for Transport {
 }
 
 impl Transport {
-    pub(crate) fn new(exec: Arc<dyn Execute>) -> Self {
-        Self { exec }
+    pub(crate) fn new<E: Execute>(exec: Arc<E>) -> Self {
+        Self {
+            inner: safeguard_api::Inner::new(ForGenerated(exec)),
+        }
     }
 
     /// A transport that sends requests as they are, with no authentication.
     pub fn anonymous(http: reqwest::Client) -> Self {
         Self::new(Arc::new(Anonymous(http)))
     }
+}
 
-    /// Sends a request for a generated client. Success answers pass through
-    /// untouched (streamed); an error answer's body is read (error bodies are
-    /// small) and kept on the response so that the generated call's error
-    /// converts into [`Error`] with everything the appliance said; a failure
-    /// of the SDK itself (a refresh that could not sign in) travels the same way.
-    pub(crate) async fn exec_for_generated(
-        &self,
-        request: reqwest::Request,
-    ) -> reqwest::Result<reqwest::Response> {
+/// An [`Execute`] as the generated clients' seam: one boxed future per
+/// call (the seam is dynamic), with the executor's own future inside it.
+struct ForGenerated<E>(Arc<E>);
+
+impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
+    fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
         let method = request.method().clone();
-        match self.exec.execute(request).await {
-            Ok(response) if response.status().is_success() => Ok(response),
-            Ok(response) => {
-                let label = label(&method, response.url());
-                let status = response.status();
-                let headers = response.headers().clone();
-                let body = response.bytes().await?;
-                let api = ApiError::from_parts(status, label, body.clone());
-                let mut rebuilt = http::Response::new(reqwest::Body::from(body));
-                *rebuilt.status_mut() = status;
-                *rebuilt.headers_mut() = headers;
-                rebuilt.extensions_mut().insert(CarriedApiError(api));
-                Ok(reqwest::Response::from(rebuilt))
-            }
-            Err(Error::Transport(e)) => Err(e),
-            Err(e) => {
-                let status = e
-                    .status()
-                    .filter(|s| !s.is_success())
-                    .unwrap_or(StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY));
-                let mut rebuilt = http::Response::new(reqwest::Body::from(Bytes::new()));
-                *rebuilt.status_mut() = status;
-                rebuilt.extensions_mut().insert(CarriedError::new(e));
-                Ok(reqwest::Response::from(rebuilt))
-            }
-        }
+        Box::pin(for_generated(method, self.0.execute(request)))
     }
 }
 
-impl safeguard_api::Exec for Transport {
-    fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
-        Box::pin(self.exec_for_generated(request))
+/// What a generated call receives for an executor's answer. Success answers
+/// pass through untouched (streamed); an error answer's body is read (error
+/// bodies are small) and kept on the response so that the generated call's
+/// error converts into [`Error`] with everything the appliance said; a
+/// failure of the SDK itself (a refresh that could not sign in) travels the
+/// same way.
+async fn for_generated(
+    method: reqwest::Method,
+    answer: impl Future<Output = Result<reqwest::Response>>,
+) -> reqwest::Result<reqwest::Response> {
+    match answer.await {
+        Ok(response) if response.status().is_success() => Ok(response),
+        Ok(response) => {
+            let label = label(&method, response.url());
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?;
+            let api = ApiError::from_parts(status, label, body.clone());
+            let mut rebuilt = http::Response::new(reqwest::Body::from(body));
+            *rebuilt.status_mut() = status;
+            *rebuilt.headers_mut() = headers;
+            rebuilt.extensions_mut().insert(CarriedApiError(api));
+            Ok(reqwest::Response::from(rebuilt))
+        }
+        Err(Error::Transport(e)) => Err(e),
+        Err(e) => {
+            let status = e
+                .status()
+                .filter(|s| !s.is_success())
+                .unwrap_or(StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY));
+            let mut rebuilt = http::Response::new(reqwest::Body::from(Bytes::new()));
+            *rebuilt.status_mut() = status;
+            rebuilt.extensions_mut().insert(CarriedError::new(e));
+            Ok(reqwest::Response::from(rebuilt))
+        }
     }
 }
 
 impl From<Transport> for safeguard_api::Inner {
     fn from(transport: Transport) -> Self {
-        Self::new(transport)
+        transport.inner
     }
 }
 
