@@ -7,7 +7,7 @@
 //! ```text
 //! perf --conn DIR/connection.json --out target/bench/report.md
 //!      [--quick] [--runs N] [--python VENV/bin/python --py-script scripts/bench-py/bench.py]
-//!      [--build-table FILE] [--note TEXT]...
+//!      [--build-table FILE] [--note TEXT]... [--only 1,2,...]
 //! perf download-child --conn DIR/connection.json --id BACKUP_ID --mode sdk|raw
 //! ```
 //!
@@ -56,6 +56,8 @@ struct Args {
     py_script: PathBuf,
     build_table: Option<PathBuf>,
     notes: Vec<String>,
+    /// Workload numbers to run (all when empty): for profiling one of them.
+    only: Vec<u32>,
 }
 
 fn parse_args(argv: &[String]) -> Res<Args> {
@@ -68,6 +70,7 @@ fn parse_args(argv: &[String]) -> Res<Args> {
         py_script: PathBuf::from("scripts/bench-py/bench.py"),
         build_table: None,
         notes: Vec::new(),
+        only: Vec::new(),
     };
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
@@ -85,6 +88,13 @@ fn parse_args(argv: &[String]) -> Res<Args> {
             "--py-script" => a.py_script = value()?.into(),
             "--build-table" => a.build_table = Some(value()?.into()),
             "--note" => a.notes.push(value()?),
+            "--only" => {
+                a.only = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<u32>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--only takes workload numbers like 1,2: {e}"))?
+            }
             // `cargo bench` passes `--bench` to harness-less binaries.
             "--bench" => {}
             other => return Err(format!("unknown argument {other}").into()),
@@ -1236,24 +1246,26 @@ async fn bench_main(args: Args) -> Res<()> {
     };
     let mut metrics = Vec::new();
     macro_rules! workload {
-        ($name:literal, $f:ident) => {{
-            let t = Instant::now();
-            eprintln!("==> {}", $name);
-            metrics.extend(
-                $f(&ctx, &mut py)
-                    .await
-                    .map_err(|e| format!("{}: {e}", $name))?,
-            );
-            eprintln!("    done in {:.1?}", t.elapsed());
+        ($number:literal, $name:literal, $f:ident) => {{
+            if args.only.is_empty() || args.only.contains(&$number) {
+                let t = Instant::now();
+                eprintln!("==> {}", $name);
+                metrics.extend(
+                    $f(&ctx, &mut py)
+                        .await
+                        .map_err(|e| format!("{}: {e}", $name))?,
+                );
+                eprintln!("    done in {:.1?}", t.elapsed());
+            }
         }};
     }
-    workload!("1. Me sequential", w1_me_sequential);
-    workload!("2. Me concurrent", w2_me_concurrent);
-    workload!("3. Users", w3_users);
-    workload!("4. A2A", w4_a2a);
-    workload!("5. sign-in", w5_login);
-    workload!("6. events", w6_events);
-    workload!("7. download", w7_download);
+    workload!(1, "1. Me sequential", w1_me_sequential);
+    workload!(2, "2. Me concurrent", w2_me_concurrent);
+    workload!(3, "3. Users", w3_users);
+    workload!(4, "4. A2A", w4_a2a);
+    workload!(5, "5. sign-in", w5_login);
+    workload!(6, "6. events", w6_events);
+    workload!(7, "7. download", w7_download);
     let (builds, caption) = match &args.build_table {
         Some(p) => match read_build_table(p) {
             Ok(b) => b,
