@@ -374,6 +374,37 @@ fn three(label: &str, target: Target) -> Vec<Metric> {
     ]
 }
 
+/// [`sequential`], with the bytes the run allocated in all.
+async fn sequential_counting<F, Fut>(n: usize, call: F) -> Res<(RunStats, u64)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Res<()>>,
+{
+    let before = stats::allocated_bytes();
+    let run = sequential(n, call).await?;
+    Ok((run, stats::allocated_bytes() - before))
+}
+
+/// Measures the SDK and raw reqwest back to back: the SDK first in even
+/// rounds, raw first in odd ones, so that neither side always inherits what
+/// ran before it on the shared cores (the other side's closing work, the
+/// Python side's round).
+async fn back_to_back<T, S, R, FS, FR>(round: usize, sdk: S, raw: R) -> Res<(T, T)>
+where
+    S: FnOnce() -> FS,
+    R: FnOnce() -> FR,
+    FS: std::future::Future<Output = Res<T>>,
+    FR: std::future::Future<Output = Res<T>>,
+{
+    if round % 2 == 0 {
+        let sdk = sdk().await?;
+        Ok((sdk, raw().await?))
+    } else {
+        let raw = raw().await?;
+        Ok((sdk().await?, raw))
+    }
+}
+
 // ---- workload 1: GET Me, typed, sequential ----
 
 async fn sdk_me(client: &SafeguardClient) -> Res<()> {
@@ -397,9 +428,13 @@ async fn w1_me_sequential(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     sequential(n / 4, move || sdk_me(&ctx.sdk)).await?;
     sequential(n / 4, move || raw_me(ctx)).await?;
     py.call(json!({"op": "me_seq", "n": py_n / 4})).await;
-    for _ in 0..ctx.runs {
-        let sdk = sequential(n, move || sdk_me(&ctx.sdk)).await?;
-        let raw = sequential(n, move || raw_me(ctx)).await?;
+    for round in 0..ctx.runs {
+        let (sdk, raw) = back_to_back(
+            round,
+            || sequential(n, move || sdk_me(&ctx.sdk)),
+            || sequential(n, move || raw_me(ctx)),
+        )
+        .await?;
         let py = py.call(json!({"op": "me_seq", "n": py_n})).await;
         push3(&mut m, &sdk, Some(&raw), py_stats(&py).as_ref());
     }
@@ -438,7 +473,8 @@ where
 }
 
 async fn w2_me_concurrent(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
-    let per_task = ctx.pick(10, 100);
+    // ~1 s per side and round: shorter runs are mostly this machine's noise.
+    let per_task = ctx.pick(10, 300);
     let py_per_task = ctx.pick(1, 3);
     let mut m = three(
         "2. GET core/v4/Me, typed, 64 concurrent tasks",
@@ -470,9 +506,13 @@ async fn w2_me_concurrent(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     concurrent(per_task.div_ceil(2), raw_call.clone()).await?;
     py.call(json!({"op": "me_conc", "tasks": TASKS, "per_task": py_per_task}))
         .await;
-    for _ in 0..ctx.runs {
-        let sdk = concurrent(per_task, sdk_call.clone()).await?;
-        let raw = concurrent(per_task, raw_call.clone()).await?;
+    for round in 0..ctx.runs {
+        let (sdk, raw) = back_to_back(
+            round,
+            || concurrent(per_task, sdk_call.clone()),
+            || concurrent(per_task, raw_call.clone()),
+        )
+        .await?;
         let py = py
             .call(json!({"op": "me_conc", "tasks": TASKS, "per_task": py_per_task}))
             .await;
@@ -535,12 +575,13 @@ async fn w3_users(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     sequential(n / 4, raw_call).await?;
     py.call(json!({"op": "users", "n": py_n / 4 + 1, "limit": USERS}))
         .await;
-    for _ in 0..ctx.runs {
-        let a0 = stats::allocated_bytes();
-        let sdk = sequential(n, sdk_call).await?;
-        let a1 = stats::allocated_bytes();
-        let raw = sequential(n, raw_call).await?;
-        let a2 = stats::allocated_bytes();
+    for round in 0..ctx.runs {
+        let ((sdk, sdk_bytes), (raw, raw_bytes)) = back_to_back(
+            round,
+            || sequential_counting(n, sdk_call),
+            || sequential_counting(n, raw_call),
+        )
+        .await?;
         let py = py
             .call(json!({"op": "users", "n": py_n, "limit": USERS}))
             .await;
@@ -555,8 +596,8 @@ async fn w3_users(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
             py: py_stats(&py).map(|p| p.per_sec),
         });
         alloc.runs.push(Triple {
-            sdk: (a1 - a0) as f64 / n as f64,
-            raw: Some((a2 - a1) as f64 / n as f64),
+            sdk: sdk_bytes as f64 / n as f64,
+            raw: Some(raw_bytes as f64 / n as f64),
             py: None,
         });
     }
@@ -621,9 +662,13 @@ async fn w4_a2a(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
         sequential(n / 4, sdk_call).await?;
         sequential(n / 4, raw_call).await?;
         py.call(json!({"op": py_op, "n": py_n / 4 + 1})).await;
-        for _ in 0..ctx.runs {
-            let sdk = sequential(n, sdk_call).await?;
-            let raw = sequential(n, raw_call).await?;
+        for round in 0..ctx.runs {
+            let (sdk, raw) = back_to_back(
+                round,
+                || sequential(n, sdk_call),
+                || sequential(n, raw_call),
+            )
+            .await?;
             let py = py.call(json!({"op": py_op, "n": py_n})).await;
             m.runs.push(Triple {
                 sdk: sdk.per_sec,
