@@ -1053,7 +1053,10 @@ mod tests {
             .err()
             .expect("a newline cannot go in a header");
         assert!(matches!(err, Error::Config(_)), "{err:?}");
-        assert!(!format!("{err}").contains("break"), "the token is never echoed");
+        assert!(
+            !format!("{err}").contains("break"),
+            "the token is never echoed"
+        );
     }
 
     #[test]
