@@ -396,7 +396,7 @@ where
     FS: std::future::Future<Output = Res<T>>,
     FR: std::future::Future<Output = Res<T>>,
 {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         let sdk = sdk().await?;
         Ok((sdk, raw().await?))
     } else {
