@@ -1040,7 +1040,12 @@ async fn child_main(argv: &[String]) -> Res<()> {
                 .send()
                 .await?
                 .error_for_status()?;
-            let mut file = tokio::fs::File::create("/dev/null").await?;
+            // What a careful user writes: chunks gathered into 1 MiB writes
+            // (each tokio `File` write is a trip to the blocking pool).
+            let mut file = tokio::io::BufWriter::with_capacity(
+                1 << 20,
+                tokio::fs::File::create("/dev/null").await?,
+            );
             let mut body = response.bytes_stream();
             let mut n = 0u64;
             while let Some(chunk) = body.next().await {

@@ -419,6 +419,10 @@ impl Session {
     }
 }
 
+/// How many downloaded bytes [`SafeguardClient::download`] gathers per
+/// write to the file.
+const DOWNLOAD_WRITE_BUFFER: usize = 1 << 20;
+
 /// The minutes left on the token, as an answer's [`TOKEN_LIFETIME_HEADER`] says.
 fn lifetime_minutes(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -723,7 +727,13 @@ impl SafeguardClient {
             .send()
             .await?;
         let total = response.content_length();
-        let mut file = tokio::fs::File::create(to.as_ref()).await?;
+        // Chunks arrive as TLS records do (16 KiB or less), and every write
+        // to a tokio `File` is a trip to the blocking pool: gather them into
+        // writes of `DOWNLOAD_WRITE_BUFFER` bytes.
+        let mut file = tokio::io::BufWriter::with_capacity(
+            DOWNLOAD_WRITE_BUFFER,
+            tokio::fs::File::create(to.as_ref()).await?,
+        );
         let mut written = 0u64;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
