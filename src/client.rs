@@ -213,6 +213,7 @@ impl SafeguardClientBuilder {
                 }),
                 sign_in: Mutex::new(()),
             }),
+            #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
             generated: Arc::default(),
         })
     }
@@ -400,10 +401,10 @@ impl Session {
             .await
             .map_err(Error::from_reqwest)?;
         self.observe(&response);
-        if response.status() != StatusCode::UNAUTHORIZED || !self.auth.can_refresh() {
-            return Ok(response);
-        }
-        let Some(mut replay) = replay else {
+        // No replay copy: a strategy that cannot sign in again, or a
+        // streamed body.
+        let Some(mut replay) = replay.filter(|_| response.status() == StatusCode::UNAUTHORIZED)
+        else {
             return Ok(response);
         };
         tracing::debug!("401: signing in again");
@@ -460,12 +461,14 @@ impl Execute for Session {
 #[derive(Clone)]
 pub struct SafeguardClient {
     session: Arc<Session>,
+    #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
     generated: Arc<Generated>,
 }
 
 /// The generated clients of a [`SafeguardClient`], made on first use: a
 /// typed call then costs no allocation for its client. They hold the
 /// session, not the `SafeguardClient`, so nothing here forms a cycle.
+#[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
 #[derive(Default)]
 struct Generated {
     #[cfg(feature = "core")]
@@ -619,14 +622,19 @@ impl SafeguardClient {
         )
     }
 
+    /// A generated client of `service` over this client's connections and
+    /// session; `with_inner` is that client's constructor.
     #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
-    fn transport(&self) -> Transport {
-        Transport::new(self.session.clone())
-    }
-
-    #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
-    fn service_base(&self, service: Service) -> String {
-        format!("https://{}/service/{}", self.session.host, service)
+    fn make_generated<C>(
+        &self,
+        service: Service,
+        with_inner: fn(&str, reqwest::Client, safeguard_api::Inner) -> C,
+    ) -> C {
+        with_inner(
+            &format!("https://{}/service/{}", self.session.host, service),
+            self.http().clone(),
+            Transport::new(self.session.clone()).into(),
+        )
     }
 
     /// The generated client of the core service, sharing this client's
@@ -635,11 +643,7 @@ impl SafeguardClient {
     #[cfg(feature = "core")]
     pub fn core(&self) -> &crate::api::core::Client {
         self.generated.core.get_or_init(|| {
-            crate::api::core::Client::with_inner(
-                &self.service_base(Service::Core),
-                self.http().clone(),
-                self.transport().into(),
-            )
+            self.make_generated(Service::Core, crate::api::core::Client::with_inner)
         })
     }
 
@@ -647,10 +651,9 @@ impl SafeguardClient {
     #[cfg(feature = "appliance")]
     pub fn appliance(&self) -> &crate::api::appliance::Client {
         self.generated.appliance.get_or_init(|| {
-            crate::api::appliance::Client::with_inner(
-                &self.service_base(Service::Appliance),
-                self.http().clone(),
-                self.transport().into(),
+            self.make_generated(
+                Service::Appliance,
+                crate::api::appliance::Client::with_inner,
             )
         })
     }
@@ -659,10 +662,9 @@ impl SafeguardClient {
     #[cfg(feature = "notification")]
     pub fn notification(&self) -> &crate::api::notification::Client {
         self.generated.notification.get_or_init(|| {
-            crate::api::notification::Client::with_inner(
-                &self.service_base(Service::Notification),
-                self.http().clone(),
-                self.transport().into(),
+            self.make_generated(
+                Service::Notification,
+                crate::api::notification::Client::with_inner,
             )
         })
     }
