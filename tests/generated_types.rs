@@ -91,3 +91,18 @@ fn generated_types_describe_themselves_as_json_schema() {
     let text = serde_json::to_string(&schema).unwrap();
     assert!(text.contains("AdminRoles"), "{text}");
 }
+
+#[test]
+#[cfg(all(feature = "appliance", feature = "notification", feature = "a2a"))]
+fn the_build_reports_every_operation_kept_and_sent_through_the_shared_future() {
+    let report = safeguard_sdk::api::codegen_report();
+    for line in [
+        "core: 962 operations kept",
+        "appliance: 100 operations kept",
+        "notification: 6 operations kept",
+        "a2a: 4 operations kept",
+        "sends through the shared future: 962 of 962 operations",
+    ] {
+        assert!(report.contains(line), "{line:?} missing from:\n{report}");
+    }
+}

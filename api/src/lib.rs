@@ -1,18 +1,15 @@
-//! The typed clients of One Identity Safeguard's services, generated at build
-//! time from the appliance's own OpenAPI documents.
+//! What the generated clients of One Identity Safeguard's services share:
+//! the seam they send requests through ([`Exec`], [`Inner`]), the lenient
+//! [`Timestamp`] of their date-time fields, and the shared sending future
+//! of every operation.
 //!
-//! Use them through `safeguard-sdk`, which re-exports every module here as
-//! `safeguard_sdk::api` and hands out clients that share a signed-in
-//! session (`client.core()`, ...). This crate holds only generated code and
-//! the seam it sends requests through, so that an edit to the SDK's
-//! handwritten modules never recompiles the ~1,000 generated operations.
-//!
-//! `build.rs` finds the documents (`$SAFEGUARD_OPENAPI_DIR`, then the
-//! workspace's `openapi/`, then `../shared/openapi/`), normalizes them and
-//! runs progenitor through `safeguard-codegen`. Each module holds a `Client`
-//! with one builder method per operation, `types` with every schema (all
-//! deriving `serde` and `schemars::JsonSchema`), and re-exports
-//! `ResponseValue` and `ByteStream`.
+//! The clients themselves are one crate per service, generated at build
+//! time from the appliance's own OpenAPI documents: `safeguard-api-core`,
+//! `safeguard-api-appliance`, `safeguard-api-notification` and
+//! `safeguard-api-a2a`. They compile in parallel, and an edit to the SDK's
+//! handwritten modules never recompiles them. Use them through
+//! `safeguard-sdk`, which re-exports them as `safeguard_sdk::api::core`, ...
+//! and hands out clients that share a signed-in session (`client.core()`).
 
 use std::fmt;
 use std::future::Future;
@@ -22,6 +19,8 @@ use std::sync::Arc;
 // The generated types name the date-time type by its absolute path.
 extern crate self as safeguard_api;
 
+#[doc(hidden)]
+pub mod sending;
 mod timestamp;
 
 pub use timestamp::Timestamp;
@@ -61,13 +60,16 @@ impl fmt::Debug for Inner {
     }
 }
 
-macro_rules! service {
-    ($(#[$attr:meta])* $feature:literal, $name:ident, $file:literal) => {
-        $(#[$attr])*
-        // The crate's own unit tests cover the handwritten glue only; the
-        // generated code is exercised through safeguard-sdk's tests, so
-        // `cargo test` does not compile it a second time as a test harness.
-        #[cfg(all(feature = $feature, not(test)))]
+/// The body of a generated service crate (`safeguard-api-core`, ...): its
+/// build script's output, the hooks that send through [`Inner`], and the
+/// build's code generation report.
+///
+/// The generated items sit in a private module re-exported whole, so that
+/// the lint allowances below cover them and nothing else.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! generated_service {
+    () => {
         #[allow(
             missing_docs,
             unused_imports,
@@ -78,10 +80,10 @@ macro_rules! service {
             rustdoc::bare_urls,
             rustdoc::invalid_html_tags
         )]
-        pub mod $name {
-            include!(concat!(env!("OUT_DIR"), "/", $file));
+        mod generated {
+            include!(concat!(env!("OUT_DIR"), "/generated.rs"));
 
-            impl progenitor_client::ClientHooks<crate::Inner> for Client {
+            impl progenitor_client::ClientHooks<$crate::Inner> for Client {
                 async fn exec(
                     &self,
                     request: reqwest::Request,
@@ -97,37 +99,19 @@ macro_rules! service {
                 pub fn with_inner(
                     baseurl: &str,
                     http: reqwest::Client,
-                    inner: crate::Inner,
+                    inner: $crate::Inner,
                 ) -> Self {
                     Self::new_with_client(baseurl, http, inner)
                 }
             }
         }
+
+        pub use generated::*;
+
+        /// The build's code generation report for this service: the
+        /// operations kept, those returning raw bytes, and the normalization
+        /// rules applied.
+        pub const CODEGEN_REPORT: &str =
+            include_str!(concat!(env!("OUT_DIR"), "/codegen-report.txt"));
     };
 }
-
-service!(
-    /// The core service (`/service/core/v4`): users, assets, accounts,
-    /// policies, access requests, A2A registrations, settings: most of the
-    /// product.
-    "core", core, "core.rs"
-);
-service!(
-    /// The appliance service (`/service/appliance/v4`): networking, time,
-    /// backups, patches, support bundles, appliance state.
-    "appliance", appliance, "appliance.rs"
-);
-service!(
-    /// The notification service (`/service/notification/v4`): anonymous,
-    /// read-only status, available even when the appliance is not online.
-    "notification", notification, "notification.rs"
-);
-service!(
-    /// The A2A service (`/service/a2a/v4`): credential retrieval and brokered
-    /// access requests with a client certificate and an API key.
-    "a2a", a2a, "a2a.rs"
-);
-
-/// The build's code generation report: per document, the operations kept,
-/// those returning raw bytes, and the normalization rules applied.
-pub const CODEGEN_REPORT: &str = include_str!(concat!(env!("OUT_DIR"), "/codegen-report.txt"));

@@ -7,6 +7,7 @@ use quote::quote;
 use serde_json::Value;
 
 use crate::normalize::{self, NormalizeReport};
+use crate::sending;
 use crate::slim::{self, SlimReport};
 use crate::CodegenError;
 
@@ -23,6 +24,9 @@ pub struct Generated {
     pub report: NormalizeReport,
     /// What was removed with typify's struct builders.
     pub slim: SlimReport,
+    /// Operations whose `send` goes through the shared sending future
+    /// ([`crate::sending`]).
+    pub shared_sends: usize,
 }
 
 impl Generated {
@@ -45,6 +49,12 @@ impl Generated {
                 self.slim.builder_items, self.slim.body_maps
             ));
         }
+        if self.shared_sends > 0 {
+            s.push_str(&format!(
+                "  sends through the shared future: {} of {} operations\n",
+                self.shared_sends, self.operations_kept
+            ));
+        }
         s
     }
 }
@@ -55,7 +65,8 @@ pub enum Style {
     /// `client.users_get_users().limit(10).send()`: named optional parameters
     /// that survive an upgrade adding a query parameter. Request bodies are
     /// the schema types themselves (typify's struct builders are removed, see
-    /// [`crate::slim`]).
+    /// [`crate::slim`]), and every `send` hands its request to one shared
+    /// sending future (see [`crate::sending`]).
     Builder,
     /// [`Style::Builder`] keeping typify's struct builders and `body_map`
     /// (for measuring what they cost).
@@ -72,7 +83,7 @@ fn settings(style: Style) -> GenerationSettings {
             Style::Positional => InterfaceStyle::Positional,
         })
         .with_tag(TagStyle::Merged)
-        .with_inner_type(quote!(crate::Inner))
+        .with_inner_type(quote!(::safeguard_api::Inner))
         .with_hooks(HooksMode::Expected)
         .with_unknown_crates(progenitor_impl::UnknownPolicy::Allow)
         .with_derive("schemars::JsonSchema");
@@ -99,9 +110,12 @@ pub fn generate(service: &str, mut doc: Value, style: Style) -> Result<Generated
         message: format!("generated code does not parse: {e}"),
         operations: Vec::new(),
     })?;
-    let slim = match style {
-        Style::Builder => slim::strip_struct_builders(&mut file),
-        Style::BuilderWithStructBuilders | Style::Positional => SlimReport::default(),
+    let (slim, shared_sends) = match style {
+        Style::Builder => (
+            slim::strip_struct_builders(&mut file),
+            sending::share_sending(&mut file),
+        ),
+        Style::BuilderWithStructBuilders | Style::Positional => (SlimReport::default(), 0),
     };
     let mut code = prettyplease::unparse(&file);
     code.push_str(&tolerant_enum_impls(&report.tolerant_enum_components));
@@ -111,6 +125,7 @@ pub fn generate(service: &str, mut doc: Value, style: Style) -> Result<Generated
         operations_kept,
         report,
         slim,
+        shared_sends,
     })
 }
 

@@ -7,13 +7,17 @@
 //! [`generate()`] drives progenitor and names any operation it still fails on.
 //! [`diff`] compares two document sets for the upgrade workflow.
 //!
-//! The crate is a build-dependency of `safeguard-sdk` (see its `build.rs`) and
-//! a command-line tool: `cargo run -p safeguard-codegen -- --help`.
+//! The crate is the build-dependency of each generated service crate
+//! (`safeguard-api-core`, ...: their `build.rs` is one call to
+//! [`build_script::run`]) and a command-line tool:
+//! `cargo run -p safeguard-codegen -- --help`.
 
+pub mod build_script;
 pub mod diff;
 pub mod generate;
 pub mod locate;
 pub mod normalize;
+pub mod sending;
 pub mod slim;
 
 pub use generate::{generate, Generated, Style};

@@ -38,9 +38,14 @@ fn all_operations_generate_and_none_is_dropped() {
             "{service}: an operation was dropped"
         );
         assert_eq!(in_doc, count, "{service}: the document changed");
-        // Every operation has a method on the generated client.
-        let methods = generated.code.matches("operation_id: \"").count();
-        assert_eq!(methods, in_doc, "{service}: generated methods");
+        // Every operation has a builder whose `send` goes through the
+        // shared sending future.
+        let sends = generated.code.matches(" fn send(").count();
+        assert_eq!(sends, in_doc, "{service}: generated operation builders");
+        assert_eq!(
+            generated.shared_sends, in_doc,
+            "{service}: a send kept progenitor's own body"
+        );
         total += in_doc;
         eprint!("{}", generated.summary());
     }

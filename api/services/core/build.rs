@@ -1,0 +1,5 @@
+//! Generates the core client from the appliance's OpenAPI document.
+
+fn main() {
+    safeguard_codegen::build_script::run("core", "../../..");
+}

@@ -1,0 +1,167 @@
+//! The sending half of every generated operation.
+//!
+//! Each operation builder's `send` builds its request and hands it here
+//! (see `safeguard-codegen`'s `sending` pass): one generic future per kind
+//! of answer instead of one state machine per operation, which is most of
+//! what the generated code cost to compile. Not meant to be called by hand.
+
+use progenitor_client::{ByteStream, Error, ResponseValue};
+use serde::de::DeserializeOwned;
+
+use crate::Inner;
+
+/// Sends `request` (or returns its building error) and keeps the answer if
+/// its status is one of `ok`.
+async fn answer<E>(
+    inner: &Inner,
+    request: Result<reqwest::Request, Error<E>>,
+    ok: &[u16],
+) -> Result<reqwest::Response, Error<E>> {
+    let response = inner.exec(request?).await?;
+    if ok.contains(&response.status().as_u16()) {
+        Ok(response)
+    } else {
+        Err(Error::UnexpectedResponse(response))
+    }
+}
+
+/// An operation whose success answer is a JSON `T`.
+pub async fn json<T: DeserializeOwned, E>(
+    inner: &Inner,
+    request: Result<reqwest::Request, Error<E>>,
+    ok: &[u16],
+) -> Result<ResponseValue<T>, Error<E>> {
+    ResponseValue::from_response(answer(inner, request, ok).await?).await
+}
+
+/// An operation whose success answer has no body.
+pub async fn empty<E>(
+    inner: &Inner,
+    request: Result<reqwest::Request, Error<E>>,
+    ok: &[u16],
+) -> Result<ResponseValue<()>, Error<E>> {
+    Ok(ResponseValue::empty(answer(inner, request, ok).await?))
+}
+
+/// An operation whose success answer is streamed (downloads, raw bytes).
+pub async fn stream<E>(
+    inner: &Inner,
+    request: Result<reqwest::Request, Error<E>>,
+    ok: &[u16],
+) -> Result<ResponseValue<ByteStream>, Error<E>> {
+    Ok(ResponseValue::stream(answer(inner, request, ok).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BoxFuture, Exec};
+
+    /// Answers every request with `status` and `body`, counting them.
+    struct Fixed {
+        status: u16,
+        body: &'static str,
+        sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Exec for Fixed {
+        fn exec(
+            &self,
+            _request: reqwest::Request,
+        ) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+            self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let response = http::Response::builder()
+                .status(self.status)
+                .header("content-type", "application/json")
+                .body(self.body)
+                .expect("valid response");
+            Box::pin(async move { Ok(reqwest::Response::from(response)) })
+        }
+    }
+
+    /// An `Inner` whose every answer is `status` and `body`, and its count of requests.
+    fn answering(
+        status: u16,
+        body: &'static str,
+    ) -> (Inner, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        (
+            Inner::new(Fixed {
+                status,
+                body,
+                sent: sent.clone(),
+            }),
+            sent,
+        )
+    }
+
+    // progenitor's error type, as the generated `send`s build it.
+    #[allow(clippy::result_large_err)]
+    fn get() -> Result<reqwest::Request, Error<()>> {
+        Ok(reqwest::Request::new(
+            reqwest::Method::GET,
+            "https://appliance.test/service/core/v4/Me"
+                .parse()
+                .expect("url"),
+        ))
+    }
+
+    /// Polls `f` to completion: the futures here never wait on I/O.
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    #[test]
+    fn a_listed_status_decodes_the_body() {
+        let (inner, _) = answering(201, r#"{"Id": 7}"#);
+        let value: ResponseValue<serde_json::Value> =
+            block_on(json(&inner, get(), &[200, 201])).expect("decoded");
+        assert_eq!(value.status().as_u16(), 201);
+        assert_eq!(value.into_inner()["Id"], 7);
+    }
+
+    #[test]
+    fn an_unlisted_status_is_an_unexpected_response_with_its_status() {
+        let (inner, _) = answering(404, r#"{"Code": 70000, "Message": "gone"}"#);
+        let err = block_on(json::<serde_json::Value, ()>(&inner, get(), &[200])).unwrap_err();
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+        assert!(matches!(err, Error::UnexpectedResponse(_)), "{err:?}");
+        let (inner, _) = answering(500, "");
+        let err = block_on(empty::<()>(&inner, get(), &[204])).unwrap_err();
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
+    }
+
+    #[test]
+    fn an_undecodable_body_is_an_invalid_payload() {
+        let (inner, _) = answering(200, "{not json");
+        let err = block_on(json::<serde_json::Value, ()>(&inner, get(), &[200])).unwrap_err();
+        assert!(matches!(err, Error::InvalidResponsePayload(..)), "{err:?}");
+    }
+
+    #[test]
+    fn empty_and_stream_answers_keep_the_status() {
+        let (inner, _) = answering(204, "");
+        let value = block_on(empty::<()>(&inner, get(), &[200, 204])).expect("empty");
+        assert_eq!(value.status().as_u16(), 204);
+        let (inner, _) = answering(200, "bytes");
+        let value = block_on(stream::<()>(&inner, get(), &[200])).expect("stream");
+        assert_eq!(value.status().as_u16(), 200);
+    }
+
+    #[test]
+    fn a_request_that_failed_to_build_is_never_sent() {
+        let (inner, sent) = answering(200, "{}");
+        let invalid: Result<reqwest::Request, Error<()>> = Err(Error::InvalidRequest(
+            "conversion to `i32` for limit failed".into(),
+        ));
+        let err = block_on(json::<serde_json::Value, ()>(&inner, invalid, &[200])).unwrap_err();
+        assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+        assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+}

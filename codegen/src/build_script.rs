@@ -1,0 +1,64 @@
+//! The build script of each generated service crate (`safeguard-api-core`,
+//! `safeguard-api-appliance`, ...): one call, [`run`].
+
+use std::path::{Path, PathBuf};
+
+use crate::{generate, locate_documents, read_document, Style};
+
+/// Generates `service`'s client into `$OUT_DIR/generated.rs`, with its
+/// report in `$OUT_DIR/codegen-report.txt`.
+///
+/// `workspace_root` is the folder holding `openapi/`, relative to the
+/// calling crate's manifest. The documents are looked up as
+/// [`locate_documents`] says; cargo reruns the script when a document used,
+/// the `openapi/` folder, `SAFEGUARD_OPENAPI_DIR` or
+/// `SAFEGUARD_CODEGEN_STYLE` change. A failure prints its message and exits
+/// the build script with status 1.
+pub fn run(service: &str, workspace_root: &str) {
+    if let Err(message) = try_run(service, Path::new(workspace_root)) {
+        eprintln!("\n{message}\n");
+        std::process::exit(1);
+    }
+}
+
+fn try_run(service: &str, workspace_root: &Path) -> Result<(), String> {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=SAFEGUARD_OPENAPI_DIR");
+    println!("cargo:rerun-if-env-changed=SAFEGUARD_CODEGEN_STYLE");
+    let manifest_dir = env_path("CARGO_MANIFEST_DIR")?;
+    let out_dir = env_path("OUT_DIR")?;
+    let root = manifest_dir.join(workspace_root);
+    // A document dropped into openapi/ (scripts/fetch-openapi) takes over at
+    // the next build.
+    println!("cargo:rerun-if-changed={}", root.join("openapi").display());
+    let style = match std::env::var("SAFEGUARD_CODEGEN_STYLE").as_deref() {
+        Ok("positional") => Style::Positional,
+        Ok("builder-with-struct-builders") => Style::BuilderWithStructBuilders,
+        _ => Style::Builder,
+    };
+    let env_dir = std::env::var_os("SAFEGUARD_OPENAPI_DIR").map(PathBuf::from);
+    let source = locate_documents(&[service], env_dir.as_deref(), &root)
+        .map_err(|e| e.to_string())?
+        .pop()
+        .ok_or_else(|| format!("no document located for {service}"))?;
+    println!("cargo:rerun-if-changed={}", source.path.display());
+    let doc = read_document(&source.path).map_err(|e| e.to_string())?;
+    let generated = generate(service, doc, style).map_err(|e| e.to_string())?;
+    let report = format!(
+        "{}  source: {}\n",
+        generated.summary(),
+        source.path.display()
+    );
+    write(&out_dir.join("generated.rs"), &generated.code)?;
+    write(&out_dir.join("codegen-report.txt"), &report)
+}
+
+fn env_path(name: &str) -> Result<PathBuf, String> {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("{name} is not set: run this from a cargo build script"))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
