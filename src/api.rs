@@ -2,20 +2,20 @@
 //!
 //! Each module is a crate of its own (`safeguard-api-core`, ...), generated
 //! at build time from the appliance's own OpenAPI documents (see
-//! `openapi/README.md`) and compiled only with its cargo feature. A module holds a `Client` with one
-//! builder method per operation, `types` with every schema (all deriving
-//! `serde` and `schemars::JsonSchema`), and re-exports `ResponseValue` and
-//! `ByteStream`.
+//! `openapi/README.md`) and compiled only with its cargo feature. A module
+//! holds a `Client` with one builder method per operation, `types` with
+//! every schema (all deriving `serde` and `schemars::JsonSchema`), and
+//! re-exports `ResponseValue` and `ByteStream`.
 //!
 //! Get the clients from a signed-in [`SafeguardClient`](crate::SafeguardClient)
 //! (`client.core()`, ...) so that they share its connection pool and its
 //! current token; every call's error converts into [`crate::Error`] with `?`.
 //!
-//! Generated code is walled off in its own crates: nothing handwritten lives
-//! in these modules (so an edit to the SDK never recompiles them), they
-//! compile in parallel with each other, and the
-//! only coupling is [`Transport`](crate::transport::Transport), which sends
-//! each of their requests through `safeguard_api::Exec`.
+//! Generated code is walled off in crates of its own: nothing handwritten
+//! lives in these modules (so an edit to the SDK never recompiles them),
+//! they compile in parallel with each other, and the only coupling is
+//! [`Transport`](crate::transport::Transport), which sends each of their
+//! requests through `safeguard_api::Exec`.
 
 #[cfg(feature = "a2a")]
 pub use safeguard_api_a2a as a2a;

@@ -16,9 +16,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-// The generated types name the date-time type by its absolute path.
-extern crate self as safeguard_api;
-
 #[doc(hidden)]
 pub mod sending;
 mod timestamp;
