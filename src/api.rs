@@ -1,11 +1,13 @@
 //! The generated clients, one module per appliance service.
 //!
-//! Each module is a crate of its own (`safeguard-api-core`, ...), generated
-//! at build time from the appliance's own OpenAPI documents (see
-//! `openapi/README.md`) and compiled only with its cargo feature. A module
-//! holds a `Client` with one builder method per operation, `types` with
-//! every schema (all deriving `serde` and `schemars::JsonSchema`), and
-//! re-exports `ResponseValue` and `ByteStream`.
+//! Each module is a crate of its own (`safeguard-api-core`, ...; the core
+//! service's schema types compile in `safeguard-api-core-types`, re-exported
+//! as `core::types`), generated at build time from the appliance's own
+//! OpenAPI documents (see `openapi/README.md`) and compiled only with its
+//! cargo feature. A module holds a `Client` with one builder method per
+//! operation, `types` with every schema (all implementing serde's
+//! `Serialize` and `Deserialize` and `schemars::JsonSchema`), and re-exports
+//! `ResponseValue` and `ByteStream`.
 //!
 //! Get the clients from a signed-in [`SafeguardClient`](crate::SafeguardClient)
 //! (`client.core()`, ...) so that they share its connection pool and its

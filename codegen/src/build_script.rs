@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::{generate, locate_documents, read_document, Style};
 
-/// Generates `service`'s client into `$OUT_DIR/generated.rs`, with its
-/// report in `$OUT_DIR/codegen-report.txt`.
+/// Generates `service`'s client into `$OUT_DIR`: the schema types in
+/// `types.rs`, the client in `client.rs`, the report in
+/// `codegen-report.txt`.
 ///
 /// `workspace_root` is the folder holding `openapi/`, relative to the
 /// calling crate's manifest. The documents are looked up as
@@ -49,8 +50,40 @@ fn try_run(service: &str, workspace_root: &Path) -> Result<(), String> {
         generated.summary(),
         source.path.display()
     );
-    write(&out_dir.join("generated.rs"), &generated.code)?;
-    write(&out_dir.join("codegen-report.txt"), &report)
+    write(&out_dir.join("types.rs"), &generated.types)?;
+    write(&out_dir.join("client.rs"), &generated.client)?;
+    write(&out_dir.join("codegen-report.txt"), &report)?;
+    println!(
+        "cargo:rustc-env=SAFEGUARD_GENERATED_DIR={}",
+        out_dir.display()
+    );
+    // A types crate (`links = ...`) hands the client half to its client
+    // crate's build script as `DEP_<LINKS>_GENERATED_DIR`.
+    if std::env::var_os("CARGO_MANIFEST_LINKS").is_some() {
+        println!("cargo:generated_dir={}", out_dir.display());
+    }
+    Ok(())
+}
+
+/// The build script of a client crate whose code its types crate's build
+/// script generated (see [`run`]): points `include!` at that folder through
+/// the `SAFEGUARD_GENERATED_DIR` environment variable.
+///
+/// `links` is the `links` key of the types crate (`safeguard_api_core`).
+pub fn run_client(links: &str) {
+    let var = format!(
+        "DEP_{}_GENERATED_DIR",
+        links.to_ascii_uppercase().replace('-', "_")
+    );
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed={var}");
+    match std::env::var(&var) {
+        Ok(dir) => println!("cargo:rustc-env=SAFEGUARD_GENERATED_DIR={dir}"),
+        Err(_) => {
+            eprintln!("\n{var} is not set: the types crate with `links = \"{links}\"` must be a dependency\n");
+            std::process::exit(1);
+        }
+    }
 }
 
 fn env_path(name: &str) -> Result<PathBuf, String> {

@@ -6,8 +6,10 @@ use progenitor_impl::{GenerationSettings, Generator, HooksMode, InterfaceStyle, 
 use quote::quote;
 use serde_json::Value;
 
+use crate::lean_serde::{self, LeanReport};
 use crate::normalize::{self, NormalizeReport};
 use crate::sending;
+use crate::setters;
 use crate::slim::{self, SlimReport};
 use crate::CodegenError;
 
@@ -16,8 +18,15 @@ use crate::CodegenError;
 pub struct Generated {
     /// The service (`core`, `appliance`, `notification`, `a2a`).
     pub service: String,
-    /// Rust source to `include!` inside the service's module.
-    pub code: String,
+    /// The schema types: `pub mod types` and the tolerant enums' impls.
+    /// They reference nothing of the client, so they can compile in a crate
+    /// of their own (as the core service's do) in parallel with the HTTP
+    /// stack.
+    pub types: String,
+    /// The client: `Client`, its operation builders and the prelude. It
+    /// names the schema types as `types::..`, so the module including it
+    /// has `types` in scope.
+    pub client: String,
     /// Operations in the document (all of them are generated).
     pub operations_kept: usize,
     /// What normalization changed.
@@ -27,9 +36,20 @@ pub struct Generated {
     /// Operations whose `send` goes through the shared sending future
     /// ([`crate::sending`]).
     pub shared_sends: usize,
+    /// Parameter setters that call the shared conversion functions
+    /// ([`crate::setters`]).
+    pub shared_setters: usize,
+    /// Types whose `Deserialize` was rewritten ([`crate::lean_serde`]).
+    pub lean: LeanReport,
 }
 
 impl Generated {
+    /// The whole service as one module: [`Generated::types`] then
+    /// [`Generated::client`].
+    pub fn code(&self) -> String {
+        format!("{}\n{}", self.types, self.client)
+    }
+
     /// A short human summary: operations kept, raw-bytes operations, rules applied.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -49,10 +69,23 @@ impl Generated {
                 self.slim.builder_items, self.slim.body_maps
             ));
         }
+        let lean = &self.lean;
+        if lean.structs + lean.enums + lean.tolerant > 0 {
+            s.push_str(&format!(
+                "  lean Deserialize: {} structs, {} string enums, {} tolerant enums ({} kept the derive)\n",
+                lean.structs, lean.enums, lean.tolerant, lean.kept
+            ));
+        }
         if self.shared_sends > 0 {
             s.push_str(&format!(
                 "  sends through the shared future: {} of {} operations\n",
                 self.shared_sends, self.operations_kept
+            ));
+        }
+        if self.shared_setters > 0 {
+            s.push_str(&format!(
+                "  setters through the shared conversions: {}\n",
+                self.shared_setters
             ));
         }
         s
@@ -110,18 +143,33 @@ pub fn generate(service: &str, mut doc: Value, style: Style) -> Result<Generated
         message: format!("generated code does not parse: {e}"),
         operations: Vec::new(),
     })?;
-    let (slim, shared_sends) = match style {
+    let (slim, shared_sends, shared_setters) = match style {
         Style::Builder => (
             slim::strip_struct_builders(&mut file),
             sending::share_sending(&mut file),
+            setters::share_setters(&mut file),
         ),
-        Style::BuilderWithStructBuilders | Style::Positional => (SlimReport::default(), 0),
+        Style::BuilderWithStructBuilders | Style::Positional => (SlimReport::default(), 0, 0),
     };
-    let mut code = prettyplease::unparse(&file);
-    code.push_str(&tolerant_enum_impls(&report.tolerant_enum_components));
+    let lean = lean_serde::lean_deserialize(&mut file);
+    let (types_items, client_items) = file
+        .items
+        .drain(..)
+        .partition(|item| matches!(item, syn::Item::Mod(m) if m.ident == "types"));
+    let types_file = syn::File {
+        shebang: None,
+        attrs: Vec::new(),
+        items: types_items,
+    };
+    file.items = client_items;
+    let mut types = prettyplease::unparse(&types_file);
+    types.push_str(&tolerant_enum_impls(&report.tolerant_enum_components));
     Ok(Generated {
         service: service.to_owned(),
-        code,
+        types,
+        client: prettyplease::unparse(&file),
+        lean,
+        shared_setters,
         operations_kept,
         report,
         slim,

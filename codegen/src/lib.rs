@@ -7,17 +7,26 @@
 //! [`generate()`] drives progenitor and names any operation it still fails on.
 //! [`diff`] compares two document sets for the upgrade workflow.
 //!
+//! Past progenitor, passes cut what the generated code costs to compile:
+//! [`slim`] (typify's struct builders), [`sending`] (one shared sending
+//! future), [`setters`] (shared parameter conversions) and [`lean_serde`]
+//! (smaller `Deserialize` impls).
+//!
 //! The crate is the build-dependency of each generated service crate
-//! (`safeguard-api-core`, ...: their `build.rs` is one call to
-//! [`build_script::run`]) and a command-line tool:
+//! (`safeguard-api-appliance`, ...: their `build.rs` is one call to
+//! [`build_script::run`]; core's types crate runs it and hands the client
+//! half to `safeguard-api-core` through [`build_script::run_client`]) and a
+//! command-line tool:
 //! `cargo run -p safeguard-codegen -- --help`.
 
 pub mod build_script;
 pub mod diff;
 pub mod generate;
+pub mod lean_serde;
 pub mod locate;
 pub mod normalize;
 pub mod sending;
+pub mod setters;
 pub mod slim;
 
 pub use generate::{generate, Generated, Style};

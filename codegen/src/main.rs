@@ -81,7 +81,7 @@ fn report(dir: Option<PathBuf>, style: Style) -> Result<(), String> {
             "  source: {}\n  generated in {:.2} s, {} lines",
             path.display(),
             started.elapsed().as_secs_f64(),
-            generated.code.lines().count()
+            generated.code().lines().count()
         );
     }
     println!("total: {total} operations generated, none dropped");
@@ -99,7 +99,7 @@ fn generate_one(
         .ok_or_else(|| format!("no document for {service}"))?;
     let doc = read_document(&path).map_err(|e| e.to_string())?;
     let generated = generate(&service, doc, style).map_err(|e| e.to_string())?;
-    std::fs::write(out, &generated.code).map_err(|e| format!("writing {out}: {e}"))?;
+    std::fs::write(out, generated.code()).map_err(|e| format!("writing {out}: {e}"))?;
     eprint!("{}", generated.summary());
     Ok(())
 }

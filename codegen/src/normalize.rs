@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 /// Where the lenient date-time type lives, as typify's `x-rust-type` wants it.
-pub const DATE_TIME_RUST_TYPE: &str = "safeguard_api::Timestamp";
+pub const DATE_TIME_RUST_TYPE: &str = "safeguard_api_types::Timestamp";
 
 /// String formats typify maps to strictly parsed types, kept as strings.
 const STRICT_FORMATS: [&str; 5] = ["uuid", "date", "ip", "ipv4", "ipv6"];
@@ -655,7 +655,7 @@ fn rewrite_schema(
         schema.remove("format");
         schema.insert(
             "x-rust-type".into(),
-            json!({ "crate": "safeguard-api", "version": "*", "path": DATE_TIME_RUST_TYPE }),
+            json!({ "crate": "safeguard-api-types", "version": "*", "path": DATE_TIME_RUST_TYPE }),
         );
         report.date_times += 1;
     }

@@ -40,7 +40,7 @@ fn all_operations_generate_and_none_is_dropped() {
         assert_eq!(in_doc, count, "{service}: the document changed");
         // Every operation has a builder whose `send` goes through the
         // shared sending future.
-        let sends = generated.code.matches(" fn send(").count();
+        let sends = generated.client.matches(" fn send(").count();
         assert_eq!(sends, in_doc, "{service}: generated operation builders");
         assert_eq!(
             generated.shared_sends, in_doc,

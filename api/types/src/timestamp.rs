@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// on a read-modify-write), and parses it on demand.
 ///
 /// ```
-/// use safeguard_api::Timestamp;
+/// use safeguard_api_types::Timestamp;
 /// let t: Timestamp = "2024-01-01T00:00:00".parse().unwrap();
 /// assert_eq!(t.to_utc().unwrap().to_rfc3339(), "2024-01-01T00:00:00+00:00");
 /// let odd: Timestamp = serde_json::from_str("\"not a date\"").unwrap();
