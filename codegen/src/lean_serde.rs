@@ -9,7 +9,7 @@
 //! keeps only the work:
 //!
 //! - a struct with named fields gets one `visit_map`: a local per field,
-//!   keys looked up in a sorted name list by the shared `Field` seed (unknown
+//!   keys looked up in a sorted name list (by length, then bytes) by the shared `Field` seed (unknown
 //!   keys skipped, as before), required fields reported missing by name;
 //! - a string enum (unit variants, with a `FromStr` impl) decodes through
 //!   `FromStr` (`de::known`);
@@ -234,8 +234,9 @@ fn struct_impl(s: &syn::ItemStruct) -> Option<TokenStream> {
         });
         keys.push((key, i, required));
     }
-    // Looked up by binary search: sorted as `str` orders.
-    keys.sort();
+    // Looked up by binary search in the order `de::Field::order` defines:
+    // by length, then by bytes.
+    keys.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(&b.0)));
     if keys.windows(2).any(|w| w[0].0 == w[1].0) {
         return None;
     }
@@ -448,20 +449,20 @@ mod tests {
     fn struct_fields_are_keyed_by_sorted_wire_name() {
         let (code, _) = run(TYPES);
         let flat: String = code.split_whitespace().collect();
-        // Sorted as str orders: upper case before lower case.
+        // Sorted by length, then bytes (as `de::Field::order` searches).
         assert!(
-            flat.contains(r#"Field(&["Disabled","Kind","Name","Visible","type"]"#),
+            flat.contains(r#"Field(&["Kind","Name","type","Visible","Disabled"]"#),
             "{code}"
         );
         // Position in that list -> the field's local.
-        assert!(flat.contains("0=>__f1=__map.next_value()?"), "{code}");
-        assert!(flat.contains("2=>__f0=__map.next_value()?"), "{code}");
+        assert!(flat.contains("4=>__f1=__map.next_value()?"), "{code}");
+        assert!(flat.contains("1=>__f0=__map.next_value()?"), "{code}");
         // Defaults: the field type's, or the named function's.
         assert!(flat.contains("letmut__f1:bool=::std::default::Default::default();"));
         assert!(flat.contains("letmut__f2:bool=defaults::default_bool::<true>();"));
         // A field that is neither optional nor defaulted is required, by name.
         assert!(
-            flat.contains("4=>__f3=::std::option::Option::Some(__map.next_value()?),"),
+            flat.contains("2=>__f3=::std::option::Option::Some(__map.next_value()?),"),
             "{code}"
         );
         assert!(flat.contains(r#"missing_field("type",)"#), "{code}");

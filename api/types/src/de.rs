@@ -8,9 +8,9 @@ use std::str::FromStr;
 
 use serde::de::{self, DeserializeSeed, Deserializer, Unexpected, Visitor};
 
-/// The index of an object key in a sorted list of field names, or
-/// [`Field::UNKNOWN`] for a key the type does not have (it is skipped, so
-/// that a newer appliance's fields decode).
+/// The index of an object key in a list of field names sorted by
+/// [`Field::order`], or [`Field::UNKNOWN`] for a key the type does not have
+/// (it is skipped, so that a newer appliance's fields decode).
 #[derive(Clone, Copy, Debug)]
 pub struct Field(pub &'static [&'static str]);
 
@@ -18,8 +18,18 @@ impl Field {
     /// What an unknown key maps to.
     pub const UNKNOWN: usize = usize::MAX;
 
+    /// The order of the name list: by length, then by bytes. Most probes
+    /// of the binary search then compare two lengths, not two strings.
+    pub fn order(a: &str, b: &str) -> std::cmp::Ordering {
+        a.len()
+            .cmp(&b.len())
+            .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    }
+
     fn index(self, key: &str) -> usize {
-        self.0.binary_search(&key).unwrap_or(Self::UNKNOWN)
+        self.0
+            .binary_search_by(|name| Self::order(name, key))
+            .unwrap_or(Self::UNKNOWN)
     }
 }
 
@@ -176,11 +186,11 @@ mod tests {
                     let mut f0: Option<String> = None;
                     let mut f1: Option<Tint> = None;
                     let mut f2: Option<i64> = None;
-                    while let Some(k) = map.next_key_seed(Field(&["Coats", "Name", "Tint"]))? {
+                    while let Some(k) = map.next_key_seed(Field(&["Name", "Tint", "Coats"]))? {
                         match k {
-                            0 => f2 = Some(map.next_value()?),
-                            1 => f0 = map.next_value()?,
-                            2 => f1 = map.next_value()?,
+                            0 => f0 = map.next_value()?,
+                            1 => f1 = map.next_value()?,
+                            2 => f2 = Some(map.next_value()?),
                             _ => {
                                 map.next_value::<IgnoredAny>()?;
                             }
@@ -253,6 +263,21 @@ mod tests {
         );
         assert!(serde_json::from_str::<Tint>("1").is_err());
         assert!(serde_json::from_str::<Tint>("null").is_err());
+    }
+
+    #[test]
+    fn names_are_found_in_length_then_byte_order() {
+        const NAMES: &[&str] = &["a", "Id", "id", "Name", "Tint", "Coats", "ZZZZZZ"];
+        let names = NAMES;
+        assert!(names
+            .windows(2)
+            .all(|w| Field::order(w[0], w[1]) == std::cmp::Ordering::Less));
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(Field(names).index(name), i);
+        }
+        for absent in ["", "b", "ID", "Nam", "Names", "zzzzzz"] {
+            assert_eq!(Field(names).index(absent), Field::UNKNOWN, "{absent}");
+        }
     }
 
     #[test]
