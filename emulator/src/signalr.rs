@@ -172,6 +172,12 @@ async fn run(app: Arc<App>, mut socket: WebSocket, listener: Listener) {
             .await;
         return;
     }
+    // Subscribed before the handshake is answered: a client that sees the
+    // answer (and reports itself connected) can be dropped, and receives
+    // the events emitted from then on.
+    let mut events = app.events.subscribe();
+    let mut drop_rx = app.ws_drop.subscribe();
+    let mut shutdown = app.shutdown.subscribe();
     if socket
         .send(Message::Text(format!("{{}}{RS}").into()))
         .await
@@ -180,9 +186,6 @@ async fn run(app: Arc<App>, mut socket: WebSocket, listener: Listener) {
         return;
     }
     app.websockets.fetch_add(1, Ordering::SeqCst);
-    let mut events = app.events.subscribe();
-    let mut drop_rx = app.ws_drop.subscribe();
-    let mut shutdown = app.shutdown.subscribe();
     let ping_every = Duration::from_millis(app.ping_interval_ms.load(Ordering::SeqCst).max(10));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     loop {
