@@ -24,6 +24,9 @@ pub mod sending;
 pub mod setting;
 
 pub use safeguard_api_types::Timestamp;
+// The generated-module macros the service crates' macros expand to.
+#[doc(hidden)]
+pub use safeguard_api_types::{__codegen_report, __generated_module};
 
 /// A boxed, sendable future, as [`Exec::exec`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -70,14 +73,7 @@ macro_rules! generated_service {
         $crate::__generated_client! {
             include!(concat!(env!("SAFEGUARD_GENERATED_DIR"), "/types.rs"));
         }
-
-        /// The build's code generation report for this service: the
-        /// operations kept, those returning raw bytes, and the normalization
-        /// rules applied.
-        pub const CODEGEN_REPORT: &str = include_str!(concat!(
-            env!("SAFEGUARD_GENERATED_DIR"),
-            "/codegen-report.txt"
-        ));
+        $crate::__codegen_report!();
     };
 }
 
@@ -101,23 +97,12 @@ macro_rules! generated_client {
 }
 
 /// The client module both macros above share; `$types` brings `types` into
-/// it. The generated items sit in a private module re-exported whole, so
-/// that the lint allowances cover them and nothing else.
+/// it.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __generated_client {
     ($($types:tt)*) => {
-        #[allow(
-            missing_docs,
-            unused_imports,
-            clippy::all,
-            clippy::pedantic,
-            rustdoc::all,
-            rustdoc::broken_intra_doc_links,
-            rustdoc::bare_urls,
-            rustdoc::invalid_html_tags
-        )]
-        mod generated {
+        $crate::__generated_module! {
             $($types)*
             include!(concat!(env!("SAFEGUARD_GENERATED_DIR"), "/client.rs"));
 
@@ -143,7 +128,5 @@ macro_rules! __generated_client {
                 }
             }
         }
-
-        pub use generated::*;
     };
 }

@@ -16,7 +16,12 @@ use crate::{generate, locate_documents, read_document, Style};
 /// `SAFEGUARD_CODEGEN_STYLE` change. A failure prints its message and exits
 /// the build script with status 1.
 pub fn run(service: &str, workspace_root: &str) {
-    if let Err(message) = try_run(service, Path::new(workspace_root)) {
+    exit_on_error(try_run(service, Path::new(workspace_root)));
+}
+
+/// Prints a build script's failure and exits with status 1.
+fn exit_on_error(result: Result<(), String>) {
+    if let Err(message) = result {
         eprintln!("\n{message}\n");
         std::process::exit(1);
     }
@@ -77,13 +82,15 @@ pub fn run_client(links: &str) {
     );
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed={var}");
-    match std::env::var(&var) {
-        Ok(dir) => println!("cargo:rustc-env=SAFEGUARD_GENERATED_DIR={dir}"),
-        Err(_) => {
-            eprintln!("\n{var} is not set: the types crate with `links = \"{links}\"` must be a dependency\n");
-            std::process::exit(1);
+    exit_on_error(match std::env::var(&var) {
+        Ok(dir) => {
+            println!("cargo:rustc-env=SAFEGUARD_GENERATED_DIR={dir}");
+            Ok(())
         }
-    }
+        Err(_) => Err(format!(
+            "{var} is not set: the types crate with `links = \"{links}\"` must be a dependency"
+        )),
+    });
 }
 
 fn env_path(name: &str) -> Result<PathBuf, String> {

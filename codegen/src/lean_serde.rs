@@ -77,32 +77,26 @@ fn rewrite_module(items: &mut Vec<Item>, report: &mut LeanReport) {
         .collect();
     let mut impls = Vec::new();
     for item in items.iter_mut() {
-        let lean = match item {
-            Item::Struct(s) if derives_deserialize(&s.attrs) => {
-                struct_impl(s).map(|code| (code, &mut s.attrs, Kind::Struct))
-            }
+        let (lean, attrs) = match item {
+            Item::Struct(s) if derives_deserialize(&s.attrs) => (
+                struct_impl(s).map(|code| (code, Kind::Struct)),
+                &mut s.attrs,
+            ),
             Item::Enum(e) if derives_deserialize(&e.attrs) => {
-                enum_impl(e, &from_str).map(|(code, kind)| (code, &mut e.attrs, kind))
+                (enum_impl(e, &from_str), &mut e.attrs)
             }
-            _ => None,
+            _ => continue,
         };
-        match lean {
-            Some((code, attrs, kind)) => {
-                remove_deserialize_derive(attrs);
-                impls.push(syn::parse2::<Item>(code).expect("generated impl parses"));
-                match kind {
-                    Kind::Struct => report.structs += 1,
-                    Kind::Enum => report.enums += 1,
-                    Kind::Tolerant => report.tolerant += 1,
-                }
-            }
-            None => {
-                if matches!(item, Item::Struct(s) if derives_deserialize(&s.attrs))
-                    || matches!(item, Item::Enum(e) if derives_deserialize(&e.attrs))
-                {
-                    report.kept += 1;
-                }
-            }
+        let Some((code, kind)) = lean else {
+            report.kept += 1;
+            continue;
+        };
+        remove_deserialize_derive(attrs);
+        impls.push(syn::parse2::<Item>(code).expect("generated impl parses"));
+        match kind {
+            Kind::Struct => report.structs += 1,
+            Kind::Enum => report.enums += 1,
+            Kind::Tolerant => report.tolerant += 1,
         }
     }
     items.extend(impls);

@@ -14,11 +14,25 @@ mod timestamp;
 pub use timestamp::Timestamp;
 
 /// The body of a generated types crate (`safeguard-api-core-types`): the
-/// schema types its build script generated, with their lint allowances.
+/// schema types its build script generated, and the build's report.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! generated_types {
     () => {
+        $crate::__generated_module! {
+            include!(concat!(env!("SAFEGUARD_GENERATED_DIR"), "/types.rs"));
+        }
+        $crate::__codegen_report!();
+    };
+}
+
+/// `mod generated { $items }`, re-exported whole: the lint allowances that
+/// every generated crate (types or client) puts on its generated code and
+/// on nothing else.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __generated_module {
+    ($($items:tt)*) => {
         #[allow(
             missing_docs,
             unused_imports,
@@ -30,11 +44,18 @@ macro_rules! generated_types {
             rustdoc::invalid_html_tags
         )]
         mod generated {
-            include!(concat!(env!("SAFEGUARD_GENERATED_DIR"), "/types.rs"));
+            $($items)*
         }
 
         pub use generated::*;
+    };
+}
 
+/// `CODEGEN_REPORT`, from the report the build script wrote beside the code.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __codegen_report {
+    () => {
         /// The build's code generation report for this service: the
         /// operations kept, those returning raw bytes, and the normalization
         /// rules applied.
