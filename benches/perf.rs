@@ -7,13 +7,15 @@
 //! ```text
 //! perf --conn DIR/connection.json --out target/bench/report.md
 //!      [--quick] [--runs N] [--python VENV/bin/python --py-script scripts/bench-py/bench.py]
-//!      [--build-table FILE] [--note TEXT]... [--only 1,2,...]
+//!      [--build-table FILE] [--note TEXT]... [--only 1,2,...] [--emulator-pid PID]
 //! perf download-child --conn DIR/connection.json --id BACKUP_ID --mode sdk|raw
 //! ```
 //!
-//! Every figure is the median of `--runs` runs (default 5) after a warm-up;
-//! the ratios are computed run by run (SDK, raw and Python measured back to
-//! back in the same round) and their median is reported.
+//! Every figure is the median of `--runs` rounds (default 5) after a
+//! warm-up; the ratios are computed round by round (SDK, raw and Python
+//! measured in the same round, the SDK and raw in alternating turns) and
+//! their median is reported. Workloads 1-4 also report the CPU time each
+//! call cost the client process and the emulator (`--emulator-pid`).
 
 #[path = "harness/python.rs"]
 mod python;
@@ -58,6 +60,8 @@ struct Args {
     notes: Vec<String>,
     /// Workload numbers to run (all when empty): for profiling one of them.
     only: Vec<u32>,
+    /// The emulator's process, whose CPU time per call is reported.
+    emulator_pid: Option<u32>,
 }
 
 fn parse_args(argv: &[String]) -> Res<Args> {
@@ -71,6 +75,7 @@ fn parse_args(argv: &[String]) -> Res<Args> {
         build_table: None,
         notes: Vec::new(),
         only: Vec::new(),
+        emulator_pid: None,
     };
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
@@ -88,6 +93,7 @@ fn parse_args(argv: &[String]) -> Res<Args> {
             "--py-script" => a.py_script = value()?.into(),
             "--build-table" => a.build_table = Some(value()?.into()),
             "--note" => a.notes.push(value()?),
+            "--emulator-pid" => a.emulator_pid = Some(value()?.parse()?),
             "--only" => {
                 a.only = value()?
                     .split(',')
@@ -233,8 +239,17 @@ impl Side {
     /// Runs a Python command; on failure, notes it and drops the Python column.
     async fn call(&mut self, command: Value) -> Option<Value> {
         let py = self.proc.as_mut()?;
+        let cpu = stats::CpuMark::server_now();
         match py.call(command.clone()).await {
-            Ok(v) => Some(v),
+            Ok(mut v) => {
+                // The emulator's CPU per call while Python made its calls.
+                if let Some(count) = v["count"].as_u64() {
+                    if let Some(us) = cpu.spent().per_call(count as usize).server_us {
+                        v["server_cpu_us"] = json!(us);
+                    }
+                }
+                Some(v)
+            }
             Err(e) => {
                 self.notes.push(format!(
                     "pysafeguard failed on {}: {e}; its column is empty from there on",
@@ -292,18 +307,68 @@ impl Ctx {
     }
 }
 
-/// Requests/s, p50 and p99 of a run of timed calls.
+/// Requests/s, p50 and p99 of a run of timed calls, the CPU time each call
+/// cost the client and the server, and the bytes it allocated.
 struct RunStats {
     per_sec: f64,
     p50_us: f64,
     p99_us: f64,
+    cpu: stats::CpuPerCall,
+    allocated_per_call: f64,
 }
 
-fn run_stats(mut latencies: Vec<Duration>, elapsed: Duration) -> RunStats {
-    RunStats {
-        per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50_us: stats::percentile_us(&mut latencies, 0.50),
-        p99_us: stats::percentile_us(&mut latencies, 0.99),
+/// What one run of timed calls measured, before it is summarised. Runs of
+/// one side merge, so that the SDK and raw reqwest can take turns in short
+/// slices (see [`paired`]).
+struct Sample {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    cpu: stats::CpuSpent,
+    allocated: u64,
+}
+
+impl Sample {
+    /// Starts measuring a run.
+    fn start() -> (Instant, stats::CpuMark, u64) {
+        (
+            Instant::now(),
+            stats::CpuMark::now(),
+            stats::allocated_bytes(),
+        )
+    }
+
+    /// The run begun at `start` and timed as `latencies`.
+    fn finish(latencies: Vec<Duration>, start: (Instant, stats::CpuMark, u64)) -> Self {
+        let (at, cpu, allocated) = start;
+        Sample {
+            elapsed: at.elapsed(),
+            cpu: cpu.spent(),
+            allocated: stats::allocated_bytes() - allocated,
+            latencies,
+        }
+    }
+
+    /// `acc` and `next` as one run.
+    fn merged(acc: Option<Sample>, next: Sample) -> Sample {
+        let Some(mut acc) = acc else {
+            return next;
+        };
+        acc.latencies.extend(next.latencies);
+        acc.elapsed += next.elapsed;
+        acc.cpu = acc.cpu.plus(next.cpu);
+        acc.allocated += next.allocated;
+        acc
+    }
+
+    fn stats(mut self) -> RunStats {
+        let calls = self.latencies.len();
+        RunStats {
+            per_sec: calls as f64 / self.elapsed.as_secs_f64(),
+            p50_us: stats::percentile_us(&mut self.latencies, 0.50),
+            p99_us: stats::percentile_us(&mut self.latencies, 0.99),
+            cpu: self.cpu.per_call(calls),
+            allocated_per_call: self.allocated as f64 / calls.max(1) as f64,
+        }
     }
 }
 
@@ -313,23 +378,62 @@ fn py_stats(v: &Option<Value>) -> Option<RunStats> {
         per_sec: v["per_sec"].as_f64()?,
         p50_us: v["p50_us"].as_f64()?,
         p99_us: v["p99_us"].as_f64()?,
+        cpu: stats::CpuPerCall {
+            client_us: v["cpu_us"].as_f64(),
+            server_us: v["server_cpu_us"].as_f64(),
+        },
+        allocated_per_call: f64::NAN,
     })
 }
 
 /// Times `n` sequential calls of `call`.
-async fn sequential<F, Fut>(n: usize, mut call: F) -> Res<RunStats>
+async fn sequential<F, Fut>(n: usize, mut call: F) -> Res<Sample>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Res<()>>,
 {
     let mut lat = Vec::with_capacity(n);
-    let start = Instant::now();
+    let start = Sample::start();
     for _ in 0..n {
         let t = Instant::now();
         call().await?;
         lat.push(t.elapsed());
     }
-    Ok(run_stats(lat, start.elapsed()))
+    Ok(Sample::finish(lat, start))
+}
+
+/// The two CPU rows of a workload: what one call cost the client process
+/// and the emulator.
+fn cpu_metrics(label: &str) -> Vec<Metric> {
+    vec![
+        Metric::new(
+            format!("{label}: client CPU per call"),
+            "µs",
+            Better::Lower,
+            Target::None,
+        ),
+        Metric::new(
+            format!("{label}: emulator CPU per call"),
+            "µs",
+            Better::Lower,
+            Target::None,
+        ),
+    ]
+}
+
+/// Pushes one round's CPU figures into the two metrics of [`cpu_metrics`]
+/// (a run whose client CPU could not be read is left out).
+fn push_cpu(m: &mut [Metric], sdk: &RunStats, raw: Option<&RunStats>, py: Option<&RunStats>) {
+    let rows: [fn(&stats::CpuPerCall) -> Option<f64>; 2] = [|c| c.client_us, |c| c.server_us];
+    for (metric, row) in m.iter_mut().zip(rows) {
+        if let Some(s) = row(&sdk.cpu) {
+            metric.runs.push(Triple {
+                sdk: s,
+                raw: raw.and_then(|r| row(&r.cpu)),
+                py: py.and_then(|p| row(&p.cpu)),
+            });
+        }
+    }
 }
 
 /// Pushes throughput, p50 and p99 of one round into three metrics.
@@ -374,34 +478,40 @@ fn three(label: &str, target: Target) -> Vec<Metric> {
     ]
 }
 
-/// [`sequential`], with the bytes the run allocated in all.
-async fn sequential_counting<F, Fut>(n: usize, call: F) -> Res<(RunStats, u64)>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Res<()>>,
-{
-    let before = stats::allocated_bytes();
-    let run = sequential(n, call).await?;
-    Ok((run, stats::allocated_bytes() - before))
+/// How many turns each side takes in one round of [`paired`].
+const SLICES: usize = 6;
+
+/// The share of `n` calls that one slice of [`paired`] makes.
+fn slice_of(n: usize) -> usize {
+    n.div_ceil(SLICES).max(1)
 }
 
-/// Measures the SDK and raw reqwest back to back: the SDK first in even
-/// rounds, raw first in odd ones, so that neither side always inherits what
-/// ran before it on the shared cores (the other side's closing work, the
-/// Python side's round).
-async fn back_to_back<T, S, R, FS, FR>(round: usize, sdk: S, raw: R) -> Res<(T, T)>
+/// Measures the SDK and raw reqwest in one round: each side takes
+/// [`SLICES`] turns (made by `sdk` and `raw`, a [`slice_of`] the round's
+/// calls each), alternating which goes first from turn to turn and round to
+/// round, so that both see the same state of this noisy machine (the other
+/// side's closing work, the Python side's round, whatever else runs) and
+/// neither always inherits what ran before it.
+async fn paired<S, R, FS, FR>(round: usize, mut sdk: S, mut raw: R) -> Res<(RunStats, RunStats)>
 where
-    S: FnOnce() -> FS,
-    R: FnOnce() -> FR,
-    FS: std::future::Future<Output = Res<T>>,
-    FR: std::future::Future<Output = Res<T>>,
+    S: FnMut() -> FS,
+    R: FnMut() -> FR,
+    FS: std::future::Future<Output = Res<Sample>>,
+    FR: std::future::Future<Output = Res<Sample>>,
 {
-    if round.is_multiple_of(2) {
-        let sdk = sdk().await?;
-        Ok((sdk, raw().await?))
-    } else {
-        let raw = raw().await?;
-        Ok((sdk().await?, raw))
+    let (mut s, mut r) = (None, None);
+    for turn in 0..SLICES {
+        if (round + turn).is_multiple_of(2) {
+            s = Some(Sample::merged(s, sdk().await?));
+            r = Some(Sample::merged(r, raw().await?));
+        } else {
+            r = Some(Sample::merged(r, raw().await?));
+            s = Some(Sample::merged(s, sdk().await?));
+        }
+    }
+    match (s, r) {
+        (Some(s), Some(r)) => Ok((s.stats(), r.stats())),
+        _ => Err("a round needs at least one slice".into()),
     }
 }
 
@@ -423,20 +533,23 @@ async fn raw_me(ctx: &Ctx) -> Res<()> {
 async fn w1_me_sequential(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     let n = ctx.pick(200, 3000);
     let py_n = ctx.pick(30, 300);
-    let mut m = three("1. GET core/v4/Me, typed, sequential", Target::RawAndPython);
+    let label = "1. GET core/v4/Me, typed, sequential";
+    let mut m = three(label, Target::RawAndPython);
+    m.extend(cpu_metrics(label));
     // Warm-up.
     sequential(n / 4, move || sdk_me(&ctx.sdk)).await?;
     sequential(n / 4, move || raw_me(ctx)).await?;
     py.call(json!({"op": "me_seq", "n": py_n / 4})).await;
     for round in 0..ctx.runs {
-        let (sdk, raw) = back_to_back(
+        let (sdk, raw) = paired(
             round,
-            || sequential(n, move || sdk_me(&ctx.sdk)),
-            || sequential(n, move || raw_me(ctx)),
+            || sequential(slice_of(n), move || sdk_me(&ctx.sdk)),
+            || sequential(slice_of(n), move || raw_me(ctx)),
         )
         .await?;
-        let py = py.call(json!({"op": "me_seq", "n": py_n})).await;
-        push3(&mut m, &sdk, Some(&raw), py_stats(&py).as_ref());
+        let py = py_stats(&py.call(json!({"op": "me_seq", "n": py_n})).await);
+        push3(&mut m, &sdk, Some(&raw), py.as_ref());
+        push_cpu(&mut m[3..], &sdk, Some(&raw), py.as_ref());
     }
     Ok(m)
 }
@@ -445,12 +558,12 @@ async fn w1_me_sequential(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
 
 const TASKS: usize = 64;
 
-async fn concurrent<F, Fut>(per_task: usize, call: F) -> Res<RunStats>
+async fn concurrent<F, Fut>(per_task: usize, call: F) -> Res<Sample>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Res<()>> + Send,
 {
-    let start = Instant::now();
+    let start = Sample::start();
     let handles: Vec<_> = (0..TASKS)
         .map(|_| {
             let call = call.clone();
@@ -469,17 +582,16 @@ where
     for h in handles {
         all.extend(h.await??);
     }
-    Ok(run_stats(all, start.elapsed()))
+    Ok(Sample::finish(all, start))
 }
 
 async fn w2_me_concurrent(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     // ~1 s per side and round: shorter runs are mostly this machine's noise.
     let per_task = ctx.pick(10, 300);
     let py_per_task = ctx.pick(1, 3);
-    let mut m = three(
-        "2. GET core/v4/Me, typed, 64 concurrent tasks",
-        Target::RawAndPython,
-    );
+    let label = "2. GET core/v4/Me, typed, 64 concurrent tasks";
+    let mut m = three(label, Target::RawAndPython);
+    m.extend(cpu_metrics(label));
     let sdk_call = {
         let client = ctx.sdk.clone();
         move || {
@@ -507,16 +619,18 @@ async fn w2_me_concurrent(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     py.call(json!({"op": "me_conc", "tasks": TASKS, "per_task": py_per_task}))
         .await;
     for round in 0..ctx.runs {
-        let (sdk, raw) = back_to_back(
+        let (sdk, raw) = paired(
             round,
-            || concurrent(per_task, sdk_call.clone()),
-            || concurrent(per_task, raw_call.clone()),
+            || concurrent(slice_of(per_task), sdk_call.clone()),
+            || concurrent(slice_of(per_task), raw_call.clone()),
         )
         .await?;
         let py = py
             .call(json!({"op": "me_conc", "tasks": TASKS, "per_task": py_per_task}))
             .await;
-        push3(&mut m, &sdk, Some(&raw), py_stats(&py).as_ref());
+        let py = py_stats(&py);
+        push3(&mut m, &sdk, Some(&raw), py.as_ref());
+        push_cpu(&mut m[3..], &sdk, Some(&raw), py.as_ref());
     }
     Ok(m)
 }
@@ -546,6 +660,7 @@ async fn w3_users(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
         Better::Lower,
         Target::None,
     );
+    let mut cpu = cpu_metrics(label);
     let raw_url = ctx.url(&format!("/service/core/v4/Users?limit={USERS}"));
     let raw_url = raw_url.as_str();
     let sdk_call = move || async move {
@@ -576,10 +691,10 @@ async fn w3_users(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     py.call(json!({"op": "users", "n": py_n / 4 + 1, "limit": USERS}))
         .await;
     for round in 0..ctx.runs {
-        let ((sdk, sdk_bytes), (raw, raw_bytes)) = back_to_back(
+        let (sdk, raw) = paired(
             round,
-            || sequential_counting(n, sdk_call),
-            || sequential_counting(n, raw_call),
+            || sequential(slice_of(n), sdk_call),
+            || sequential(slice_of(n), raw_call),
         )
         .await?;
         let py = py
@@ -590,18 +705,22 @@ async fn w3_users(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
                 return Err(format!("pysafeguard got {items} users, expected {USERS}").into());
             }
         }
+        let py = py_stats(&py);
         rate.runs.push(Triple {
             sdk: sdk.per_sec,
             raw: Some(raw.per_sec),
-            py: py_stats(&py).map(|p| p.per_sec),
+            py: py.as_ref().map(|p| p.per_sec),
         });
         alloc.runs.push(Triple {
-            sdk: sdk_bytes as f64 / n as f64,
-            raw: Some(raw_bytes as f64 / n as f64),
+            sdk: sdk.allocated_per_call,
+            raw: Some(raw.allocated_per_call),
             py: None,
         });
+        push_cpu(&mut cpu, &sdk, Some(&raw), py.as_ref());
     }
-    Ok(vec![rate, alloc])
+    let mut out = vec![rate, alloc];
+    out.extend(cpu);
+    Ok(out)
 }
 
 // ---- workload 4: A2A password retrieval ----
@@ -650,6 +769,7 @@ async fn w4_a2a(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
             Better::Higher,
             Target::Raw,
         );
+        let mut cpu = cpu_metrics(label);
         let sdk_call = move || async move {
             let pw = sdk.retrieve_password(key).await?;
             std::hint::black_box(pw.expose_secret().len());
@@ -663,20 +783,22 @@ async fn w4_a2a(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
         sequential(n / 4, raw_call).await?;
         py.call(json!({"op": py_op, "n": py_n / 4 + 1})).await;
         for round in 0..ctx.runs {
-            let (sdk, raw) = back_to_back(
+            let (sdk, raw) = paired(
                 round,
-                || sequential(n, sdk_call),
-                || sequential(n, raw_call),
+                || sequential(slice_of(n), sdk_call),
+                || sequential(slice_of(n), raw_call),
             )
             .await?;
-            let py = py.call(json!({"op": py_op, "n": py_n})).await;
+            let py = py_stats(&py.call(json!({"op": py_op, "n": py_n})).await);
             m.runs.push(Triple {
                 sdk: sdk.per_sec,
                 raw: Some(raw.per_sec),
-                py: py_stats(&py).map(|p| p.per_sec),
+                py: py.as_ref().map(|p| p.per_sec),
             });
+            push_cpu(&mut cpu, &sdk, Some(&raw), py.as_ref());
         }
         out.push(m);
+        out.extend(cpu);
     }
     Ok(out)
 }
@@ -708,8 +830,8 @@ async fn w5_login(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
     sequential(2, raw_call).await?;
     py.call(json!({"op": "login", "n": 1})).await;
     for _ in 0..ctx.runs {
-        let sdk = sequential(n, sdk_call).await?;
-        let raw = sequential(n, raw_call).await?;
+        let sdk = sequential(n, sdk_call).await?.stats();
+        let raw = sequential(n, raw_call).await?.stats();
         let py = py.call(json!({"op": "login", "n": py_n})).await;
         m.runs.push(Triple {
             sdk: 1e3 / sdk.per_sec,
@@ -1190,10 +1312,12 @@ fn report(
     }
     s.push_str(
         "\nRatios are cost ratios (time per operation, or latency; for throughput the inverse), \
-         computed run by run and reported as their median: sdk/raw above 1 means the SDK is slower \
-         than raw reqwest; pysafeguard/sdk is how many times slower PySafeguard is. Raw reqwest decodes \
-         into the same generated types as the SDK. \"—\": not measured (no raw SignalR client; no \
-         allocation counter in Python).\n",
+         computed round by round and reported as their median: sdk/raw above 1 means the SDK is slower \
+         than raw reqwest; pysafeguard/sdk is how many times slower PySafeguard is. In each round the \
+         SDK and raw reqwest take six turns each, alternating which goes first. Raw reqwest decodes \
+         into the same generated types as the SDK. \"CPU per call\": CPU time of the client process \
+         (all threads; Python's process_time) and of the emulator during that side's calls. \"—\": \
+         not measured (no raw SignalR client; no allocation counter in Python).\n",
     );
     if let Some(c) = build_caption {
         s.push_str(&format!(
@@ -1246,6 +1370,9 @@ fn report(
 }
 
 async fn bench_main(args: Args) -> Res<()> {
+    if let Some(pid) = args.emulator_pid {
+        stats::set_server_pid(pid);
+    }
     let conn: ConnectionInfo = serde_json::from_slice(&std::fs::read(&args.conn)?)?;
     let ca_pem = std::fs::read(&conn.spp.ca)?;
     let admin = conn.spp.admin.clone();

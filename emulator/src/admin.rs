@@ -4,7 +4,7 @@
 //!
 //! | Method and path | Body | Effect |
 //! |---|---|---|
-//! | `GET /emulator/state` | | counters, switches, grant types, websocket count |
+//! | `GET /emulator/state` | | counters, switches, grant types, websocket count, TLS handshakes (full, resumed) |
 //! | `POST /emulator/latency` | `{"ms": 250}` | delay every SPP request |
 //! | `POST /emulator/fail` | `{"count": 3, "status": 503}` | fail the next N requests |
 //! | `POST /emulator/websockets/drop` | | close every SignalR websocket abruptly |
@@ -49,7 +49,9 @@ async fn body(ctx: &mut Ctx) -> Result<Value, Response> {
 }
 
 fn state(c: &Control) -> Value {
+    let (full, resumed) = c.tls_handshakes();
     json!({
+        "tls_handshakes": {"full": full, "resumed": resumed},
         "counters": c.counters(),
         "grants": c.allowed_grant_types(),
         "client_cert_mode": c.client_cert_mode(),

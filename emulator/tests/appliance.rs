@@ -231,6 +231,10 @@ async fn faults_latency_and_5xx() {
         .await
         .unwrap();
     assert_eq!(state["client_cert_mode"], "InHandshake");
+    let (full, resumed) = emu.control().tls_handshakes();
+    assert!(full >= 1, "this client's connection was one full handshake");
+    assert_eq!(state["tls_handshakes"]["full"], full);
+    assert_eq!(state["tls_handshakes"]["resumed"], resumed);
     let r = c
         .post(format!("{}/emulator/client-cert-mode", base(&emu)))
         .json(&serde_json::json!({"mode": "PostHandshake"}))

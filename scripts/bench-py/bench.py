@@ -7,8 +7,9 @@ Two modes:
                                    downloads a backup to /dev/null in this fresh
                                    process and prints bytes, seconds, peak RSS
 
-Every figure is measured here with time.perf_counter(); the Rust harness
-takes medians and ratios.
+Every time is measured here with time.perf_counter(), and the CPU time of
+this process with time.process_time(); the Rust harness takes medians and
+ratios.
 """
 
 import asyncio
@@ -29,11 +30,13 @@ def pct(values, p):
     return v[rank - 1]
 
 
-def summary(latencies, seconds, count):
+def summary(latencies, seconds, count, cpu_seconds):
     return {
         "per_sec": count / seconds,
         "p50_us": pct(latencies, 0.50) * 1e6,
         "p99_us": pct(latencies, 0.99) * 1e6,
+        "count": count,
+        "cpu_us": cpu_seconds / count * 1e6,
     }
 
 
@@ -67,12 +70,13 @@ class Bench:
 
     def sequential(self, n, call):
         lat = []
+        cpu = time.process_time()
         start = time.perf_counter()
         for _ in range(n):
             t = time.perf_counter()
             call()
             lat.append(time.perf_counter() - t)
-        return summary(lat, time.perf_counter() - start, n)
+        return summary(lat, time.perf_counter() - start, n, time.process_time() - cpu)
 
     def me_seq(self, cmd):
         def call():
@@ -97,8 +101,9 @@ class Bench:
             await asyncio.gather(*(worker() for _ in range(tasks)))
             return time.perf_counter() - start
 
+        cpu = time.process_time()
         seconds = self.loop.run_until_complete(run())
-        return summary(lat, seconds, tasks * per_task)
+        return summary(lat, seconds, tasks * per_task, time.process_time() - cpu)
 
     def users(self, cmd):
         count = []
