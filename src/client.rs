@@ -34,7 +34,7 @@ use crate::error::{ApiError, DecodeError, Error, Result};
 use crate::tls::{TlsOptions, TlsVersion};
 #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
 use crate::transport::Transport;
-use crate::transport::{request_label, Execute};
+use crate::transport::{request_label, BoxFuture, Execute};
 
 /// The header in which the appliance reports the token's remaining minutes.
 pub const TOKEN_LIFETIME_HEADER: &str = "X-TokenLifetimeRemaining";
@@ -316,17 +316,23 @@ impl Session {
     }
 
     /// Signs in unless another task already did since `seen_generation`.
-    async fn refresh_after(&self, seen_generation: Option<u64>) -> Result<Arc<Bearer>> {
-        let _guard = self.sign_in.lock().await;
-        if let Some(seen) = seen_generation {
-            let state = self.state();
-            if state.generation != seen {
-                if let Some(t) = &state.token {
-                    return Ok(t.clone());
+    ///
+    /// Boxed: the sign-in conversations make a future of kilobytes, and
+    /// every request's future would otherwise carry (and copy) that much
+    /// for a path it almost never takes.
+    fn refresh_after(&self, seen_generation: Option<u64>) -> BoxFuture<'_, Result<Arc<Bearer>>> {
+        Box::pin(async move {
+            let _guard = self.sign_in.lock().await;
+            if let Some(seen) = seen_generation {
+                let state = self.state();
+                if state.generation != seen {
+                    if let Some(t) = &state.token {
+                        return Ok(t.clone());
+                    }
                 }
             }
-        }
-        self.sign_in().await
+            self.sign_in().await
+        })
     }
 
     /// The token to send now: signs in when there is none, refreshes when
@@ -403,20 +409,36 @@ impl Session {
         self.observe(&response);
         // No replay copy: a strategy that cannot sign in again, or a
         // streamed body.
-        let Some(mut replay) = replay.filter(|_| response.status() == StatusCode::UNAUTHORIZED)
-        else {
-            return Ok(response);
-        };
-        tracing::debug!("401: signing in again");
-        let token = self.refresh_after(Some(generation)).await?;
-        token.authorize(&mut replay);
-        let response = self
-            .http
-            .execute(replay)
-            .await
-            .map_err(Error::from_reqwest)?;
-        self.observe(&response);
-        Ok(response)
+        match replay.filter(|_| response.status() == StatusCode::UNAUTHORIZED) {
+            Some(replay) => {
+                // The 401's connection goes back while the sign-in runs.
+                drop(response);
+                self.resend(replay, generation).await
+            }
+            None => Ok(response),
+        }
+    }
+
+    /// After a 401: signs in again (unless another task did since
+    /// `generation`) and sends `replay`. Boxed, like [`Session::refresh_after`]:
+    /// a second request's future in every request's for the rare 401.
+    fn resend(
+        &self,
+        mut replay: reqwest::Request,
+        generation: u64,
+    ) -> BoxFuture<'_, Result<reqwest::Response>> {
+        Box::pin(async move {
+            tracing::debug!("401: signing in again");
+            let token = self.refresh_after(Some(generation)).await?;
+            token.authorize(&mut replay);
+            let response = self
+                .http
+                .execute(replay)
+                .await
+                .map_err(Error::from_reqwest)?;
+            self.observe(&response);
+            Ok(response)
+        })
     }
 }
 
@@ -1077,6 +1099,20 @@ mod tests {
             .auth(crate::auth::TokenAuth::new("bad\rtoken"))
             .build();
         assert!(matches!(built, Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn a_request_future_does_not_carry_the_sign_in_conversations() {
+        let client = SafeguardClient::builder("sg.example").build().unwrap();
+        let request = reqwest::Request::new(Method::GET, "https://sg.example/x".parse().unwrap());
+        let sign_in = std::mem::size_of_val(&client.session.sign_in());
+        let send = std::mem::size_of_val(&client.session.send(request));
+        // Every call moves its future into a box: the rare sign-in after a
+        // 401 is a box of its own instead of kilobytes in every request.
+        assert!(
+            send < sign_in,
+            "a request's future ({send} B) holds the sign-in's ({sign_in} B)"
+        );
     }
 
     #[cfg(feature = "notification")]

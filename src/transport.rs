@@ -11,6 +11,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::{ready, Either, Ready};
+use futures::FutureExt;
 use reqwest::StatusCode;
 
 use crate::error::{ApiError, CarriedApiError, CarriedError, Error, Result};
@@ -69,7 +71,15 @@ struct ForGenerated<E>(Arc<E>);
 impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
     fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
         let method = request.method().clone();
-        Box::pin(for_generated(method, self.0.execute(request)))
+        // A combinator rather than an `async fn` taking the executor's
+        // future: an `async fn` keeps its argument and the future it awaits
+        // in separate slots, and this box would hold the executor's state
+        // twice (rust-lang/rust#62958).
+        Box::pin(
+            self.0
+                .execute(request)
+                .then(move |answer| for_generated(method, answer)),
+        )
     }
 }
 
@@ -79,36 +89,53 @@ impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
 /// error converts into [`Error`] with everything the appliance said; a
 /// failure of the SDK itself (a refresh that could not sign in) travels the
 /// same way.
-async fn for_generated(
+fn for_generated(
     method: reqwest::Method,
-    answer: impl Future<Output = Result<reqwest::Response>>,
-) -> reqwest::Result<reqwest::Response> {
-    match answer.await {
+    answer: Result<reqwest::Response>,
+) -> Either<
+    Ready<reqwest::Result<reqwest::Response>>,
+    BoxFuture<'static, reqwest::Result<reqwest::Response>>,
+> {
+    Either::Left(ready(match answer {
         Ok(response) if response.status().is_success() => Ok(response),
-        Ok(response) => {
-            let label = label(&method, response.url());
-            let status = response.status();
-            let headers = response.headers().clone();
-            let body = response.bytes().await?;
-            let api = ApiError::from_parts(status, label, body.clone());
-            let mut rebuilt = http::Response::new(reqwest::Body::from(body));
-            *rebuilt.status_mut() = status;
-            *rebuilt.headers_mut() = headers;
-            rebuilt.extensions_mut().insert(CarriedApiError(api));
-            Ok(reqwest::Response::from(rebuilt))
-        }
+        Ok(response) => return Either::Right(carry_api_error(method, response)),
         Err(Error::Transport(e)) => Err(e),
-        Err(e) => {
-            let status = e
-                .status()
-                .filter(|s| !s.is_success())
-                .unwrap_or(StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY));
-            let mut rebuilt = http::Response::new(reqwest::Body::from(Bytes::new()));
-            *rebuilt.status_mut() = status;
-            rebuilt.extensions_mut().insert(CarriedError::new(e));
-            Ok(reqwest::Response::from(rebuilt))
-        }
-    }
+        Err(e) => Ok(carry_error(e)),
+    }))
+}
+
+/// An error answer, its body read into the [`ApiError`] it carries. Boxed:
+/// reading a body makes a large future, which every call's (boxed) future
+/// would otherwise hold for a path that success answers never take.
+fn carry_api_error(
+    method: reqwest::Method,
+    response: reqwest::Response,
+) -> BoxFuture<'static, reqwest::Result<reqwest::Response>> {
+    Box::pin(async move {
+        let label = label(&method, response.url());
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        let api = ApiError::from_parts(status, label, body.clone());
+        let mut rebuilt = http::Response::new(reqwest::Body::from(body));
+        *rebuilt.status_mut() = status;
+        *rebuilt.headers_mut() = headers;
+        rebuilt.extensions_mut().insert(CarriedApiError(api));
+        Ok(reqwest::Response::from(rebuilt))
+    })
+}
+
+/// A failure of the SDK itself as an answer carrying it (with its status
+/// when it has one, 599 otherwise).
+fn carry_error(e: Error) -> reqwest::Response {
+    let status = e
+        .status()
+        .filter(|s| !s.is_success())
+        .unwrap_or(StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY));
+    let mut rebuilt = http::Response::new(reqwest::Body::from(Bytes::new()));
+    *rebuilt.status_mut() = status;
+    rebuilt.extensions_mut().insert(CarriedError::new(e));
+    reqwest::Response::from(rebuilt)
 }
 
 impl From<Transport> for safeguard_api::Inner {
@@ -126,4 +153,47 @@ pub(crate) fn request_label(request: &reqwest::Request) -> String {
 /// `METHOD /path` (see [`request_label`]).
 fn label(method: &reqwest::Method, url: &reqwest::Url) -> String {
     format!("{method} {}", url.path())
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safeguard_api::Exec;
+
+    /// An executor whose future is large, like a signed-in session's.
+    struct Large;
+
+    impl Execute for Large {
+        async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+            let padding = [0u8; 2048];
+            tokio::task::yield_now().await;
+            std::hint::black_box(&padding);
+            drop(request);
+            Err(Error::Config("not sent".into()))
+        }
+    }
+
+    fn request() -> reqwest::Request {
+        reqwest::Request::new(
+            reqwest::Method::GET,
+            "https://sg.example/service/core/v4/Me".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_generated_call_boxes_its_executors_future_once() {
+        let inner = std::mem::size_of_val(&Large.execute(request()));
+        let boxed = std::mem::size_of_val(&*ForGenerated(Arc::new(Large)).exec(request()));
+        assert!(
+            boxed < inner + 256,
+            "the boxed future ({boxed} B) holds more than one executor future ({inner} B)"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_sdk_failure_travels_as_an_answer_carrying_it() {
+        let answer = ForGenerated(Arc::new(Large)).exec(request()).await;
+        let response = answer.expect("carried as an answer");
+        assert_eq!(response.status().as_u16(), 599);
+        assert!(response.extensions().get::<CarriedError>().is_some());
+    }
 }

@@ -25,13 +25,24 @@ async fn answer<E>(
     }
 }
 
+/// The status and headers of `response`, moved out of it (progenitor's own
+/// constructors copy the headers of every answer).
+fn head(response: &mut reqwest::Response) -> (reqwest::StatusCode, reqwest::header::HeaderMap) {
+    (response.status(), std::mem::take(response.headers_mut()))
+}
+
 /// An operation whose success answer is a JSON `T`.
 pub async fn json<T: DeserializeOwned, E>(
     inner: &Inner,
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
 ) -> Result<ResponseValue<T>, Error<E>> {
-    ResponseValue::from_response(answer(inner, request, ok).await?).await
+    let mut response = answer(inner, request, ok).await?;
+    let (status, headers) = head(&mut response);
+    let body = response.bytes().await.map_err(Error::ResponseBodyError)?;
+    let value =
+        serde_json::from_slice(&body).map_err(|e| Error::InvalidResponsePayload(body, e))?;
+    Ok(ResponseValue::new(value, status, headers))
 }
 
 /// An operation whose success answer has no body.
@@ -40,7 +51,9 @@ pub async fn empty<E>(
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
 ) -> Result<ResponseValue<()>, Error<E>> {
-    Ok(ResponseValue::empty(answer(inner, request, ok).await?))
+    let mut response = answer(inner, request, ok).await?;
+    let (status, headers) = head(&mut response);
+    Ok(ResponseValue::new((), status, headers))
 }
 
 /// An operation whose success answer is streamed (downloads, raw bytes).
@@ -49,7 +62,10 @@ pub async fn stream<E>(
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
 ) -> Result<ResponseValue<ByteStream>, Error<E>> {
-    Ok(ResponseValue::stream(answer(inner, request, ok).await?))
+    let mut response = answer(inner, request, ok).await?;
+    let (status, headers) = head(&mut response);
+    let bytes = ByteStream::new(Box::pin(response.bytes_stream()));
+    Ok(ResponseValue::new(bytes, status, headers))
 }
 
 #[cfg(test)]
@@ -73,6 +89,7 @@ mod tests {
             let response = http::Response::builder()
                 .status(self.status)
                 .header("content-type", "application/json")
+                .header("x-tokenlifetimeremaining", "42")
                 .body(self.body)
                 .expect("valid response");
             Box::pin(async move { Ok(reqwest::Response::from(response)) })
@@ -123,6 +140,7 @@ mod tests {
         let value: ResponseValue<serde_json::Value> =
             block_on(json(&inner, get(), &[200, 201])).expect("decoded");
         assert_eq!(value.status().as_u16(), 201);
+        assert_eq!(value.headers()["x-tokenlifetimeremaining"], "42");
         assert_eq!(value.into_inner()["Id"], 7);
     }
 
@@ -145,13 +163,18 @@ mod tests {
     }
 
     #[test]
-    fn empty_and_stream_answers_keep_the_status() {
+    fn empty_and_stream_answers_keep_the_status_and_headers() {
         let (inner, _) = answering(204, "");
         let value = block_on(empty::<()>(&inner, get(), &[200, 204])).expect("empty");
         assert_eq!(value.status().as_u16(), 204);
+        assert_eq!(value.headers()["content-type"], "application/json");
         let (inner, _) = answering(200, "bytes");
         let value = block_on(stream::<()>(&inner, get(), &[200])).expect("stream");
         assert_eq!(value.status().as_u16(), 200);
+        assert_eq!(value.headers()["x-tokenlifetimeremaining"], "42");
+        let mut body = value.into_inner();
+        let chunk = block_on(futures::StreamExt::next(&mut *body)).expect("one chunk");
+        assert_eq!(&chunk.expect("readable")[..], b"bytes");
     }
 
     #[test]

@@ -16,6 +16,12 @@
 //! parameters, then failures to send, then an unexpected status, then an
 //! undecodable body).
 //!
+//! The request half loses one allocation on the way: progenitor collects the
+//! `api-version` header (static name, static value) in a `HeaderMap` of its
+//! own and merges it into the request; it is now set on the request builder
+//! directly (the same header, the same value). A header map holding anything
+//! else is left as generated.
+//!
 //! A `send` whose body is not of the shape described (a newer progenitor,
 //! hooks that do more) is left as generated.
 
@@ -120,6 +126,8 @@ fn rewrite_send(f: &syn::ImplItemFn, lifetime: &Lifetime) -> Option<syn::ImplIte
         }
     }
     let (answer, statuses) = status_match(tail.last()?)?;
+    let inlined = inline_static_headers(prefix);
+    let prefix = inlined.as_deref().unwrap_or(prefix);
     let function = answer.function();
     let attrs = &f.attrs;
     let vis = &f.vis;
@@ -135,6 +143,88 @@ fn rewrite_send(f: &syn::ImplItemFn, lifetime: &Lifetime) -> Option<syn::ImplIte
         #(#attrs)*
         #vis fn send(self) -> impl ::std::future::Future<Output = #output> + #lifetime #block
     })
+}
+
+/// `prefix` with its `header_map` replaced by `.header(name, value)` calls
+/// on the request builder, when the map is made empty, only ever receives
+/// `append(HeaderName::from_static(..), HeaderValue::from_static(..))` and
+/// is handed to the builder once as `.headers(header_map)`; `None` (keep the
+/// prefix as it is) otherwise.
+fn inline_static_headers(prefix: &[Stmt]) -> Option<Vec<Stmt>> {
+    let made = prefix.iter().position(|s| {
+        binds(s, "header_map")
+            && s.to_token_stream().to_string().starts_with(
+                "let mut header_map = :: reqwest :: header :: HeaderMap :: with_capacity (",
+            )
+    })?;
+    let mut headers = Vec::new();
+    let mut rest = Vec::new();
+    for stmt in &prefix[made + 1..] {
+        match static_append(stmt) {
+            Some(pair) => headers.push(pair),
+            None => rest.push(stmt.clone()),
+        }
+    }
+    let mut pass = UseHeaders {
+        headers,
+        replaced: 0,
+    };
+    for stmt in &mut rest {
+        pass.visit_stmt_mut(stmt);
+    }
+    let mentioned = rest
+        .iter()
+        .any(|s| s.to_token_stream().to_string().contains("header_map"));
+    if pass.headers.is_empty() || pass.replaced != 1 || mentioned {
+        return None;
+    }
+    Some(prefix[..made].iter().cloned().chain(rest).collect())
+}
+
+/// `header_map.append(<static name>, <static value>);`: the two arguments.
+fn static_append(stmt: &Stmt) -> Option<(Expr, Expr)> {
+    let Stmt::Expr(Expr::MethodCall(call), Some(_)) = stmt else {
+        return None;
+    };
+    let is_static = |e: &Expr, of: &str| {
+        let text = e.to_token_stream().to_string();
+        text.starts_with(&format!(":: reqwest :: header :: {of} :: from_static ("))
+            && !text.contains("header_map")
+    };
+    let [name, value] = [call.args.first()?, call.args.last()?];
+    (call.method == "append"
+        && call.args.len() == 2
+        && call.receiver.to_token_stream().to_string() == "header_map"
+        && is_static(name, "HeaderName")
+        && is_static(value, "HeaderValue"))
+    .then(|| (name.clone(), value.clone()))
+}
+
+/// Replaces `<builder>.headers(header_map)` with `<builder>.header(n, v)...`.
+struct UseHeaders {
+    headers: Vec<(Expr, Expr)>,
+    replaced: usize,
+}
+
+impl VisitMut for UseHeaders {
+    fn visit_expr_mut(&mut self, expr: &mut Expr) {
+        visit_mut::visit_expr_mut(self, expr);
+        let Expr::MethodCall(call) = expr else {
+            return;
+        };
+        if call.method != "headers"
+            || call.args.len() != 1
+            || call.args[0].to_token_stream().to_string() != "header_map"
+        {
+            return;
+        }
+        let mut builder = (*call.receiver).clone();
+        for (name, value) in &self.headers {
+            builder = parse_quote!(#builder.header(#name, #value));
+        }
+        *expr = builder;
+        self.replaced += 1;
+    }
 }
 
 /// The expression inside `{ expr }` (progenitor writes some arm bodies as
@@ -209,8 +299,13 @@ mod tests {
                         let Self {{ client, limit }} = self;
                         let limit = limit.map_err(Error::InvalidRequest)?;
                         let url = format!("{{}}/v4/Users", client.baseurl,);
+                        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+                        header_map.append(
+                            ::reqwest::header::HeaderName::from_static("api-version"),
+                            ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+                        );
                         #[allow(unused_mut)]
-                        let mut request = client.client.get(url).query(&progenitor_client::QueryParam::new("limit", &limit)).build()?;
+                        let mut request = client.client.get(url).query(&progenitor_client::QueryParam::new("limit", &limit)).headers(header_map).build()?;
                         let info = OperationInfo {{ operation_id: "users_get" }};
                         client.pre(&mut request, &info).await?;
                         let result = client.exec(request, &info).await;
@@ -257,6 +352,12 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("Ok (request)"), "{out}");
+        // The api-version header goes on the builder, without a map of its own.
+        assert!(!out.contains("header_map"), "{out}");
+        assert!(
+            out.contains(". query (& progenitor_client :: QueryParam :: new (\"limit\" , & limit)) . header (:: reqwest :: header :: HeaderName :: from_static (\"api-version\") , :: reqwest :: header :: HeaderValue :: from_static (super :: Client :: api_version ())) . build () ?"),
+            "{out}"
+        );
         assert!(!out.contains("OperationInfo"), "{out}");
         assert!(!out.contains("UnexpectedResponse"), "{out}");
         // Doc comment and setter untouched.
@@ -278,6 +379,28 @@ mod tests {
             out.contains("sending :: stream (& client . inner , request , & [201u16])"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_header_map_with_a_value_that_is_not_static_is_kept() {
+        let json = "200u16 => ResponseValue::from_response(response).await,";
+        let dynamic = operation(json).replace(
+            "HeaderValue::from_static(super::Client::api_version())",
+            "HeaderValue::try_from(limit.to_string())?",
+        );
+        let used_twice = operation(json).replace(
+            ".headers(header_map).build()?;",
+            ".headers(header_map.clone()).headers(header_map).build()?;",
+        );
+        for src in [dynamic, used_twice] {
+            let (out, n) = share(&src);
+            assert_eq!(n, 1, "the send is still shared: {out}");
+            assert!(
+                out.contains("let mut header_map = :: reqwest :: header :: HeaderMap :: with_capacity (1usize)"),
+                "{out}"
+            );
+            assert!(out.contains(". headers (header_map) . build () ?"), "{out}");
+        }
     }
 
     #[test]

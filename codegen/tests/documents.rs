@@ -46,6 +46,20 @@ fn all_operations_generate_and_none_is_dropped() {
             generated.shared_sends, in_doc,
             "{service}: a send kept progenitor's own body"
         );
+        // ...and sets its api-version header on the request builder, without
+        // a header map of its own.
+        assert!(
+            !generated.client.contains("header_map"),
+            "{service}: a request kept progenitor's header map"
+        );
+        assert_eq!(
+            generated
+                .client
+                .matches("from_static(\"api-version\")")
+                .count(),
+            in_doc,
+            "{service}: every request carries api-version"
+        );
         total += in_doc;
         eprint!("{}", generated.summary());
     }
