@@ -51,14 +51,14 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use openssl::ex_data::Index;
-use openssl::ssl::{Ssl, SslConnector, SslSession, SslSessionCacheMode};
+use openssl::ssl::{Ssl, SslSession, SslSessionCacheMode};
 use reqwest::ResponseBuilderExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
 use crate::error::{error_chain, Error, Result};
-use crate::tls::{ClientIdentity, TlsOptions};
+use crate::tls::{ClientIdentity, OpensslConnector, TlsOptions};
 use crate::transport::Execute;
 
 /// How long an idle pooled connection is kept by default. HTTP.sys drops
@@ -144,7 +144,7 @@ impl CertTransport {
             }
         });
         let connector = TlsConnector {
-            ssl: builder.build(),
+            ssl: OpensslConnector(builder.build()),
             sessions,
             key_index,
             default_target: (tcp_host, port),
@@ -397,7 +397,7 @@ fn session_key_index() -> Result<Index<Ssl, String>> {
 /// Opens TCP + OpenSSL connections for the pool.
 #[derive(Clone)]
 struct TlsConnector {
-    ssl: SslConnector,
+    ssl: OpensslConnector,
     sessions: Arc<SessionCache>,
     key_index: Index<Ssl, String>,
     default_target: (String, u16),
@@ -430,14 +430,13 @@ impl TlsConnector {
             ConnectError::Tls(format!("TLS setup for {host}:{port}: {e}"))
         };
         let target = format!("{host}:{port}");
-        let mut config = self.ssl.configure().map_err(tls)?;
+        let mut ssl = self.ssl.ssl(host).map_err(tls)?;
         if let Some(session) = self.sessions.take(&target) {
             // SAFETY: the session was handed out on a connection of this
             // connector's own context (its new-session callback keeps it).
-            unsafe { config.set_session(&session) }.map_err(tls)?;
+            unsafe { ssl.set_session(&session) }.map_err(tls)?;
         }
-        config.set_ex_data(self.key_index, target);
-        let ssl = config.into_ssl(host).map_err(tls)?;
+        ssl.set_ex_data(self.key_index, target);
         let mut stream = SslStream::new(ssl, tcp).map_err(tls)?;
         if let Err(e) = Pin::new(&mut stream).connect().await {
             let verify = stream.ssl().verify_result();

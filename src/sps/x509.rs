@@ -47,8 +47,7 @@ pub(crate) async fn get(
             .openssl_connector(Some(identity))
             .map_err(|e| SpsError::Tls(e.to_string()))?;
         let ssl = connector
-            .configure()
-            .and_then(|c| c.into_ssl(&host))
+            .ssl(&host)
             .map_err(|e| SpsError::Tls(e.to_string()))?;
         let mut stream =
             tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| SpsError::Tls(e.to_string()))?;
