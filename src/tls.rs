@@ -603,7 +603,7 @@ mod tests {
     async fn the_openssl_connector_checks_the_trust_and_the_server_name() {
         let server = server_identity();
         let trusting = TlsOptions::default()
-            .with_ca_pem(&server.0.to_pem().unwrap())
+            .with_ca_pem(server.0.to_pem().unwrap())
             .unwrap()
             .openssl_connector(None)
             .unwrap();
@@ -621,7 +621,7 @@ mod tests {
         // Trusting another CA only: the server is not trusted.
         let other = server_identity();
         let distrusting = TlsOptions::default()
-            .with_ca_pem(&other.0.to_pem().unwrap())
+            .with_ca_pem(other.0.to_pem().unwrap())
             .unwrap()
             .openssl_connector(None)
             .unwrap();
@@ -643,7 +643,7 @@ mod tests {
     fn a_connector_with_its_own_ca_does_not_load_the_system_store() {
         let server = server_identity();
         let connector = TlsOptions::default()
-            .with_ca_pem(&server.0.to_pem().unwrap())
+            .with_ca_pem(server.0.to_pem().unwrap())
             .unwrap()
             .openssl_connector(None)
             .unwrap();
