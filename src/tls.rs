@@ -599,32 +599,30 @@ mod tests {
         }
     }
 
+    /// A connector trusting `ca` only.
+    fn trusting(ca: &X509) -> OpensslConnector {
+        TlsOptions::default()
+            .with_ca_pem(ca.to_pem().unwrap())
+            .unwrap()
+            .openssl_connector(None)
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn the_openssl_connector_checks_the_trust_and_the_server_name() {
         let server = server_identity();
-        let trusting = TlsOptions::default()
-            .with_ca_pem(server.0.to_pem().unwrap())
-            .unwrap()
-            .openssl_connector(None)
-            .unwrap();
-        handshake(&trusting, "right.example", &server)
+        let trusted = trusting(&server.0);
+        handshake(&trusted, "right.example", &server)
             .await
             .expect("trusted, and the name matches");
-        let wrong_name = handshake(&trusting, "wrong.example", &server)
+        let wrong_name = handshake(&trusted, "wrong.example", &server)
             .await
             .unwrap_err();
         assert!(wrong_name.contains("hostname mismatch"), "{wrong_name}");
-        let wrong_ip = handshake(&trusting, "127.0.0.1", &server)
-            .await
-            .unwrap_err();
+        let wrong_ip = handshake(&trusted, "127.0.0.1", &server).await.unwrap_err();
         assert!(wrong_ip.contains("IP address mismatch"), "{wrong_ip}");
         // Trusting another CA only: the server is not trusted.
-        let other = server_identity();
-        let distrusting = TlsOptions::default()
-            .with_ca_pem(other.0.to_pem().unwrap())
-            .unwrap()
-            .openssl_connector(None)
-            .unwrap();
+        let distrusting = trusting(&server_identity().0);
         let untrusted = handshake(&distrusting, "right.example", &server)
             .await
             .unwrap_err();
@@ -641,12 +639,7 @@ mod tests {
 
     #[test]
     fn a_connector_with_its_own_ca_does_not_load_the_system_store() {
-        let server = server_identity();
-        let connector = TlsOptions::default()
-            .with_ca_pem(server.0.to_pem().unwrap())
-            .unwrap()
-            .openssl_connector(None)
-            .unwrap();
+        let connector = trusting(&server_identity().0);
         // The context's own store (what `set_default_verify_paths` fills)
         // stays empty; verification uses the store of the configured CA.
         assert_eq!(connector.0.cert_store().all_certificates().len(), 0);
