@@ -154,6 +154,7 @@ pub(crate) fn request_label(request: &reqwest::Request) -> String {
 fn label(method: &reqwest::Method, url: &reqwest::Url) -> String {
     format!("{method} {}", url.path())
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
