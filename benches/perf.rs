@@ -1310,15 +1310,15 @@ fn report(
             b.label, b.time
         ));
     }
-    s.push_str(
+    s.push_str(&format!(
         "\nRatios are cost ratios (time per operation, or latency; for throughput the inverse), \
          computed round by round and reported as their median: sdk/raw above 1 means the SDK is slower \
          than raw reqwest; pysafeguard/sdk is how many times slower PySafeguard is. In each round the \
-         SDK and raw reqwest take six turns each, alternating which goes first. Raw reqwest decodes \
+         SDK and raw reqwest take {SLICES} turns each, alternating which goes first. Raw reqwest decodes \
          into the same generated types as the SDK. \"CPU per call\": CPU time of the client process \
          (all threads; Python's process_time) and of the emulator during that side's calls. \"—\": \
          not measured (no raw SignalR client; no allocation counter in Python).\n",
-    );
+    ));
     if let Some(c) = build_caption {
         s.push_str(&format!(
             "Build rows: one run of scripts/bench-build; {c}.\n"
