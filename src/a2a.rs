@@ -65,7 +65,8 @@ use serde_json::json;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cert_transport::{CertTransport, PoolSettings};
-use crate::error::{ApiError, DecodeError, Error, Result, StsError};
+use crate::error::{DecodeError, Error, Result, StsError};
+use crate::limits::Limits;
 use crate::tls::{ClientIdentity, TlsOptions};
 use crate::transport::{Execute, Transport};
 
@@ -368,6 +369,7 @@ pub struct A2aContextBuilder {
     identity: Option<IdentitySource>,
     tls: TlsOptions,
     timeout: Option<Duration>,
+    limits: Limits,
     pool: PoolSettings,
 }
 
@@ -442,9 +444,19 @@ impl A2aContextBuilder {
         self
     }
 
-    /// Lets calls take as long as they take.
+    /// Lets calls take as long as they take: no whole-call timeout, and
+    /// none of the [`Limits`]' timeouts.
     pub fn no_timeout(mut self) -> Self {
         self.timeout = None;
+        self.limits = self.limits.without_timeouts();
+        self
+    }
+
+    /// What the context accepts from the appliance: timeouts, the size of
+    /// answers, redirects (default [`Limits::default`]; A2A never follows a
+    /// redirect, see [`crate::limits`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -474,8 +486,14 @@ impl A2aContextBuilder {
             )
         })?;
         let identity = source.load()?;
-        let transport =
-            CertTransport::with_pool(&self.host, &self.tls, identity, self.timeout, self.pool)?;
+        let transport = CertTransport::with_pool(
+            &self.host,
+            &self.tls,
+            identity,
+            self.timeout,
+            self.limits,
+            self.pool,
+        )?;
         A2aContext::from_transport(Arc::new(transport), &self.tls)
     }
 }
@@ -513,6 +531,7 @@ impl A2aContext {
             identity: None,
             tls: TlsOptions::default(),
             timeout: Some(DEFAULT_TIMEOUT),
+            limits: Limits::default(),
             pool: PoolSettings::default(),
         }
     }
@@ -548,6 +567,11 @@ impl A2aContext {
 
     /// The certificate transport, for the A2A event listener.
     #[allow(dead_code)]
+    /// What the context accepts from the appliance.
+    pub fn limits(&self) -> &Limits {
+        self.inner.transport.limits()
+    }
+
     pub(crate) fn cert_transport(&self) -> &Arc<CertTransport> {
         &self.inner.transport
     }
@@ -731,8 +755,8 @@ impl A2aContext {
         let response = self
             .send(Method::POST, &token_url, None, Some(body))
             .await?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(Error::from_reqwest)?;
+        let (status, bytes) =
+            crate::limits::read_body(response, "POST /RSTS/oauth2/token", self.limits()).await?;
         if !status.is_success() {
             return Err(Error::Sts(StsError::from_parts(status, &bytes)));
         }
@@ -794,7 +818,7 @@ impl A2aContext {
         let mut request = reqwest::Request::new(method, url);
         prepare(&mut request, Some(&auth), body);
         let response = self.inner.transport.execute(request).await?;
-        read_success(response, label).await
+        crate::limits::read_success(response, &label, self.limits()).await
     }
 
     /// Sends a request with an optional `Authorization`.
@@ -825,7 +849,7 @@ impl A2aContext {
                 .unwrap_or_default()
         );
         let response = self.send(method, url, authorization, body).await?;
-        read_success(response, label).await
+        crate::limits::read_success(response, &label, self.limits()).await
     }
 }
 
@@ -844,6 +868,10 @@ impl Execute for KeyedExec {
             .headers_mut()
             .insert(AUTHORIZATION, self.authorization.clone());
         self.transport.execute(request)
+    }
+
+    fn limits(&self) -> &Limits {
+        self.transport.limits()
     }
 }
 
@@ -883,17 +911,6 @@ fn prepare(
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         // The request body leaves our hands here; the transport sends and drops it.
         *request.body_mut() = Some(reqwest::Body::from(body.to_vec()));
-    }
-}
-
-/// The body of a success answer, or the appliance's error.
-async fn read_success(response: reqwest::Response, label: String) -> Result<Bytes> {
-    let status = response.status();
-    let body = response.bytes().await.map_err(Error::from_reqwest)?;
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err(Error::from_api(ApiError::from_parts(status, label, body)))
     }
 }
 

@@ -58,6 +58,7 @@ use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
 use crate::error::{error_chain, Error, Result};
+use crate::limits::Limits;
 use crate::tls::{ClientIdentity, OpensslConnector, TlsOptions};
 use crate::transport::Execute;
 
@@ -99,6 +100,7 @@ pub(crate) struct CertTransport {
     connector: TlsConnector,
     client: Client<TlsConnector, reqwest::Body>,
     timeout: Option<Duration>,
+    limits: Limits,
 }
 
 impl fmt::Debug for CertTransport {
@@ -114,14 +116,25 @@ impl fmt::Debug for CertTransport {
 impl CertTransport {
     /// A transport to `host` (`name`, `name:port`, `ip:port` or `[v6]:port`)
     /// presenting `identity`, trusting what `tls` trusts. `timeout` bounds a
-    /// whole request (connect, handshake, answer and body).
+    /// whole request (connect, handshake, answer and body); `limits` bound
+    /// connecting, waiting for an answer and silences while reading. It
+    /// follows no redirect: every request it sends carries a certificate's
+    /// or an API key's authority.
     pub(crate) fn new(
         host: &str,
         tls: &TlsOptions,
         identity: ClientIdentity,
         timeout: Option<Duration>,
+        limits: Limits,
     ) -> Result<Self> {
-        Self::with_pool(host, tls, identity, timeout, PoolSettings::default())
+        Self::with_pool(
+            host,
+            tls,
+            identity,
+            timeout,
+            limits,
+            PoolSettings::default(),
+        )
     }
 
     /// Like [`CertTransport::new`], with explicit pool settings.
@@ -130,6 +143,7 @@ impl CertTransport {
         tls: &TlsOptions,
         identity: ClientIdentity,
         timeout: Option<Duration>,
+        limits: Limits,
         pool: PoolSettings,
     ) -> Result<Self> {
         let (host, base_url, tcp_host, port) = parse_host(host)?;
@@ -148,7 +162,7 @@ impl CertTransport {
             sessions,
             key_index,
             default_target: (tcp_host, port),
-            connect_timeout: timeout,
+            connect_timeout: earliest(timeout, limits.connect_timeout),
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -162,7 +176,13 @@ impl CertTransport {
             connector,
             client,
             timeout,
+            limits,
         })
+    }
+
+    /// What the transport accepts from the server.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The host as given (`name[:port]`).
@@ -213,17 +233,19 @@ impl CertTransport {
             )));
         }
         let label = crate::transport::request_label(&request);
-        let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
+        let now = tokio::time::Instant::now();
+        let deadline = self.timeout.and_then(|t| now.checked_add(t));
+        let head_deadline = earliest(
+            deadline,
+            self.limits.answer_timeout.and_then(|t| now.checked_add(t)),
+        );
         let http_request = http::Request::<reqwest::Body>::try_from(request)
             .map_err(|e| Error::Config(format!("cannot send {label}: {}", error_chain(&e))))?;
         let sent = self.client.request(http_request);
-        let answer = match deadline {
-            Some(d) => tokio::time::timeout_at(d, sent).await.map_err(|_| {
-                Error::Timeout(format!(
-                    "{label}: no answer within {:?}",
-                    self.timeout.unwrap_or_default()
-                ))
-            })?,
+        let answer = match head_deadline {
+            Some(d) => tokio::time::timeout_at(d, sent)
+                .await
+                .map_err(|_| Error::Timeout(format!("{label}: no answer within {:?}", d - now)))?,
             None => sent.await,
         };
         let response = answer.map_err(|e| client_error(e, &label))?;
@@ -231,13 +253,19 @@ impl CertTransport {
         let body = reqwest::Body::wrap(DeadlineBody {
             inner: body,
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            silence: self
+                .limits
+                .read_timeout
+                .map(|t| (t, Box::pin(tokio::time::sleep(t)))),
         });
         if let Ok(with_url) = http::Response::builder().url(url).body(()) {
             parts.extensions.extend(with_url.into_parts().0.extensions);
         }
-        Ok(reqwest::Response::from(http::Response::from_parts(
-            parts, body,
-        )))
+        let response = reqwest::Response::from(http::Response::from_parts(parts, body));
+        match crate::limits::unfollowed_redirect(&response) {
+            Some(refused) => Err(Error::Redirect(refused)),
+            None => Ok(response),
+        }
     }
 }
 
@@ -247,6 +275,10 @@ impl Execute for CertTransport {
         request: reqwest::Request,
     ) -> impl Future<Output = Result<reqwest::Response>> + Send {
         CertTransport::execute(self, request)
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.limits
     }
 }
 
@@ -528,10 +560,21 @@ impl AsyncWrite for TlsConn {
     }
 }
 
-/// A response body that fails once the request's deadline has passed.
+/// The earlier of two optional limits.
+fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A response body that fails once the request's deadline has passed, or
+/// when the server stays silent longer than the read timeout.
 struct DeadlineBody {
     inner: Incoming,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The read timeout, and the sleep that a frame's arrival resets.
+    silence: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl http_body::Body for DeadlineBody {
@@ -543,6 +586,11 @@ impl http_body::Body for DeadlineBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            if let Some((after, sleep)) = self.silence.as_mut() {
+                if let Some(next) = tokio::time::Instant::now().checked_add(*after) {
+                    sleep.as_mut().reset(next);
+                }
+            }
             return Poll::Ready(frame.map(|f| {
                 f.map_err(|e| {
                     let kind = if has_tls_error(&e) {
@@ -559,6 +607,15 @@ impl http_body::Body for DeadlineBody {
                 return Poll::Ready(Some(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the response body did not arrive before the request timeout",
+                ))));
+            }
+        }
+        if let Some((after, sleep)) = self.silence.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                let after = *after;
+                return Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the server sent nothing for {after:?} while the answer was read"),
                 ))));
             }
         }

@@ -30,7 +30,8 @@ use zeroize::Zeroizing;
 
 use crate::auth::rsts::Sts;
 use crate::auth::Auth;
-use crate::error::{ApiError, DecodeError, Error, Result};
+use crate::error::{DecodeError, Error, Result};
+use crate::limits::{self, Limits, RedirectPolicy};
 use crate::tls::{TlsOptions, TlsVersion};
 #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
 use crate::transport::Transport;
@@ -77,7 +78,7 @@ pub struct SafeguardClientBuilder {
     auth: Auth,
     tls: TlsOptions,
     timeout: Option<Duration>,
-    connect_timeout: Option<Duration>,
+    limits: Limits,
     proxy: Option<String>,
     user_agent: String,
     api_version: String,
@@ -127,15 +128,26 @@ impl SafeguardClientBuilder {
         self
     }
 
-    /// A limit on each whole request (default: none; streams may run long).
+    /// A limit on each whole request, streams and downloads included
+    /// (default: none; the [`Limits`] bound what a server can make a call
+    /// wait for without cutting long downloads).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
-    /// A limit on establishing a connection (default 30 s).
+    /// A limit on establishing a connection (default 30 s; the same as
+    /// [`Limits::connect_timeout`]).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
+        self.limits.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// What the client accepts from the appliance: timeouts, the size of
+    /// answers read into memory, redirects, pages (default
+    /// [`Limits::default`]; see [`crate::limits`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -174,25 +186,31 @@ impl SafeguardClientBuilder {
                 self.host
             )));
         }
-        let mut http = self
-            .tls
-            .reqwest_builder()?
-            .user_agent(self.user_agent.clone())
-            .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(30)));
-        if let Some(t) = self.timeout {
-            http = http.timeout(t);
-        }
-        if let Some(p) = &self.proxy {
-            http = http.proxy(
-                reqwest::Proxy::all(p)
-                    .map_err(|e| Error::Config(format!("bad proxy {p:?}: {e}")))?,
+        let rustls = self.tls.rustls_config()?;
+        // Two clients over one TLS configuration: requests that carry a
+        // secret of their own (sign-in) follow no redirect at all.
+        let client = |redirects: RedirectPolicy| -> Result<reqwest::Client> {
+            let mut http = self.limits.apply(
+                TlsOptions::reqwest_builder_with(rustls.clone())
+                    .user_agent(self.user_agent.clone()),
+                redirects,
             );
-        } else {
-            http = http.no_proxy();
-        }
-        let http = http
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+            if let Some(t) = self.timeout {
+                http = http.timeout(t);
+            }
+            if let Some(p) = &self.proxy {
+                http = http.proxy(
+                    reqwest::Proxy::all(p)
+                        .map_err(|e| Error::Config(format!("bad proxy {p:?}: {e}")))?,
+                );
+            } else {
+                http = http.no_proxy();
+            }
+            http.build()
+                .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+        };
+        let http = client(self.limits.redirects)?;
+        let secret_http = client(RedirectPolicy::Never)?;
         let initial = match &self.auth {
             Auth::Token(t) => Some(Arc::new(Bearer::new(t.token.clone())?)),
             _ => None,
@@ -201,6 +219,8 @@ impl SafeguardClientBuilder {
             session: Arc::new(Session {
                 host: self.host,
                 http,
+                secret_http,
+                limits: self.limits,
                 tls: self.tls,
                 auth: self.auth,
                 api_version: self.api_version,
@@ -256,6 +276,9 @@ struct TokenState {
 pub(crate) struct Session {
     host: String,
     http: reqwest::Client,
+    /// `http` without redirects, for requests that carry a secret of their own.
+    secret_http: reqwest::Client,
+    limits: Limits,
     tls: TlsOptions,
     auth: Auth,
     api_version: String,
@@ -280,8 +303,9 @@ impl Session {
 
     fn sts(&self) -> Sts<'_> {
         Sts {
-            http: &self.http,
+            http: &self.secret_http,
             host: &self.host,
+            limits: &self.limits,
         }
     }
 
@@ -341,8 +365,7 @@ impl Session {
         let (token, generation, nearly_spent) = {
             let state = self.state();
             let nearly_spent = state.lifetime.is_some_and(|(minutes, at)| {
-                let left = Duration::from_secs(minutes * 60).saturating_sub(at.elapsed());
-                left <= self.refresh_margin
+                time_left(minutes, at.elapsed()) <= self.refresh_margin
             });
             (state.token.clone(), state.generation, nearly_spent)
         };
@@ -387,11 +410,7 @@ impl Session {
     /// single-flight) and resends when the body can be replayed.
     async fn send(&self, mut request: reqwest::Request) -> Result<reqwest::Response> {
         if matches!(self.auth, Auth::Anonymous) {
-            return self
-                .http
-                .execute(request)
-                .await
-                .map_err(Error::from_reqwest);
+            return self.execute_within_limits(request).await;
         }
         let (token, generation) = self.current_token().await?;
         // Only a strategy that can sign in again replays after a 401.
@@ -401,11 +420,7 @@ impl Session {
             None
         };
         token.authorize(&mut request);
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(Error::from_reqwest)?;
+        let response = self.execute_within_limits(request).await?;
         self.observe(&response);
         // No replay copy: a strategy that cannot sign in again, or a
         // streamed body.
@@ -431,20 +446,33 @@ impl Session {
             tracing::debug!("401: signing in again");
             let token = self.refresh_after(Some(generation)).await?;
             token.authorize(&mut replay);
-            let response = self
-                .http
-                .execute(replay)
-                .await
-                .map_err(Error::from_reqwest)?;
+            let response = self.execute_within_limits(replay).await?;
             self.observe(&response);
             Ok(response)
         })
+    }
+
+    /// Sends `request`, waiting for its answer's head no longer than
+    /// [`Limits::answer_timeout`].
+    async fn execute_within_limits(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+        let sent = self.http.execute(request);
+        self.limits
+            .head(|| self.host.clone(), async {
+                sent.await.map_err(Error::from_reqwest)
+            })
+            .await
     }
 }
 
 /// How many downloaded bytes [`SafeguardClient::download`] gathers per
 /// write to the file.
 const DOWNLOAD_WRITE_BUFFER: usize = 1 << 20;
+
+/// What is left of a token that had `minutes` left `elapsed` ago; any
+/// number of minutes a server reports gives an answer (saturating).
+fn time_left(minutes: u64, elapsed: Duration) -> Duration {
+    Duration::from_secs(minutes.saturating_mul(60)).saturating_sub(elapsed)
+}
 
 /// The minutes left on the token, as an answer's [`TOKEN_LIFETIME_HEADER`] says.
 fn lifetime_minutes(headers: &HeaderMap) -> Option<u64> {
@@ -460,6 +488,10 @@ impl Execute for Session {
         request: reqwest::Request,
     ) -> impl Future<Output = Result<reqwest::Response>> + Send {
         self.send(request)
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.limits
     }
 }
 
@@ -520,7 +552,7 @@ impl SafeguardClient {
             auth: Auth::Anonymous,
             tls: TlsOptions::default(),
             timeout: None,
-            connect_timeout: None,
+            limits: Limits::default(),
             proxy: None,
             user_agent: format!("safeguard-sdk-rust/{}", env!("CARGO_PKG_VERSION")),
             api_version: "v4".into(),
@@ -545,6 +577,17 @@ impl SafeguardClient {
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.session.http
+    }
+
+    /// `http` without redirects, for requests that carry a secret of their
+    /// own (the events negotiate).
+    pub(crate) fn secret_http(&self) -> &reqwest::Client {
+        &self.session.secret_http
+    }
+
+    /// What the client accepts from the appliance.
+    pub fn limits(&self) -> &Limits {
+        &self.session.limits
     }
 
     pub(crate) fn tls_options(&self) -> &TlsOptions {
@@ -613,13 +656,8 @@ impl SafeguardClient {
             .build()
             .map_err(Error::from_reqwest)?;
         token.authorize(&mut request);
-        let response = self
-            .session
-            .http
-            .execute(request)
-            .await
-            .map_err(Error::from_reqwest)?;
-        check(response).await.map(|_| ())
+        let response = self.session.execute_within_limits(request).await?;
+        check(response, &self.session.limits).await.map(|_| ())
     }
 
     /// Minutes the current token has left, as the appliance reports them
@@ -817,19 +855,23 @@ impl SafeguardClient {
     ) -> impl Stream<Item = Result<T>> + Send + 'static {
         let client = self.clone();
         let path = path.to_owned();
-        crate::paging::pages(page_size, move |page, limit| {
+        let max_pages = self.session.limits.max_pages;
+        crate::paging::walk(page_size, max_pages, move |page, limit| {
             let client = client.clone();
             let path = path.clone();
             let query = query.clone();
             async move {
-                client
+                let response = client
                     .get(service, &path)
                     .query(&query)?
                     .query(&[("page", page.to_string()), ("limit", limit.to_string())])?
                     .send()
-                    .await?
-                    .json::<Vec<T>>()
-                    .await
+                    .await?;
+                let status = response.status();
+                let body = response.bytes().await?;
+                let items = serde_json::from_slice::<Vec<T>>(&body)
+                    .map_err(|e| Error::Decode(DecodeError::new(Some(status), e, &body)))?;
+                Ok((items, crate::paging::PageIds::of_json(&body)))
             }
         })
     }
@@ -973,10 +1015,15 @@ impl RequestBuilder {
         let label = request_label(&request);
         let span = tracing::debug_span!("safeguard.request", request = %label);
         let response = client.session.send(request).instrument(span).await?;
-        Ok(ApiResponse { response, label })
+        Ok(ApiResponse {
+            response,
+            label,
+            limits: client.session.limits,
+        })
     }
 
-    /// Sends; an error answer becomes the matching [`Error`].
+    /// Sends; an error answer becomes the matching [`Error`] (its body
+    /// read up to [`Limits::max_error_bytes`]).
     pub async fn send(self) -> Result<ApiResponse> {
         let response = self.send_raw().await?;
         if response.status().is_success() {
@@ -992,19 +1039,23 @@ impl RequestBuilder {
     }
 }
 
-async fn check(response: reqwest::Response) -> Result<reqwest::Response> {
+async fn check(response: reqwest::Response, limits: &Limits) -> Result<reqwest::Response> {
     if response.status().is_success() {
         return Ok(response);
     }
     let label = response.url().path().to_owned();
-    Err(ApiResponse { response, label }.into_error().await)
+    Err(limits::read_error(response, label, limits).await)
 }
 
-/// An answer of the appliance, body unread.
+/// An answer of the appliance, body unread. Its body is read into memory
+/// within the client's [`Limits`] ([`json`](Self::json), [`text`](Self::text),
+/// [`bytes`](Self::bytes)) or streamed without a size limit
+/// ([`bytes_stream`](Self::bytes_stream)).
 #[derive(Debug)]
 pub struct ApiResponse {
     response: reqwest::Response,
     label: String,
+    limits: Limits,
 }
 
 impl ApiResponse {
@@ -1025,20 +1076,22 @@ impl ApiResponse {
 
     /// The body decoded from JSON.
     pub async fn json<T: DeserializeOwned>(self) -> Result<T> {
-        let status = self.status();
-        let body = self.response.bytes().await.map_err(Error::from_reqwest)?;
+        let (status, body) = limits::read_body(self.response, &self.label, &self.limits).await?;
         serde_json::from_slice(&body)
             .map_err(|e| Error::Decode(DecodeError::new(Some(status), e, &body)))
     }
 
-    /// The body as text.
+    /// The body as text (invalid UTF-8 replaced).
     pub async fn text(self) -> Result<String> {
-        self.response.text().await.map_err(Error::from_reqwest)
+        let (_, body) = limits::read_body(self.response, &self.label, &self.limits).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// The whole body.
     pub async fn bytes(self) -> Result<Bytes> {
-        self.response.bytes().await.map_err(Error::from_reqwest)
+        limits::read_body(self.response, &self.label, &self.limits)
+            .await
+            .map(|(_, body)| body)
     }
 
     /// The body as a stream of chunks, never held whole.
@@ -1046,13 +1099,10 @@ impl ApiResponse {
         self.response.bytes_stream().map_err(Error::from_reqwest)
     }
 
-    /// The error this answer stands for (reads the body).
+    /// The error this answer stands for (reads the body up to
+    /// [`Limits::max_error_bytes`]).
     pub async fn into_error(self) -> Error {
-        let status = self.status();
-        match self.response.bytes().await {
-            Ok(body) => Error::from_api(ApiError::from_parts(status, self.label, body)),
-            Err(e) => Error::from_reqwest(e),
-        }
+        limits::read_error(self.response, self.label, &self.limits).await
     }
 
     /// The underlying `reqwest` response.

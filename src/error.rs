@@ -58,6 +58,28 @@ pub enum Error {
     /// A response could not be decoded into the expected type.
     #[error("{0}")]
     Decode(DecodeError),
+    /// An answer's body was larger than the client reads into memory
+    /// ([`Limits::max_answer_bytes`](crate::limits::Limits::max_answer_bytes)).
+    #[error(
+        "the answer to {request} is larger than the limit of {limit} bytes{}; raise `max_answer_bytes` in the client's `Limits`, or stream it",
+        announced.map(|a| format!(" (it announced {a})")).unwrap_or_default()
+    )]
+    TooLarge {
+        /// `METHOD /path` of the request.
+        request: String,
+        /// The limit in force, in bytes.
+        limit: u64,
+        /// The `Content-Length` the server announced, if any.
+        announced: Option<u64>,
+    },
+    /// The server answered with a redirect that was not followed (see
+    /// [`limits`](crate::limits) for the policy).
+    #[error("redirect refused: {0}")]
+    Redirect(crate::limits::RedirectRefused),
+    /// A listing did not end as a listing should (a repeated page, a cycle,
+    /// more pages than allowed).
+    #[error("paging stopped: {0}")]
+    Paging(crate::paging::PagingError),
     /// The client was configured inconsistently (bad URL, unreadable
     /// certificate file, missing option).
     #[error("configuration: {0}")]
@@ -111,20 +133,19 @@ impl Error {
         }
     }
 
-    /// Classifies a reqwest failure: timeout, TLS, or transport.
+    /// Classifies a reqwest failure: a refused redirect, timeout, TLS, or
+    /// transport. A connection that breaks while a body is read is a
+    /// transport failure, never a decoding one (the SDK decodes bodies
+    /// itself, after they arrived).
     pub(crate) fn from_reqwest(error: reqwest::Error) -> Self {
+        if let Some(refused) = find_in_chain::<crate::limits::RedirectRefused>(&error) {
+            return Error::Redirect(refused.clone());
+        }
         if error.is_timeout() {
             return Error::Timeout(error_chain(&error));
         }
         if is_tls_failure(&error) {
             return Error::Tls(error_chain(&error));
-        }
-        if error.is_decode() {
-            return Error::Decode(DecodeError {
-                status: error.status(),
-                message: error_chain(&error),
-                body_prefix: String::new(),
-            });
         }
         Error::Transport(error)
     }
@@ -148,6 +169,20 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = err.source();
     }
     parts.join(": ")
+}
+
+/// The first error of type `T` in `e`'s source chain.
+fn find_in_chain<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -415,6 +450,12 @@ impl From<progenitor_client::Error<()>> for Error {
             )),
             P::InvalidResponsePayload(body, e) => Error::Decode(DecodeError::new(None, e, &body)),
             P::UnexpectedResponse(response) => {
+                if let Some(failure) = response
+                    .extensions()
+                    .get::<safeguard_api::answer::ReadFailure>()
+                {
+                    return crate::limits::refused(*failure, response.url().path());
+                }
                 if let Some(carried) = response.extensions().get::<CarriedError>() {
                     if let Some(e) = carried.take() {
                         return e;

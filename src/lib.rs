@@ -36,6 +36,7 @@ mod cert_transport;
 mod client;
 pub mod error;
 pub mod events;
+pub mod limits;
 #[cfg(feature = "core")]
 pub mod lists;
 pub mod paging;

@@ -180,9 +180,14 @@ impl TlsOptions {
 
     /// A `reqwest` builder speaking HTTP/1.1 over rustls with these settings.
     pub(crate) fn reqwest_builder(&self) -> Result<reqwest::ClientBuilder> {
-        Ok(reqwest::Client::builder()
+        Ok(Self::reqwest_builder_with(self.rustls_config()?))
+    }
+
+    /// A reqwest client builder over an already made [`rustls_config`](Self::rustls_config).
+    pub(crate) fn reqwest_builder_with(config: rustls::ClientConfig) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .http1_only()
-            .tls_backend_preconfigured(self.rustls_config()?))
+            .tls_backend_preconfigured(config)
     }
 
     /// An OpenSSL connector for the certificate transport: the same trust and

@@ -16,6 +16,7 @@ use futures::FutureExt;
 use reqwest::StatusCode;
 
 use crate::error::{ApiError, CarriedApiError, CarriedError, Error, Result};
+use crate::limits::Limits;
 
 /// A boxed, sendable future (the one the generated clients' seam uses).
 pub(crate) use safeguard_api::BoxFuture;
@@ -27,14 +28,26 @@ pub(crate) trait Execute: Send + Sync + 'static {
         &self,
         request: reqwest::Request,
     ) -> impl Future<Output = Result<reqwest::Response>> + Send;
+
+    /// What it accepts from the server.
+    fn limits(&self) -> &Limits;
 }
 
 /// Sends requests without authentication.
-struct Anonymous(reqwest::Client);
+struct Anonymous(reqwest::Client, Limits);
 
 impl Execute for Anonymous {
     async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response> {
-        self.0.execute(request).await.map_err(Error::from_reqwest)
+        let sent = self.0.execute(request);
+        self.1
+            .head(|| "the server".to_owned(), async {
+                sent.await.map_err(Error::from_reqwest)
+            })
+            .await
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.1
     }
 }
 
@@ -58,9 +71,11 @@ impl Transport {
         }
     }
 
-    /// A transport that sends requests as they are, with no authentication.
+    /// A transport that sends requests as they are, with no authentication,
+    /// within the default [`Limits`] (configure `http`'s own timeouts and
+    /// redirect policy; see [`crate::limits`]).
     pub fn anonymous(http: reqwest::Client) -> Self {
-        Self::new(Arc::new(Anonymous(http)))
+        Self::new(Arc::new(Anonymous(http, Limits::default())))
     }
 }
 
@@ -75,11 +90,16 @@ impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
         // future: an `async fn` keeps its argument and the future it awaits
         // in separate slots, and this box would hold the executor's state
         // twice (rust-lang/rust#62958).
+        let max_error_bytes = self.0.limits().max_error_bytes;
         Box::pin(
             self.0
                 .execute(request)
-                .then(move |answer| for_generated(method, answer)),
+                .then(move |answer| for_generated(method, answer, max_error_bytes)),
         )
+    }
+
+    fn answer_limits(&self) -> safeguard_api::answer::AnswerLimits {
+        self.0.limits().answer()
     }
 }
 
@@ -92,30 +112,33 @@ impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
 fn for_generated(
     method: reqwest::Method,
     answer: Result<reqwest::Response>,
+    max_error_bytes: usize,
 ) -> Either<
     Ready<reqwest::Result<reqwest::Response>>,
     BoxFuture<'static, reqwest::Result<reqwest::Response>>,
 > {
     Either::Left(ready(match answer {
         Ok(response) if response.status().is_success() => Ok(response),
-        Ok(response) => return Either::Right(carry_api_error(method, response)),
+        Ok(response) => return Either::Right(carry_api_error(method, response, max_error_bytes)),
         Err(Error::Transport(e)) => Err(e),
         Err(e) => Ok(carry_error(e)),
     }))
 }
 
-/// An error answer, its body read into the [`ApiError`] it carries. Boxed:
-/// reading a body makes a large future, which every call's (boxed) future
-/// would otherwise hold for a path that success answers never take.
+/// An error answer, its body read (up to `max_error_bytes`) into the
+/// [`ApiError`] it carries. Boxed: reading a body makes a large future,
+/// which every call's (boxed) future would otherwise hold for a path that
+/// success answers never take.
 fn carry_api_error(
     method: reqwest::Method,
     response: reqwest::Response,
+    max_error_bytes: usize,
 ) -> BoxFuture<'static, reqwest::Result<reqwest::Response>> {
     Box::pin(async move {
         let label = label(&method, response.url());
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await?;
+        let body = safeguard_api::answer::read_prefix(response, max_error_bytes).await;
         let api = ApiError::from_parts(status, label, body.clone());
         let mut rebuilt = http::Response::new(reqwest::Body::from(body));
         *rebuilt.status_mut() = status;
@@ -170,6 +193,10 @@ mod tests {
             std::hint::black_box(&padding);
             drop(request);
             Err(Error::Config("not sent".into()))
+        }
+
+        fn limits(&self) -> &Limits {
+            &Limits::DEFAULT
         }
     }
 

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub mod answer;
 #[doc(hidden)]
 pub mod sending;
 #[doc(hidden)]
@@ -39,6 +40,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Exec: Send + Sync + 'static {
     /// Sends one request built by a generated operation.
     fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, reqwest::Result<reqwest::Response>>;
+
+    /// How much of a success answer a generated call may read into memory,
+    /// and how long it may take (default: [`answer::AnswerLimits::default`]).
+    fn answer_limits(&self) -> answer::AnswerLimits {
+        answer::AnswerLimits::default()
+    }
 }
 
 /// What every generated client holds: a shared [`Exec`].
@@ -54,6 +61,11 @@ impl Inner {
     /// Sends `request` through the wrapped [`Exec`].
     pub async fn exec(&self, request: reqwest::Request) -> reqwest::Result<reqwest::Response> {
         self.0.exec(request).await
+    }
+
+    /// The limits of the wrapped [`Exec`] on answers read into memory.
+    pub fn answer_limits(&self) -> answer::AnswerLimits {
+        self.0.answer_limits()
     }
 }
 

@@ -8,6 +8,7 @@
 use progenitor_client::{ByteStream, Error, ResponseValue};
 use serde::de::DeserializeOwned;
 
+use crate::answer::{read_bounded, ReadError};
 use crate::Inner;
 
 /// Sends `request` (or returns its building error) and keeps the answer if
@@ -38,8 +39,17 @@ pub async fn json<T: DeserializeOwned, E>(
     ok: &[u16],
 ) -> Result<ResponseValue<T>, Error<E>> {
     let mut response = answer(inner, request, ok).await?;
+    let body = match read_bounded(&mut response, inner.answer_limits()).await {
+        Ok(body) => body,
+        Err(ReadError::Body(e)) => return Err(Error::ResponseBodyError(e)),
+        // progenitor's error has no variant for a refused body: the answer
+        // travels back with the refusal on it, which the SDK reads.
+        Err(ReadError::Refused(failure)) => {
+            response.extensions_mut().insert(failure);
+            return Err(Error::UnexpectedResponse(response));
+        }
+    };
     let (status, headers) = head(&mut response);
-    let body = response.bytes().await.map_err(Error::ResponseBodyError)?;
     let value =
         serde_json::from_slice(&body).map_err(|e| Error::InvalidResponsePayload(body, e))?;
     Ok(ResponseValue::new(value, status, headers))
@@ -175,6 +185,58 @@ mod tests {
         let mut body = value.into_inner();
         let chunk = block_on(futures::StreamExt::next(&mut *body)).expect("one chunk");
         assert_eq!(&chunk.expect("readable")[..], b"bytes");
+    }
+
+    /// [`Fixed`] with a limit of `max_bytes` on the answers it reads.
+    struct Limited(Fixed, u64);
+
+    impl Exec for Limited {
+        fn exec(
+            &self,
+            request: reqwest::Request,
+        ) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+            self.0.exec(request)
+        }
+
+        fn answer_limits(&self) -> crate::answer::AnswerLimits {
+            crate::answer::AnswerLimits {
+                max_bytes: self.1,
+                timeout: None,
+            }
+        }
+    }
+
+    #[test]
+    fn an_answer_over_the_limit_comes_back_with_the_refusal_on_it() {
+        let (Inner(_), sent) = answering(200, "");
+        let limited = |max| {
+            Inner::new(Limited(
+                Fixed {
+                    status: 200,
+                    body: r#"{"Id": 7}"#,
+                    sent: sent.clone(),
+                },
+                max,
+            ))
+        };
+        let err = block_on(json::<serde_json::Value, ()>(&limited(8), get(), &[200])).unwrap_err();
+        let Error::UnexpectedResponse(response) = err else {
+            panic!("not an unexpected response: {err:?}");
+        };
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "the real status, not a made-up one"
+        );
+        assert_eq!(
+            response.extensions().get::<crate::answer::ReadFailure>(),
+            Some(&crate::answer::ReadFailure::TooLarge {
+                limit: 8,
+                announced: Some(9)
+            })
+        );
+        let value = block_on(json::<serde_json::Value, ()>(&limited(9), get(), &[200]));
+        assert_eq!(value.expect("at the limit").into_inner()["Id"], 7);
     }
 
     #[test]

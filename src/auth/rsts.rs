@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use bytes::Bytes;
 use rand::Rng;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -15,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{BrowserPkceAuth, DeviceCodeAuth, PasswordAuth, PkceAuth};
 use crate::error::{ApiError, DecodeError, Error, Result, StsError};
+use crate::limits::Limits;
 
 /// The redirect address of installed applications (no browser involved).
 const INSTALLED_APP: &str = "urn:InstalledApplication";
@@ -33,9 +35,13 @@ pub struct DeviceCodePrompt {
 }
 
 /// Talks to one appliance's rSTS and token endpoints over bearer transport.
+///
+/// `http` follows no redirect: every request here carries a credential or a
+/// token of its own (see [`crate::limits`]).
 pub(crate) struct Sts<'a> {
     pub(crate) http: &'a reqwest::Client,
     pub(crate) host: &'a str,
+    pub(crate) limits: &'a Limits,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +62,11 @@ impl<'a> Sts<'a> {
         format!("https://{}{}", self.host, path)
     }
 
+    /// The status and body of an answer, read within the limits.
+    async fn read(&self, response: reqwest::Response, label: &str) -> Result<(StatusCode, Bytes)> {
+        crate::limits::read_body(response, label, self.limits).await
+    }
+
     /// Resolves a caller's provider string to the rSTS provider id:
     /// case-insensitively on `RstsProviderId`, then `Name`, then as a
     /// substring of `RstsProviderId`. The built-ins `local` and
@@ -67,12 +78,12 @@ impl<'a> Sts<'a> {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await?;
-        let status = response.status();
-        let body = response.bytes().await?;
+        let label = "GET /service/core/v4/AuthenticationProviders";
+        let (status, body) = self.read(response, label).await?;
         if !status.is_success() {
             return Err(Error::from_api(ApiError::from_parts(
                 status,
-                "GET /service/core/v4/AuthenticationProviders".into(),
+                label.into(),
                 body,
             )));
         }
@@ -106,7 +117,7 @@ impl<'a> Sts<'a> {
             .json(&body)
             .send()
             .await?;
-        read_token_answer(response).await
+        self.read_token_answer(response).await
     }
 
     /// Resource-owner password grant.
@@ -147,8 +158,7 @@ impl<'a> Sts<'a> {
                 .send()
         };
         let answer = |r: reqwest::Response| async move {
-            let status = r.status();
-            let body = r.bytes().await?;
+            let (status, body) = self.read(r, "POST /RSTS/UserLogin/LoginController").await?;
             if status != StatusCode::OK {
                 return Err(Error::Sts(StsError::from_parts(status, &body)));
             }
@@ -180,7 +190,7 @@ impl<'a> Sts<'a> {
             form.push(("secondaryAuthenticationStateTextbox", state));
             let r = step(5, &form).await?;
             if r.status() == StatusCode::NON_AUTHORITATIVE_INFORMATION {
-                let body = r.bytes().await?;
+                let (_, body) = self.read(r, "POST /RSTS/UserLogin/LoginController").await?;
                 let message = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
                     .and_then(|v| v.get("Message").and_then(|m| m.as_str()).map(str::to_owned));
@@ -231,8 +241,7 @@ impl<'a> Sts<'a> {
             .json(&json!({ "client_id": "", "scope": scope }))
             .send()
             .await?;
-        let status = response.status();
-        let body = response.bytes().await?;
+        let (status, body) = self.read(response, "POST /RSTS/oauth2/DeviceLogin").await?;
         if !status.is_success() {
             return Err(Error::Sts(StsError::from_parts(status, &body)));
         }
@@ -260,7 +269,11 @@ impl<'a> Sts<'a> {
             verification_uri_complete: start.verification_uri_complete,
             expires_in,
         });
-        let deadline = Instant::now() + auth.max_wait.map_or(expires_in, |w| w.min(expires_in));
+        let wait = auth.max_wait.map_or(expires_in, |w| w.min(expires_in));
+        // Whatever `expires_in` the server sends, the deadline is a time.
+        let deadline = Instant::now()
+            .checked_add(wait)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(24 * 3600));
         let interval = Duration::from_secs(start.interval.unwrap_or(5).max(1));
         let device_code = start.device_code;
         poll_device_code(interval, deadline.into(), &auth.cancel, || async {
@@ -275,7 +288,7 @@ impl<'a> Sts<'a> {
                 }))
                 .send()
                 .await?;
-            read_token_answer(response).await
+            self.read_token_answer(response).await
         })
         .await
     }
@@ -330,6 +343,7 @@ impl<'a> Sts<'a> {
             tls,
             auth.identity.clone(),
             timeout,
+            *self.limits,
         )?;
         let mut request = reqwest::Request::new(
             Method::POST,
@@ -350,7 +364,8 @@ impl<'a> Sts<'a> {
             reqwest::header::HeaderValue::from_static("application/json"),
         );
         *request.body_mut() = Some(body.into());
-        read_token_answer(transport.execute(request).await?).await
+        self.read_token_answer(transport.execute(request).await?)
+            .await
     }
 
     /// Exchanges an rSTS access token for a Safeguard user token.
@@ -362,12 +377,12 @@ impl<'a> Sts<'a> {
             .json(&json!({ "StsAccessToken": sts_token.expose_secret() }))
             .send()
             .await?;
-        let status = response.status();
-        let body = response.bytes().await?;
+        let label = "POST /service/core/v4/Token/LoginResponse";
+        let (status, body) = self.read(response, label).await?;
         if !status.is_success() {
             return Err(Error::from_api(ApiError::from_parts(
                 status,
-                "POST /service/core/v4/Token/LoginResponse".into(),
+                label.into(),
                 body,
             )));
         }
@@ -424,7 +439,7 @@ where
             Ok(token) => return Ok(token),
             Err(Error::Sts(e)) => match e.error.as_str() {
                 "authorization_pending" => {}
-                "slow_down" => interval += Duration::from_secs(5),
+                "slow_down" => interval = interval.saturating_add(Duration::from_secs(5)),
                 "access_denied" => {
                     return Err(Error::SignInIncomplete(
                         "the device code sign-in was denied".into(),
@@ -438,16 +453,17 @@ where
     }
 }
 
-/// Reads a token endpoint answer: the access token, or the STS error.
-pub(crate) async fn read_token_answer(response: reqwest::Response) -> Result<SecretString> {
-    let status = response.status();
-    let body = response.bytes().await?;
-    if !status.is_success() {
-        return Err(Error::Sts(StsError::from_parts(status, &body)));
+impl Sts<'_> {
+    /// Reads a token endpoint answer: the access token, or the STS error.
+    async fn read_token_answer(&self, response: reqwest::Response) -> Result<SecretString> {
+        let (status, body) = self.read(response, "POST /RSTS/oauth2/token").await?;
+        if !status.is_success() {
+            return Err(Error::Sts(StsError::from_parts(status, &body)));
+        }
+        serde_json::from_slice::<TokenAnswer>(&body)
+            .map(|t| t.access_token)
+            .map_err(|e| Error::Decode(DecodeError::new(Some(status), e, b"")))
     }
-    serde_json::from_slice::<TokenAnswer>(&body)
-        .map(|t| t.access_token)
-        .map_err(|e| Error::Decode(DecodeError::new(Some(status), e, b"")))
 }
 
 fn pick_provider(providers: &[Provider], wanted: &str) -> Option<String> {

@@ -85,9 +85,12 @@ mod hub {
                 );
                 headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                 let response = self.transport.execute(request).await?;
-                let status = response.status();
-                let body = response.bytes().await.map_err(Error::from_reqwest)?;
-                Ok((status, body))
+                crate::limits::read_body(
+                    response,
+                    "POST /service/a2a/signalr/negotiate",
+                    self.transport.limits(),
+                )
+                .await
             })
         }
 

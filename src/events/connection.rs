@@ -102,19 +102,23 @@ impl HubConnector for UserHub {
         authorization: HeaderValue,
     ) -> BoxFuture<'_, Result<(StatusCode, Bytes)>> {
         Box::pin(async move {
-            let response = self
+            // The negotiate carries the user token: no redirect is followed.
+            let limits = self.client.limits();
+            let sent = self
                 .client
-                .http()
+                .secret_http()
                 .post(url)
                 .header(http::header::AUTHORIZATION, authorization)
                 .header(http::header::ACCEPT, "application/json")
                 .header(http::header::CONTENT_LENGTH, "0")
-                .send()
-                .await
-                .map_err(Error::from_reqwest)?;
-            let status = response.status();
-            let body = response.bytes().await.map_err(Error::from_reqwest)?;
-            Ok((status, body))
+                .send();
+            let label = "POST /service/event/signalr/negotiate";
+            let response = limits
+                .head(|| label.to_owned(), async {
+                    sent.await.map_err(Error::from_reqwest)
+                })
+                .await?;
+            crate::limits::read_body(response, label, limits).await
         })
     }
 
