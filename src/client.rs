@@ -1115,6 +1115,28 @@ impl ApiResponse {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Whatever a server puts in `X-TokenLifetimeRemaining`, reading it
+        /// and computing what is left neither panics nor wraps around.
+        #[test]
+        fn any_token_lifetime_header_is_read_without_panic(value in "\\PC{0,30}", minutes in proptest::num::u64::ANY, elapsed in 0u64..(1 << 40)) {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(TOKEN_LIFETIME_HEADER, v);
+                let _ = lifetime_minutes(&headers);
+            }
+            headers.insert(TOKEN_LIFETIME_HEADER, HeaderValue::from(minutes));
+            proptest::prop_assert_eq!(lifetime_minutes(&headers), Some(minutes));
+            let left = time_left(minutes, Duration::from_secs(elapsed));
+            let expected = u128::from(minutes) * 60;
+            proptest::prop_assert!(
+                u128::from(left.as_secs()) == expected.saturating_sub(u128::from(elapsed)).min(u128::from(u64::MAX))
+                    || minutes.checked_mul(60).is_none(),
+                "{} minutes, {} s elapsed: {:?} left", minutes, elapsed, left
+            );
+        }
+    }
+
     #[test]
     fn the_bearer_header_is_built_once_and_marked_sensitive() {
         let bearer = Bearer::new(SecretString::from("abc.def")).unwrap();

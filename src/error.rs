@@ -523,6 +523,30 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// No error body a server sends makes reading it panic, and what is
+        /// kept of it for messages stays short.
+        #[test]
+        fn any_error_body_is_read_without_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..600), status in 400u16..600) {
+            let status = StatusCode::from_u16(status).unwrap();
+            let api = ApiError::from_parts(status, "GET /x".into(), Bytes::from(body.clone()));
+            let _ = (api.to_string(), format!("{api:?}"), api.body_text());
+            let sts = StsError::from_parts(status, &body);
+            proptest::prop_assert!(sts.description.as_ref().is_none_or(|d| d.len() <= 300 + '…'.len_utf8()));
+            let decode = DecodeError::new(Some(status), "bad", &body);
+            proptest::prop_assert!(decode.body_prefix.len() <= 200);
+        }
+
+        /// The same for text: any characters, cut on character boundaries.
+        #[test]
+        fn any_error_text_is_read_without_panic(text in "\\PC{0,400}") {
+            let sts = StsError::from_parts(StatusCode::BAD_REQUEST, text.as_bytes());
+            let _ = sts.to_string();
+            let decode = DecodeError::new(None, "bad", text.as_bytes());
+            proptest::prop_assert!(text.starts_with(&decode.body_prefix));
+        }
+    }
+
     #[test]
     fn debug_of_api_error_hides_the_body() {
         let e = ApiError::from_parts(

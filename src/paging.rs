@@ -77,7 +77,7 @@ impl fmt::Display for PagingError {
 /// What identifies a page's items: their `Id`s, or `None` when some item
 /// has none (a `fields=` selection without `Id`), which no repetition check
 /// can judge.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PageIds(Option<u64>);
 
 impl PageIds {
@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
-    #[derive(Serialize)]
+    #[derive(Debug, Serialize)]
     struct Item {
         #[serde(rename = "Id")]
         id: u32,
@@ -294,6 +294,14 @@ mod tests {
         assert!(PageIds::of_json(br#"[{"Name": "a"}]"#).0.is_none());
         assert!(PageIds::of_json(b"not json").0.is_none());
         assert_ne!(raw, PageIds::of_json(br#"[{"Id": 2}, {"Id": 1}]"#));
+    }
+
+    proptest::proptest! {
+        /// A page of any bytes is judged without panic.
+        #[test]
+        fn any_page_body_is_judged_without_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = PageIds::of_json(&body);
+        }
     }
 
     #[tokio::test]
