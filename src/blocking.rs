@@ -65,6 +65,8 @@ impl SafeguardClientBuilder {
         fn timeout(t: Duration);
         /// A limit on establishing a connection.
         fn connect_timeout(t: Duration);
+        /// What the client accepts from the appliance (see [`crate::limits`]).
+        fn limits(limits: crate::limits::Limits);
         /// An HTTP(S) proxy.
         fn proxy(url: impl Into<String>);
         /// The User-Agent header.

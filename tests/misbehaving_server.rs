@@ -409,17 +409,19 @@ async fn an_a2a_answer_over_the_limit_is_refused() {
 
 // --- timeouts ------------------------------------------------------------
 
+/// `GET Me` on `server`, with short timeouts, ends in [`Error::Timeout`].
+async fn ends_in_timeout(server: &Hostile) {
+    let call = client(server, short_timeouts());
+    let err = bounded(call.get(Service::Core, "Me").send())
+        .await
+        .expect_err("no answer");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+}
+
 #[tokio::test]
 async fn a_server_that_never_answers_times_out() {
     let server = Hostile::https(|_| vec![Step::Hang]).await;
-    let err = bounded(
-        client(&server, short_timeouts())
-            .get(Service::Core, "Me")
-            .send(),
-    )
-    .await
-    .expect_err("no answer");
-    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    ends_in_timeout(&server).await;
 }
 
 #[tokio::test]
@@ -470,14 +472,7 @@ async fn endless_informational_answers_time_out() {
             .collect()
     })
     .await;
-    let err = bounded(
-        client(&server, short_timeouts())
-            .get(Service::Core, "Me")
-            .send(),
-    )
-    .await
-    .expect_err("no final answer");
-    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    ends_in_timeout(&server).await;
 }
 
 #[tokio::test]

@@ -77,6 +77,11 @@ impl A2aContextBuilder {
         Self(self.0.no_timeout())
     }
 
+    /// What the context accepts from the appliance (see [`crate::limits`]).
+    pub fn limits(self, limits: crate::limits::Limits) -> Self {
+        Self(self.0.limits(limits))
+    }
+
     /// Idle connections kept for reuse (default 8; 0 = a new connection per call).
     pub fn max_idle_connections(self, max: usize) -> Self {
         Self(self.0.max_idle_connections(max))
