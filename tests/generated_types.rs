@@ -3,7 +3,9 @@
 //! outside the documents' validations, and `fields=` partial objects.
 #![cfg(feature = "core")]
 
-use safeguard_sdk::api::core::types::{AdminRoleName, User};
+use safeguard_sdk::api::core::types::{
+    AdminRoleName, NetworkDiscoveryProperties, TaggingGroupingConditionGroup, User,
+};
 use serde_json::json;
 
 /// A user as the appliance returns it, with a field this SDK has never seen.
@@ -124,4 +126,42 @@ fn a_field_of_the_wrong_type_is_an_error_naming_what_was_expected() {
     assert!(err.to_string().contains("invalid type"), "{err}");
     let err = serde_json::from_value::<User>(json!(["not", "an", "object"])).unwrap_err();
     assert!(err.to_string().contains("a User object"), "{err}");
+}
+
+/// An array the document requires (a condition group's `Children`, the
+/// discovery properties' `ScanRules`) is sent even when empty, and still
+/// decodes when missing.
+#[test]
+fn required_arrays_are_sent_even_when_empty() {
+    let group = TaggingGroupingConditionGroup {
+        children: vec![],
+        ..Default::default()
+    };
+    assert_eq!(
+        serde_json::to_value(&group).unwrap(),
+        json!({ "Children": [] })
+    );
+    let discovery = NetworkDiscoveryProperties {
+        scan_rules: vec![],
+        ..Default::default()
+    };
+    assert_eq!(
+        serde_json::to_value(&discovery).unwrap(),
+        json!({ "ScanRules": [] })
+    );
+    let decoded: TaggingGroupingConditionGroup = serde_json::from_value(json!({})).unwrap();
+    assert!(decoded.children.is_empty());
+    let decoded: NetworkDiscoveryProperties = serde_json::from_value(json!({})).unwrap();
+    assert!(decoded.scan_rules.is_empty());
+    // The core build found both, and the report says so.
+    let report = safeguard_sdk::api::core::CODEGEN_REPORT;
+    for line in [
+        "rule 9 required arrays sent even when empty: 2",
+        "required arrays sent even when empty: 2 of 2 fields",
+    ] {
+        assert!(report.contains(line), "{line:?} missing from:\n{report}");
+    }
+    for line in report.lines().filter(|l| l.contains("required arrays")) {
+        eprintln!("{line}");
+    }
 }

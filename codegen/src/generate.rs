@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::lean_serde::{self, LeanReport};
 use crate::normalize::{self, NormalizeReport};
+use crate::required_arrays;
 use crate::sending;
 use crate::setters;
 use crate::slim::{self, SlimReport};
@@ -41,6 +42,9 @@ pub struct Generated {
     pub shared_setters: usize,
     /// Types whose `Deserialize` was rewritten ([`crate::lean_serde`]).
     pub lean: LeanReport,
+    /// Fields of [`NormalizeReport::required_arrays`] found in the generated
+    /// types and now sent even when empty ([`crate::required_arrays`]).
+    pub required_arrays_sent: usize,
 }
 
 impl Generated {
@@ -62,6 +66,13 @@ impl Generated {
             s.push_str("  ");
             s.push_str(&line);
             s.push('\n');
+        }
+        if !self.report.required_arrays.is_empty() {
+            s.push_str(&format!(
+                "  required arrays sent even when empty: {} of {} fields\n",
+                self.required_arrays_sent,
+                self.report.required_arrays.len()
+            ));
         }
         if self.slim != SlimReport::default() {
             s.push_str(&format!(
@@ -151,6 +162,8 @@ pub fn generate(service: &str, mut doc: Value, style: Style) -> Result<Generated
         ),
         Style::BuilderWithStructBuilders | Style::Positional => (SlimReport::default(), 0, 0),
     };
+    let required_arrays_sent =
+        required_arrays::send_required_arrays(&mut file, &report.required_arrays);
     let lean = lean_serde::lean_deserialize(&mut file);
     let (types_items, client_items) = file
         .items
@@ -169,6 +182,7 @@ pub fn generate(service: &str, mut doc: Value, style: Style) -> Result<Generated
         types,
         client: prettyplease::unparse(&file),
         lean,
+        required_arrays_sent,
         shared_setters,
         operations_kept,
         report,

@@ -174,7 +174,7 @@ fn field_serde(attrs: &[Attribute]) -> Option<FieldSerde> {
     Some(out)
 }
 
-fn lit_str(expr: &syn::Expr) -> Option<&LitStr> {
+pub(crate) fn lit_str(expr: &syn::Expr) -> Option<&LitStr> {
     match expr {
         syn::Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Str(s),
@@ -188,7 +188,7 @@ fn has_serde_attr(attrs: &[Attribute]) -> bool {
     attrs.iter().any(|a| a.path().is_ident("serde"))
 }
 
-fn is_option(ty: &Type) -> bool {
+pub(crate) fn is_option(ty: &Type) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none()
         && p.path.segments.last().is_some_and(|s| s.ident == "Option"))
 }

@@ -7,7 +7,9 @@
 //! [`generate()`] drives progenitor and names any operation it still fails on.
 //! [`diff`] compares two document sets for the upgrade workflow.
 //!
-//! Past progenitor, passes cut what the generated code costs to compile:
+//! Past progenitor, [`required_arrays`] keeps the arrays a document requires
+//! on the wire when empty, and passes cut what the generated code costs to
+//! compile:
 //! [`slim`] (typify's struct builders), [`sending`] (one shared sending
 //! future), [`setters`] (shared parameter conversions) and [`lean_serde`]
 //! (smaller `Deserialize` impls).
@@ -25,6 +27,7 @@ pub mod generate;
 pub mod lean_serde;
 pub mod locate;
 pub mod normalize;
+pub mod required_arrays;
 pub mod sending;
 pub mod setters;
 pub mod slim;

@@ -67,6 +67,10 @@ pub struct NormalizeReport {
     pub tolerant_enums: usize,
     /// `required` lists removed so partial (`fields=`) objects decode (rule 9).
     pub required_lists_removed: usize,
+    /// Array properties those `required` lists named, as (schema's type
+    /// name, JSON property name): they are still sent when empty (rule 9,
+    /// see [`crate::required_arrays`]).
+    pub required_arrays: BTreeSet<(String, String)>,
     /// `date-time` strings mapped to the lenient timestamp type, and other
     /// strictly parsed formats (uuid, date, ip) kept as strings (rule 10).
     pub date_times: usize,
@@ -109,6 +113,10 @@ impl NormalizeReport {
             format!(
                 "rule 9 required lists removed: {}",
                 self.required_lists_removed
+            ),
+            format!(
+                "rule 9 required arrays sent even when empty: {}",
+                self.required_arrays.len()
             ),
             format!("rule 10 lenient formats: {}", self.date_times),
             format!("rule 11 schemas renamed: {}", self.renamed_schemas.len()),
@@ -642,8 +650,11 @@ fn rewrite_schema(
     }
 
     // Rule 9: `fields=` answers carry only the requested members; every
-    // member must be optional to decode them.
-    if schema.remove("required").is_some() {
+    // member must be optional to decode them. The required arrays are
+    // recorded first: optional arrays are left out when empty, these must
+    // not be.
+    if let Some(required) = schema.remove("required") {
+        record_required_arrays(ctx, schema, &required, report);
         report.required_lists_removed += 1;
     }
 
@@ -710,6 +721,37 @@ fn rewrite_schema(
             json!([Value::Object(known), { "title": format!("{prefix}{OTHER_TITLE}"), "type": "string" }]),
         );
         report.tolerant_enums += 1;
+    }
+}
+
+/// Rule 9's record: the properties of `schema` (standing at `ctx`) named in
+/// its `required` list that are non-nullable arrays, the ones typify makes a
+/// plain `Vec` skipped when empty. (A nullable array, or a `$ref` to an
+/// array schema, becomes an `Option`, sent whenever it is `Some`.)
+fn record_required_arrays(
+    ctx: &str,
+    schema: &Map<String, Value>,
+    required: &Value,
+    report: &mut NormalizeReport,
+) {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for name in required
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let is_array = props.get(name).is_some_and(|p| {
+            p.get("type").and_then(Value::as_str) == Some("array")
+                && p.get("nullable") != Some(&Value::Bool(true))
+        });
+        if is_array {
+            report
+                .required_arrays
+                .insert((ctx.to_owned(), name.to_owned()));
+        }
     }
 }
 
@@ -861,6 +903,39 @@ mod tests {
         assert_eq!(report.closed_objects_opened, 1);
         assert_eq!(user["properties"]["Guid"], json!({ "type": "string" }));
         assert_eq!(report.date_times, 2);
+    }
+
+    #[test]
+    fn required_non_nullable_arrays_are_recorded() {
+        let mut doc = doc_with(
+            json!({ "/g": { "post": { "operationId": "G", "responses": {},
+                "requestBody": { "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["Ids"],
+                    "properties": { "Ids": { "type": "array", "items": { "type": "integer" } } } } } } } } } }),
+            json!({
+                "Group": {
+                    "type": "object",
+                    "required": ["Children", "Name", "Notes", "Absent"],
+                    "properties": {
+                        "Children": { "type": "array", "items": { "$ref": "#/components/schemas/Group" } },
+                        "Tags": { "type": "array", "items": { "type": "string" } },
+                        "Notes": { "type": "array", "items": { "type": "string" }, "nullable": true },
+                        "Name": { "type": "string" }
+                    }
+                }
+            }),
+        );
+        let report = normalize(&mut doc);
+        let found: Vec<(&str, &str)> = report
+            .required_arrays
+            .iter()
+            .map(|(t, p)| (t.as_str(), p.as_str()))
+            .collect();
+        assert_eq!(found, [("GBody", "Ids"), ("Group", "Children")]);
+        assert_eq!(report.required_lists_removed, 2);
+        assert!(report
+            .lines()
+            .contains(&"rule 9 required arrays sent even when empty: 2".to_owned()));
     }
 
     #[test]

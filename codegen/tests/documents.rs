@@ -65,3 +65,52 @@ fn all_operations_generate_and_none_is_dropped() {
     }
     assert_eq!(total, 1072);
 }
+
+/// Every array a document requires is found by rule 9 and sent even when
+/// empty by the generated types; the build report counts them per document.
+#[test]
+fn required_arrays_are_found_and_sent_when_empty() {
+    let expected: [(&str, &[(&str, &str)]); 4] = [
+        (
+            "core",
+            &[
+                ("NetworkDiscoveryProperties", "ScanRules"),
+                ("TaggingGroupingConditionGroup", "Children"),
+            ],
+        ),
+        ("appliance", &[]),
+        ("notification", &[]),
+        ("a2a", &[]),
+    ];
+    for (service, fields) in expected {
+        let path = doc_path(&format!("{service}.json"))
+            .unwrap_or_else(|| panic!("{service}.json is not in any document location"));
+        let doc = read_document(&path).unwrap();
+        let generated = generate(service, doc, Style::Builder).unwrap_or_else(|e| panic!("{e}"));
+        let found: Vec<(&str, &str)> = generated
+            .report
+            .required_arrays
+            .iter()
+            .map(|(t, p)| (t.as_str(), p.as_str()))
+            .collect();
+        assert_eq!(found, fields, "{service}: required arrays");
+        let line = format!(
+            "rule 9 required arrays sent even when empty: {}",
+            fields.len()
+        );
+        let summary = generated.summary();
+        assert!(summary.contains(&line), "{service}: {summary}");
+        assert_eq!(
+            generated.required_arrays_sent,
+            fields.len(),
+            "{service}: a required array was not found in the generated types"
+        );
+        // Those fields keep `default` and lose `skip_serializing_if`.
+        let flat: String = generated.types.split_whitespace().collect();
+        for (_, prop) in fields {
+            let attr = format!(r#"#[serde(rename="{prop}",default)]"#);
+            assert!(flat.contains(&attr), "{service}: {attr} missing");
+        }
+        eprintln!("{service}: {line} {found:?}");
+    }
+}
