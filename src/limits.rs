@@ -225,7 +225,7 @@ impl fmt::Display for RedirectRefused {
 impl std::error::Error for RedirectRefused {}
 
 /// `scheme://host:port` of a URL.
-fn origin(url: &url::Url) -> String {
+pub(crate) fn origin(url: &url::Url) -> String {
     match (url.host_str(), url.port_or_known_default()) {
         (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
         (Some(host), None) => format!("{}://{host}", url.scheme()),

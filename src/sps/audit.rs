@@ -251,7 +251,7 @@ impl SpsClient {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             out.write_all(&chunk).await?;
-            n += chunk.len() as u64;
+            n = n.saturating_add(chunk.len() as u64);
         }
         out.flush().await?;
         Ok(n)

@@ -67,6 +67,11 @@ impl SpsClientBuilder {
         Self(self.0.timeout(timeout))
     }
 
+    /// See [`super::SpsClientBuilder::limits`].
+    pub fn limits(self, limits: crate::limits::Limits) -> Self {
+        Self(self.0.limits(limits))
+    }
+
     /// Builds the client and its runtime (one worker thread).
     pub fn build(self) -> Result<SpsClient> {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -308,7 +313,7 @@ impl SpsClient {
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
                 out.write_all(&chunk)?;
-                n += chunk.len() as u64;
+                n = n.saturating_add(chunk.len() as u64);
             }
             out.flush()?;
             Ok(n)

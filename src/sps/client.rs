@@ -1,6 +1,7 @@
 //! [`SpsClient`]: sign-in, the session cookie, generic verbs, paging and
 //! navigation.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,8 @@ use url::Url;
 
 use super::error::{Result, SpsApiError, SpsError};
 use super::model::{self, ListItem, LoginMethod, SpsPage, SpsResponse};
+use crate::limits::{Limits, RedirectPolicy};
+use crate::paging::PagingError;
 use crate::tls::{ClientIdentity, TlsOptions};
 
 /// The User-Agent the client sends: not browser-like, so SPS 7.5+ does not
@@ -68,6 +71,7 @@ pub struct SpsClientBuilder {
     sign_in: SignIn,
     user_agent: String,
     timeout: Option<Duration>,
+    limits: Limits,
 }
 
 impl SpsClientBuilder {
@@ -124,9 +128,32 @@ impl SpsClientBuilder {
         self
     }
 
-    /// A timeout for each request (none by default).
+    /// A limit on each whole request, downloads included (none by default;
+    /// the [`limits`](Self::limits) bound what a server can make a call wait
+    /// for without cutting long downloads).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// What the client accepts from SPS: connect, answer and read timeouts,
+    /// the size of answers read into memory (error answers kept up to
+    /// `max_error_bytes`), the pages a listing walks (default
+    /// [`Limits::default`]; see [`crate::limits`]).
+    ///
+    /// Every SPS request except the anonymous
+    /// [`login_methods`](SpsClient::login_methods) carries a secret (the
+    /// sign-in's credentials or the `session_id` cookie), so none of them
+    /// follows a redirect, whatever [`Limits::redirects`] says: a redirect
+    /// ends the call with [`SpsError::Redirect`] and the secret goes nowhere
+    /// else. `login_methods` follows [`Limits::redirects`].
+    ///
+    /// What the limits end is reported as [`SpsError::Timeout`],
+    /// [`SpsError::TooLarge`], [`SpsError::Redirect`] and
+    /// [`SpsError::Paging`] (inside [`Error::Sps`](crate::Error::Sps) when
+    /// converted to the SDK's error, like every SPS failure).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -141,20 +168,32 @@ impl SpsClientBuilder {
                 ));
             }
         }
-        let mut builder = self
-            .tls
-            .reqwest_builder()
-            .map_err(|e| SpsError::Config(e.to_string()))?
-            .user_agent(self.user_agent.clone());
-        if let Some(t) = self.timeout {
-            builder = builder.timeout(t);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| SpsError::Config(e.to_string()))?;
+        let rustls = self.tls.rustls_config().map_err(SpsError::from_sdk)?;
+        // Two clients over one TLS configuration. Every request but the
+        // anonymous `login_methods` carries a secret (Basic credentials or
+        // the session cookie) and goes through `secret_http`, which follows
+        // no redirect: the session cookie is only ever sent to the host that
+        // set it.
+        let client = |redirects: RedirectPolicy| -> Result<reqwest::Client> {
+            let mut builder = self.limits.apply(
+                TlsOptions::reqwest_builder_with(rustls.clone())
+                    .user_agent(self.user_agent.clone()),
+                redirects,
+            );
+            if let Some(t) = self.timeout {
+                builder = builder.timeout(t);
+            }
+            builder
+                .build()
+                .map_err(|e| SpsError::Config(format!("cannot build the HTTP client: {e}")))
+        };
+        let http = client(self.limits.redirects)?;
+        let secret_http = client(RedirectPolicy::Never)?;
         Ok(SpsClient {
             inner: Arc::new(Inner {
                 http,
+                secret_http,
+                limits: self.limits,
                 base,
                 tls: self.tls,
                 sign_in: self.sign_in,
@@ -196,7 +235,12 @@ fn parse_host(host: &str) -> Result<Url> {
 }
 
 pub(crate) struct Inner {
+    /// For anonymous requests: follows [`Limits::redirects`].
     pub(crate) http: reqwest::Client,
+    /// For requests that carry credentials or the session cookie: follows
+    /// no redirect.
+    pub(crate) secret_http: reqwest::Client,
+    pub(crate) limits: Limits,
     pub(crate) base: Url,
     pub(crate) tls: TlsOptions,
     pub(crate) sign_in: SignIn,
@@ -248,6 +292,7 @@ impl SpsClient {
             sign_in: SignIn::Anonymous,
             user_agent: USER_AGENT.to_string(),
             timeout: None,
+            limits: Limits::default(),
         }
     }
 
@@ -268,6 +313,11 @@ impl SpsClient {
     /// How many times the client has signed in (re-logins included).
     pub fn sign_in_count(&self) -> u64 {
         self.inner.sign_ins.load(Ordering::SeqCst)
+    }
+
+    /// The limits the client was built with.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// Whether the client believes one of its transactions is open.
@@ -295,22 +345,17 @@ impl SpsClient {
     /// The sign-in methods SPS offers (anonymous call).
     pub async fn login_methods(&self) -> Result<Vec<LoginMethod>> {
         let url = self.url("authentication/login_methods")?;
-        let resp = self
+        let label = label(&Method::GET, &url);
+        let request = self
             .inner
             .http
             .get(url.clone())
-            .header(ACCEPT, "application/json")
-            .send()
-            .await?;
-        let status = resp.status();
-        let body = resp.bytes().await?;
-        if !status.is_success() {
-            return Err(SpsError::from_api(SpsApiError::from_parts(
-                status,
-                label(&Method::GET, &url),
-                &body,
-            )));
+            .header(ACCEPT, "application/json");
+        let resp = self.answer_head(&label, request).await?;
+        if !resp.status().is_success() {
+            return Err(SpsError::from_api(self.error_answer(resp, label).await));
         }
+        let body = self.answer_body(resp, &label).await?;
         model::parse_login_methods(&body)
     }
 
@@ -322,6 +367,7 @@ impl SpsClient {
 
     async fn sign_in_locked(&self) -> Result<()> {
         let mut url = self.url("authentication")?;
+        let label = label(&Method::GET, &url);
         let (status, set_cookies, body) = match &self.inner.sign_in {
             SignIn::Anonymous => return Err(SpsError::Config(
                 "no credentials or client certificate: this client can only make anonymous calls"
@@ -335,27 +381,35 @@ impl SpsClient {
                 if let Some(m) = login_method {
                     url.query_pairs_mut().append_pair("login_method", m);
                 }
-                let resp = self
+                let request = self
                     .inner
-                    .http
+                    .secret_http
                     .get(url.clone())
                     .header(ACCEPT, "application/json")
-                    .basic_auth(user, Some(password.expose_secret()))
-                    .send()
-                    .await?;
+                    .basic_auth(user, Some(password.expose_secret()));
+                let resp = self.answer_head(&label, request).await?;
                 let status = resp.status();
+                if !status.is_success() {
+                    return Err(SpsError::from_api(self.error_answer(resp, label).await));
+                }
                 let cookies = set_cookie_values(resp.headers());
-                (status, cookies, resp.bytes().await?.to_vec())
+                (
+                    status,
+                    cookies,
+                    self.answer_body(resp, &label).await?.to_vec(),
+                )
             }
             SignIn::Certificate(identity) => {
                 url.query_pairs_mut().append_pair("type", "x509");
-                let r = super::x509::get(
+                // Boxed: the sign-in is part of every call's future.
+                let r = Box::pin(super::x509::get(
                     &self.inner.tls,
                     identity,
                     &url,
                     &self.inner.user_agent,
-                    self.inner.timeout.unwrap_or(Duration::from_secs(60)),
-                )
+                    &self.inner.limits,
+                    self.inner.timeout,
+                ))
                 .await?;
                 let cookies = r
                     .headers
@@ -368,9 +422,7 @@ impl SpsClient {
         };
         if !status.is_success() {
             return Err(SpsError::from_api(SpsApiError::from_parts(
-                status,
-                format!("GET {}", url.path()),
-                &body,
+                status, label, &body,
             )));
         }
         let sid = set_cookies
@@ -451,20 +503,19 @@ impl SpsClient {
             cookie.set_sensitive(true);
             let mut req = self
                 .inner
-                .http
+                .secret_http
                 .request(method.clone(), url.clone())
                 .header(ACCEPT, "application/json")
                 .header(COOKIE, cookie);
             if let Some(p) = &payload {
                 req = req.header(CONTENT_TYPE, "application/json").body(p.clone());
             }
-            let resp = req.send().await?;
+            let resp = self.answer_head(&label(&method, &url), req).await?;
             let status = resp.status();
             if status.is_success() {
                 return Ok(resp);
             }
-            let body = resp.bytes().await?;
-            let err = SpsApiError::from_parts(status, label(&method, &url), &body);
+            let err = self.error_answer(resp, label(&method, &url)).await;
             if status == StatusCode::UNAUTHORIZED && err.code != "AuthenticationFailure" {
                 // The session is gone (idle expiry, signed out elsewhere).
                 if let Ok(mut s) = self.inner.session.lock() {
@@ -498,8 +549,44 @@ impl SpsClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Bytes> {
-        let resp = self.send(method, path, body).await?;
-        Ok(resp.bytes().await?)
+        let resp = self.send(method.clone(), path, body).await?;
+        let label = label(&method, resp.url());
+        self.answer_body(resp, &label).await
+    }
+
+    /// Sends `request` and waits for its answer's status and headers within
+    /// [`Limits::answer_timeout`].
+    async fn answer_head(
+        &self,
+        label: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let sent = request.send();
+        self.inner
+            .limits
+            .head(|| label.to_owned(), async {
+                sent.await.map_err(crate::Error::from_reqwest)
+            })
+            .await
+            .map_err(SpsError::from_sdk)
+    }
+
+    /// The whole body of an answer, within [`Limits::max_answer_bytes`] and
+    /// [`Limits::answer_timeout`].
+    async fn answer_body(&self, resp: reqwest::Response, label: &str) -> Result<Bytes> {
+        crate::limits::read_body(resp, label, &self.inner.limits)
+            .await
+            .map(|(_, body)| body)
+            .map_err(SpsError::from_sdk)
+    }
+
+    /// An error answer, its body read up to [`Limits::max_error_bytes`] (the
+    /// rest is never read).
+    async fn error_answer(&self, resp: reqwest::Response, label: String) -> SpsApiError {
+        let status = resp.status();
+        let body =
+            safeguard_api::answer::read_prefix(resp, self.inner.limits.max_error_bytes).await;
+        SpsApiError::from_parts(status, label, &body)
     }
 
     // ---- generic verbs --------------------------------------------------
@@ -562,29 +649,43 @@ impl SpsClient {
         model::parse_page(&b)
     }
 
-    /// Every page of a list, following `meta.next`.
+    /// Every page of a list, following `meta.next`. A `meta.next` that leads
+    /// back to a page already read ends the listing with
+    /// [`SpsError::Paging`]`(`[`PagingError::Cycle`]`)`, and so does a
+    /// listing longer than [`Limits::max_pages`] (with
+    /// [`PagingError::TooManyPages`]).
     pub fn pages(&self, path: &str) -> impl Stream<Item = Result<SpsPage>> + Send + 'static {
-        let client = self.clone();
-        let start = path.to_string();
-        stream::try_unfold(
-            (client, Some(start), 0usize),
-            |(client, next, n)| async move {
-                let Some(path) = next else { return Ok(None) };
-                if n > 1_000_000 {
-                    return Err(SpsError::Decode {
-                        status: None,
-                        message: "too many pages (meta.next loops?)".into(),
-                    });
-                }
-                let page = client.page(&path).await?;
-                let following = page
-                    .meta
-                    .next
-                    .clone()
-                    .filter(|n| !n.is_empty() && *n != path);
-                Ok(Some((page, (client, following, n + 1))))
-            },
-        )
+        struct Walk {
+            client: SpsClient,
+            next: Option<String>,
+            /// The absolute URLs of the pages read (or being read).
+            visited: HashSet<String>,
+            read: u32,
+        }
+        let max_pages = self.inner.limits.max_pages;
+        let start = Walk {
+            client: self.clone(),
+            next: Some(path.to_string()),
+            visited: HashSet::new(),
+            read: 0,
+        };
+        stream::try_unfold(start, move |mut walk| async move {
+            let Some(path) = walk.next.take() else {
+                return Ok(None);
+            };
+            // `url` puts every href on this host, and makes `x`, `/api/x`
+            // and `api/x` the same page.
+            if !walk.visited.insert(walk.client.url(&path)?.to_string()) {
+                return Err(SpsError::Paging(PagingError::Cycle { next: path }));
+            }
+            if let Some(limit) = max_pages.filter(|m| walk.read >= *m) {
+                return Err(SpsError::Paging(PagingError::TooManyPages { limit }));
+            }
+            let page = walk.client.page(&path).await?;
+            walk.read = walk.read.saturating_add(1);
+            walk.next = page.meta.next.clone().filter(|n| !n.trim().is_empty());
+            Ok(Some((page, walk)))
+        })
     }
 
     /// Every item of a list, across pages.
@@ -694,6 +795,33 @@ mod tests {
         );
         assert!(parse_host("http://sps").is_err());
         assert!(parse_host("").is_err());
+    }
+
+    #[test]
+    fn hrefs_of_another_host_stay_on_this_one() {
+        let c = SpsClient::builder("sps.example").build().expect("client");
+        for href in [
+            "https://evil.example/api/configuration",
+            "//evil.example/api/configuration",
+            "/api/https://evil.example/x",
+        ] {
+            let url = c.url(href).expect("url");
+            assert_eq!(url.host_str(), Some("sps.example"), "{href} -> {url}");
+        }
+    }
+
+    #[test]
+    fn call_futures_stay_small() {
+        // Every call may sign in; the sign-in (the certificate one reads
+        // into a buffer) is boxed so that it does not swell every call's
+        // future: nested in a listing, unboxed it overflowed the 2 MiB
+        // stack of a test thread in debug builds.
+        let c = SpsClient::builder("sps.example")
+            .credentials("u", "p".to_string())
+            .build()
+            .expect("client");
+        assert!(std::mem::size_of_val(&c.get_json("x")) < 8 * 1024);
+        assert!(std::mem::size_of_val(&c.sign_in()) < 8 * 1024);
     }
 
     #[test]

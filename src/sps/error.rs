@@ -150,9 +150,39 @@ macro_rules! codes {
             /// The connection failed or broke.
             #[error("transport: {0}")]
             Transport(#[source] reqwest::Error),
-            /// The TLS handshake or certificate verification failed.
+            /// The TLS handshake or certificate verification failed (an
+            /// untrusted or mismatched server certificate included).
             #[error("TLS: {0}")]
             Tls(String),
+            /// The connection, the answer's head or its body took longer than
+            /// the client's [`Limits`](crate::limits::Limits) (or its
+            /// `timeout`) allow.
+            #[error("timed out: {0}")]
+            Timeout(String),
+            /// An answer's body was larger than the client reads into memory
+            /// ([`Limits::max_answer_bytes`](crate::limits::Limits::max_answer_bytes)).
+            #[error(
+                "the answer to {request} is larger than the limit of {limit} bytes{}; raise `max_answer_bytes` in the client's `Limits`",
+                announced.map(|a| format!(" (it announced {a})")).unwrap_or_default()
+            )]
+            TooLarge {
+                /// `METHOD /path` of the request.
+                request: String,
+                /// The limit in force, in bytes.
+                limit: u64,
+                /// The `Content-Length` the server announced, if any.
+                announced: Option<u64>,
+            },
+            /// The server answered with a redirect that was not followed: SPS
+            /// requests carry the credentials or the session cookie and follow
+            /// none (see [`SpsClientBuilder::limits`](super::SpsClientBuilder::limits)).
+            #[error("redirect refused: {0}")]
+            Redirect(crate::limits::RedirectRefused),
+            /// A listing did not end as a listing should (`meta.next` led back
+            /// to a page already read, or more pages than
+            /// [`Limits::max_pages`](crate::limits::Limits::max_pages)).
+            #[error("paging stopped: {0}")]
+            Paging(crate::paging::PagingError),
             /// An answer could not be decoded into the expected shape.
             #[error("cannot decode the SPS answer{}: {message}", status.map(|s| format!(" (HTTP {})", s.as_u16())).unwrap_or_default())]
             Decode {
@@ -289,8 +319,8 @@ impl SpsError {
 
     /// Worth redoing (after rolling back and reopening for transaction
     /// errors): a mid-air collision, a configuration lock, a transient server
-    /// error (`ConfigTreeNotAvailable`, `TransactionCommitError`, 502/503/504)
-    /// or a connection failure.
+    /// error (`ConfigTreeNotAvailable`, `TransactionCommitError`, 502/503/504),
+    /// a connection failure or a timeout.
     pub fn is_retryable(&self) -> bool {
         match self {
             SpsError::MidAirCollision(_)
@@ -299,33 +329,45 @@ impl SpsError {
             | SpsError::TransactionCommitError(_) => true,
             SpsError::Other(e) => matches!(e.status.as_u16(), 502..=504),
             SpsError::Transport(e) => e.is_connect() || e.is_timeout(),
+            SpsError::Timeout(_) => true,
             _ => false,
         }
     }
 
+    /// Classifies a reqwest failure as the SDK's [`Error`](crate::Error)
+    /// does (a refused redirect, a timeout, TLS, else transport).
     pub(crate) fn from_reqwest(e: reqwest::Error) -> Self {
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(err) = cur {
-            if err.downcast_ref::<rustls::Error>().is_some() {
-                return SpsError::Tls(crate_error_chain(&e));
-            }
-            cur = err.source();
-        }
-        SpsError::Transport(e)
+        Self::from_sdk(crate::Error::from_reqwest(e))
     }
-}
 
-fn crate_error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
+    /// The SPS form of a failure reported by the SDK's shared layers (the
+    /// limits on answers, reqwest's classification).
+    pub(crate) fn from_sdk(e: crate::Error) -> Self {
+        use crate::Error;
+        match e {
+            Error::Transport(e) => SpsError::Transport(e),
+            Error::Tls(m) => SpsError::Tls(m),
+            Error::Timeout(m) => SpsError::Timeout(m),
+            Error::Redirect(r) => SpsError::Redirect(r),
+            Error::Paging(p) => SpsError::Paging(p),
+            Error::TooLarge {
+                request,
+                limit,
+                announced,
+            } => SpsError::TooLarge {
+                request,
+                limit,
+                announced,
+            },
+            Error::Sps(e) => e,
+            Error::Io(e) => SpsError::Io(e),
+            Error::Config(m) => SpsError::Config(m),
+            other => SpsError::Decode {
+                status: other.status(),
+                message: other.to_string(),
+            },
         }
-        cur = err.source();
     }
-    parts.join(": ")
 }
 
 impl From<reqwest::Error> for SpsError {

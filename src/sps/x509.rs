@@ -6,11 +6,13 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use openssl::x509::X509VerifyResult;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
 use super::error::{Result, SpsError};
+use crate::limits::{Limits, RedirectRefused};
 use crate::tls::{ClientIdentity, TlsOptions};
 
 /// A parsed HTTP/1.1 response.
@@ -24,15 +26,24 @@ pub struct RawResponse {
     pub body: Vec<u8>,
 }
 
+/// The largest sign-in answer read, whatever the limits allow.
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
+/// Room for the answer's head on top of its body.
+const MAX_HEAD: usize = 64 * 1024;
 
-/// Sends `GET url` with the client certificate and reads the whole answer.
+/// Sends `GET url` with the client certificate and reads the whole answer:
+/// the connection and handshake within `limits.connect_timeout`, the answer
+/// (head and body) within `limits.answer_timeout` with no silence longer
+/// than `limits.read_timeout`, its body at most `limits.max_answer_bytes`
+/// (and 4 MiB), everything within `timeout` when given. A redirect is never
+/// followed ([`SpsError::Redirect`]).
 pub(crate) async fn get(
     tls: &TlsOptions,
     identity: &ClientIdentity,
     url: &Url,
     user_agent: &str,
-    timeout: Duration,
+    limits: &Limits,
+    timeout: Option<Duration>,
 ) -> Result<RawResponse> {
     let host = url
         .host_str()
@@ -41,20 +52,35 @@ pub(crate) async fn get(
         .trim_end_matches(']')
         .to_string();
     let port = url.port_or_known_default().unwrap_or(443);
-    let work = async {
+    let label = format!("GET {}", url.path());
+    let max_body = usize::try_from(limits.max_answer_bytes)
+        .unwrap_or(usize::MAX)
+        .min(MAX_RESPONSE);
+    let connect = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
         let connector = tls
             .openssl_connector(Some(identity))
-            .map_err(|e| SpsError::Tls(e.to_string()))?;
+            .map_err(SpsError::from_sdk)?;
         let ssl = connector
             .ssl(&host)
             .map_err(|e| SpsError::Tls(e.to_string()))?;
         let mut stream =
             tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| SpsError::Tls(e.to_string()))?;
-        Pin::new(&mut stream)
-            .connect()
-            .await
-            .map_err(|e| SpsError::Tls(e.to_string()))?;
+        if let Err(e) = Pin::new(&mut stream).connect().await {
+            let verify = stream.ssl().verify_result();
+            return Err(SpsError::Tls(if verify == X509VerifyResult::OK {
+                e.to_string()
+            } else {
+                format!("{e}: {}", verify.error_string())
+            }));
+        }
+        Ok(stream)
+    };
+    let exchange = async {
+        let mut stream = within(limits.connect_timeout, connect, |after| {
+            format!("{label}: no connection to {host}:{port} within {after:?}")
+        })
+        .await?;
         let target = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
@@ -66,37 +92,97 @@ pub(crate) async fn get(
         let request = format!(
             "GET {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {user_agent}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
         );
-        stream.write_all(request.as_bytes()).await?;
-        stream.flush().await?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let n = match stream.read(&mut chunk).await {
-                Ok(0) => break,
-                Ok(n) => n,
-                // A peer that closes without close_notify: keep what we have.
-                Err(e) if !buf.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(SpsError::Io(e)),
-            };
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.len() > MAX_RESPONSE {
-                return Err(SpsError::Decode {
-                    status: None,
-                    message: "the sign-in answer is too large".into(),
-                });
+        let answer = async {
+            stream.write_all(request.as_bytes()).await?;
+            stream.flush().await?;
+            let mut buf = Vec::new();
+            // On the heap: this future is part of every call that may sign in.
+            let mut chunk = vec![0u8; 16 * 1024];
+            loop {
+                let read = within(
+                    limits.read_timeout,
+                    async { Ok(stream.read(&mut chunk).await) },
+                    |after| format!("{label}: nothing arrived for {after:?}"),
+                )
+                .await?;
+                let n = match read {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    // A peer that closes without close_notify: keep what we have.
+                    Err(e) if !buf.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        break
+                    }
+                    Err(e) => return Err(SpsError::Io(e)),
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > max_body.saturating_add(MAX_HEAD) {
+                    return Err(SpsError::TooLarge {
+                        request: label.clone(),
+                        limit: max_body as u64,
+                        announced: None,
+                    });
+                }
             }
-        }
-        parse_http_response(&buf)?.ok_or_else(|| SpsError::Decode {
-            status: None,
-            message: "the connection closed before the answer was complete".into(),
+            parse_http_response(&buf)?.ok_or_else(|| SpsError::Decode {
+                status: None,
+                message: "the connection closed before the answer was complete".into(),
+            })
+        };
+        let answer = within(limits.answer_timeout, answer, |after| {
+            format!("{label}: no complete answer within {after:?}")
         })
+        .await?;
+        if answer.body.len() > max_body {
+            return Err(SpsError::TooLarge {
+                request: label.clone(),
+                limit: max_body as u64,
+                announced: None,
+            });
+        }
+        if let Some(refused) = unfollowed_redirect(url, &answer) {
+            return Err(SpsError::Redirect(refused));
+        }
+        Ok(answer)
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| {
-        SpsError::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "certificate sign-in timed out",
-        ))
-    })?
+    within(timeout, exchange, |after| {
+        format!("{label}: the certificate sign-in took longer than {after:?}")
+    })
+    .await
+}
+
+/// `work` within `limit` (if any); `what` says what did not happen in time.
+async fn within<T>(
+    limit: Option<Duration>,
+    work: impl std::future::Future<Output = Result<T>>,
+    what: impl FnOnce(Duration) -> String,
+) -> Result<T> {
+    match limit {
+        None => work.await,
+        Some(after) => tokio::time::timeout(after, work)
+            .await
+            .unwrap_or_else(|_| Err(SpsError::Timeout(what(after)))),
+    }
+}
+
+/// The redirect a 3xx answer with a `Location` stands for.
+fn unfollowed_redirect(url: &Url, answer: &RawResponse) -> Option<RedirectRefused> {
+    if !answer.status.is_redirection() {
+        return None;
+    }
+    let location = answer
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+        .map(|(_, v)| v.as_str())?;
+    let to = url
+        .join(location)
+        .map(|u| crate::limits::origin(&u))
+        .unwrap_or_else(|_| "an unreadable location".into());
+    Some(RedirectRefused {
+        status: answer.status,
+        to,
+        reason: "this request follows no redirect",
+    })
 }
 
 fn decode_err(m: impl Into<String>) -> SpsError {
