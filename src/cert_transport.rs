@@ -46,19 +46,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
-use hyper::body::{Frame, Incoming};
+
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslSession, SslSessionCacheMode};
-use reqwest::ResponseBuilderExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
 use crate::error::{error_chain, Error, Result};
-use crate::limits::Limits;
+use crate::limits::{Limits, WatchedBody};
 use crate::tls::{ClientIdentity, OpensslConnector, TlsOptions};
 use crate::transport::Execute;
 
@@ -249,19 +248,14 @@ impl CertTransport {
             None => sent.await,
         };
         let response = answer.map_err(|e| client_error(e, &label))?;
-        let (mut parts, body) = response.into_parts();
-        let body = reqwest::Body::wrap(DeadlineBody {
-            inner: body,
-            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
-            silence: self
-                .limits
-                .read_timeout
-                .map(|t| (t, Box::pin(tokio::time::sleep(t)))),
-        });
-        if let Ok(with_url) = http::Response::builder().url(url).body(()) {
-            parts.extensions.extend(with_url.into_parts().0.extensions);
-        }
-        let response = reqwest::Response::from(http::Response::from_parts(parts, body));
+        let (parts, body) = response.into_parts();
+        let body = reqwest::Body::wrap(WatchedBody::new(
+            body,
+            deadline,
+            self.limits.read_timeout,
+            body_error,
+        ));
+        let response = crate::limits::answer_at(url, parts, body);
         match crate::limits::unfollowed_redirect(&response) {
             Some(refused) => Err(Error::Redirect(refused)),
             None => Ok(response),
@@ -560,74 +554,22 @@ impl AsyncWrite for TlsConn {
     }
 }
 
+/// A broken body as an I/O error: `InvalidData` for TLS, `ConnectionAborted`
+/// for the rest.
+fn body_error(e: hyper::Error) -> io::Error {
+    let kind = if has_tls_error(&e) {
+        io::ErrorKind::InvalidData
+    } else {
+        io::ErrorKind::ConnectionAborted
+    };
+    io::Error::new(kind, e)
+}
+
 /// The earlier of two optional limits.
 fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-/// A response body that fails once the request's deadline has passed, or
-/// when the server stays silent longer than the read timeout.
-struct DeadlineBody {
-    inner: Incoming,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The read timeout, and the sleep that a frame's arrival resets.
-    silence: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
-}
-
-impl http_body::Body for DeadlineBody {
-    type Data = bytes::Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
-            if let Some((after, sleep)) = self.silence.as_mut() {
-                if let Some(next) = tokio::time::Instant::now().checked_add(*after) {
-                    sleep.as_mut().reset(next);
-                }
-            }
-            return Poll::Ready(frame.map(|f| {
-                f.map_err(|e| {
-                    let kind = if has_tls_error(&e) {
-                        io::ErrorKind::InvalidData
-                    } else {
-                        io::ErrorKind::ConnectionAborted
-                    };
-                    io::Error::new(kind, e)
-                })
-            }));
-        }
-        if let Some(sleep) = self.deadline.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Some(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the response body did not arrive before the request timeout",
-                ))));
-            }
-        }
-        if let Some((after, sleep)) = self.silence.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
-                let after = *after;
-                return Poll::Ready(Some(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the server sent nothing for {after:?} while the answer was read"),
-                ))));
-            }
-        }
-        Poll::Pending
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -452,15 +452,12 @@ impl Session {
         })
     }
 
-    /// Sends `request`, waiting for its answer's head no longer than
-    /// [`Limits::answer_timeout`].
-    async fn execute_within_limits(&self, request: reqwest::Request) -> Result<reqwest::Response> {
-        let sent = self.http.execute(request);
-        self.limits
-            .head(|| self.host.clone(), async {
-                sent.await.map_err(Error::from_reqwest)
-            })
-            .await
+    /// Sends `request` within the [`Limits`] (see [`limits::send_within`]).
+    fn execute_within_limits(
+        &self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send + '_ {
+        limits::send_within(&self.http, &self.limits, &self.host, request)
     }
 }
 
@@ -588,6 +585,11 @@ impl SafeguardClient {
     /// What the client accepts from the appliance.
     pub fn limits(&self) -> &Limits {
         &self.session.limits
+    }
+
+    #[cfg(test)]
+    pub(crate) fn session_for_probe(&self) -> Arc<Session> {
+        self.session.clone()
     }
 
     pub(crate) fn tls_options(&self) -> &TlsOptions {

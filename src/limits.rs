@@ -12,8 +12,8 @@
 //! | limit | default | what it ends |
 //! |---|---|---|
 //! | [`connect_timeout`](Limits::connect_timeout) | 30 s | a host that does not accept the connection or finish the TLS handshake |
-//! | [`answer_timeout`](Limits::answer_timeout) | 5 min | an answer whose status and headers do not arrive (endless `1xx`, trickled headers), and a body read into memory that does not arrive in full |
-//! | [`read_timeout`](Limits::read_timeout) | 60 s | silence while reading, streams and downloads included (a long download that keeps arriving is never cut) |
+//! | [`answer_timeout`](Limits::answer_timeout) | 5 min | a call whose answer is read into memory and has not arrived in full (no answer, endless `1xx`, trickled headers or body); for a stream or download, its status and headers not arriving |
+//! | [`read_timeout`](Limits::read_timeout) | 60 s | silence while a stream or download is read (one that keeps arriving is never cut, however long) |
 //! | [`max_answer_bytes`](Limits::max_answer_bytes) | 128 MiB | a body read into memory larger than this ([`Error::TooLarge`]); streams are never held |
 //! | [`max_error_bytes`](Limits::max_error_bytes) | 64 KiB | the part of an error answer kept; the rest is never read |
 //! | [`max_pages`](Limits::max_pages) | none | a listing longer than this many pages ([`Error::Paging`]); a page repeated by the server always ends the listing |
@@ -29,9 +29,14 @@
 //! [`SafeguardClient`]: crate::SafeguardClient
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::Either;
+use futures::TryFutureExt;
 use reqwest::StatusCode;
 use safeguard_api::answer::{read_bounded, read_prefix, AnswerLimits, ReadError, ReadFailure};
 
@@ -67,10 +72,11 @@ pub enum RedirectPolicy {
 pub struct Limits {
     /// Opening a connection, TLS handshake included.
     pub connect_timeout: Option<Duration>,
-    /// From sending a request to its status and headers; and again for a
-    /// body read into memory to arrive in full.
+    /// From sending a request to the end of its answer, for a call whose
+    /// answer is read into memory; to its status and headers for a stream
+    /// or download.
     pub answer_timeout: Option<Duration>,
-    /// The longest silence while an answer is read, streams included.
+    /// The longest silence while a stream or download is read.
     pub read_timeout: Option<Duration>,
     /// The largest body read into memory.
     pub max_answer_bytes: u64,
@@ -171,31 +177,213 @@ impl Limits {
         if let Some(t) = self.connect_timeout {
             builder = builder.connect_timeout(t);
         }
-        if let Some(t) = self.read_timeout {
-            builder = builder.read_timeout(t);
-        }
+        // No reqwest read timeout (a timer reset at every read of every
+        // call): the answer timeout bounds an answer read into memory as a
+        // whole, and streamed bodies are watched for silence
+        // ([`WatchedBody`]).
         builder
     }
 
     /// Waits for `answer` (a request's status and headers) within
     /// [`answer_timeout`](Self::answer_timeout); `label` names the request
     /// or the server in the error (made only when needed).
-    pub(crate) async fn head<T>(
-        &self,
-        label: impl FnOnce() -> String,
-        answer: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        match self.answer_timeout {
-            None => answer.await,
-            Some(after) => tokio::time::timeout(after, answer)
-                .await
-                .unwrap_or_else(|_| Err(no_answer(&label(), after))),
+    pub(crate) fn head<T, F, L>(&self, label: L, answer: F) -> Head<F, L>
+    where
+        F: Future<Output = Result<T>>,
+        L: FnOnce() -> String,
+    {
+        Head {
+            answer,
+            timer: self
+                .answer_timeout
+                .map(|after| (Box::pin(tokio::time::sleep(after)), after)),
+            label: Some(label),
         }
     }
 }
 
-fn no_answer(label: &str, after: Duration) -> Error {
-    Error::Timeout(format!("{label}: no answer within {after:?}"))
+pin_project_lite::pin_project! {
+    /// A request's answer, or [`Error::Timeout`] once the answer timeout
+    /// has passed (see [`Limits::head`]).
+    ///
+    /// A future of its own rather than an `async fn` around
+    /// `tokio::time::timeout`: the timer is boxed and the request is not
+    /// kept twice, so that every call's future (boxed itself for the
+    /// generated clients) stays small enough for the allocator's fastest
+    /// caches.
+    pub(crate) struct Head<F, L> {
+        #[pin]
+        answer: F,
+        timer: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
+        label: Option<L>,
+    }
+}
+
+impl<T, F, L> Future for Head<F, L>
+where
+    F: Future<Output = Result<T>>,
+    L: FnOnce() -> String,
+{
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let this = self.project();
+        if let Poll::Ready(answer) = this.answer.poll(cx) {
+            return Poll::Ready(answer);
+        }
+        if let Some((timer, after)) = this.timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                let label = this.label.take().map(|l| l()).unwrap_or_default();
+                return Poll::Ready(Err(Error::Timeout(format!(
+                    "{label}: no answer within {after:?}"
+                ))));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that fails with `TimedOut` once `deadline` has
+    /// passed, or when the server stays silent longer than the read
+    /// timeout while it is read ([`Limits::read_timeout`]).
+    pub(crate) struct WatchedBody<B, E> {
+        #[pin]
+        inner: B,
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        // The read timeout, and the sleep that each frame's arrival resets.
+        silence: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+        map_err: E,
+    }
+}
+
+impl<B, E> WatchedBody<B, E> {
+    /// Watches `inner`; `map_err` turns its errors into I/O errors.
+    pub(crate) fn new(
+        inner: B,
+        deadline: Option<tokio::time::Instant>,
+        read_timeout: Option<Duration>,
+        map_err: E,
+    ) -> Self {
+        Self {
+            inner,
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            silence: read_timeout.map(|t| (t, Box::pin(tokio::time::sleep(t)))),
+            map_err,
+        }
+    }
+}
+
+impl<B, E> http_body::Body for WatchedBody<B, E>
+where
+    B: http_body::Body<Data = Bytes>,
+    E: Fn(B::Error) -> std::io::Error,
+{
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let this = self.project();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            if let Some((after, sleep)) = this.silence.as_mut() {
+                if let Some(next) = tokio::time::Instant::now().checked_add(*after) {
+                    sleep.as_mut().reset(next);
+                }
+            }
+            return Poll::Ready(frame.map(|f| f.map_err(&*this.map_err)));
+        }
+        let timed_out = |message: String| {
+            Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                message,
+            ))))
+        };
+        if let Some(sleep) = this.deadline.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return timed_out("the answer did not arrive before the request's timeout".into());
+            }
+        }
+        if let Some((after, sleep)) = this.silence.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return timed_out(format!(
+                    "the server sent nothing for {after:?} while the answer was read"
+                ));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Sends `request` with `http` within `limits`; `server` names the server
+/// in a timeout.
+///
+/// A request with a timeout of its own (a call whose body is read into
+/// memory: its whole answer within the answer timeout) is bounded by
+/// reqwest, which keeps the timer with the request. Any other (a stream, a
+/// download, a generic call whose body is read later) waits for its head no
+/// longer than the answer timeout, and its body is watched for silences
+/// longer than the read timeout; that path is boxed, so that the future of
+/// every call stays as small as reqwest's own.
+pub(crate) fn send_within<'a>(
+    http: &reqwest::Client,
+    limits: &'a Limits,
+    server: &'a str,
+    request: reqwest::Request,
+) -> impl Future<Output = Result<reqwest::Response>> + Send + 'a {
+    let bounded = request.timeout().is_some();
+    let sent = http.execute(request).map_err(Error::from_reqwest);
+    if bounded || (limits.answer_timeout.is_none() && limits.read_timeout.is_none()) {
+        return Either::Left(sent);
+    }
+    let watched: safeguard_api::BoxFuture<'a, _> = Box::pin(async move {
+        let response = limits.head(|| server.to_owned(), sent).await?;
+        Ok(watch_silence(response, limits.read_timeout))
+    });
+    Either::Right(watched)
+}
+
+/// `response` with its body watched for silences longer than `read_timeout`.
+pub(crate) fn watch_silence(
+    response: reqwest::Response,
+    read_timeout: Option<Duration>,
+) -> reqwest::Response {
+    let Some(after) = read_timeout else {
+        return response;
+    };
+    let url = response.url().clone();
+    let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+    let body = reqwest::Body::wrap(WatchedBody::new(
+        body,
+        None,
+        Some(after),
+        std::io::Error::other,
+    ));
+    answer_at(url, parts, body)
+}
+
+/// A reqwest response from its parts, keeping the URL it answers (which
+/// reqwest reads from the parts' extensions).
+pub(crate) fn answer_at(
+    url: url::Url,
+    mut parts: http::response::Parts,
+    body: reqwest::Body,
+) -> reqwest::Response {
+    use reqwest::ResponseBuilderExt;
+    if let Ok(with_url) = http::Response::builder().url(url).body(()) {
+        parts.extensions.extend(with_url.into_parts().0.extensions);
+    }
+    reqwest::Response::from(http::Response::from_parts(parts, body))
 }
 
 /// A redirect that was not followed.

@@ -37,13 +37,11 @@ pub(crate) trait Execute: Send + Sync + 'static {
 struct Anonymous(reqwest::Client, Limits);
 
 impl Execute for Anonymous {
-    async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response> {
-        let sent = self.0.execute(request);
-        self.1
-            .head(|| "the server".to_owned(), async {
-                sent.await.map_err(Error::from_reqwest)
-            })
-            .await
+    fn execute(
+        &self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send {
+        crate::limits::send_within(&self.0, &self.1, "the server", request)
     }
 
     fn limits(&self) -> &Limits {
@@ -223,5 +221,21 @@ mod tests {
         let response = answer.expect("carried as an answer");
         assert_eq!(response.status().as_u16(), 599);
         assert!(response.extensions().get::<CarriedError>().is_some());
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[tokio::test]
+    async fn print_sizes() {
+        use safeguard_api::Exec;
+        let client = crate::SafeguardClient::builder("sg.example")
+            .build()
+            .unwrap();
+        let fg = super::ForGenerated(client.session_for_probe());
+        let request = reqwest::Request::new(
+            reqwest::Method::GET,
+            "https://sg.example/x".parse().unwrap(),
+        );
+        eprintln!("SIZES boxed={}", std::mem::size_of_val(&*fg.exec(request)));
     }
 }

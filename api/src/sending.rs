@@ -8,17 +8,27 @@
 use progenitor_client::{ByteStream, Error, ResponseValue};
 use serde::de::DeserializeOwned;
 
-use crate::answer::{read_bounded, ReadError};
+use crate::answer::{read_bounded, AnswerLimits, ReadError};
 use crate::Inner;
 
 /// Sends `request` (or returns its building error) and keeps the answer if
 /// its status is one of `ok`.
+///
+/// A `timeout` bounds the whole answer, body included: the operations whose
+/// body is read into memory pass the [`Exec`](crate::Exec)'s answer timeout
+/// (reqwest keeps its timer with the request, so the call's future does not
+/// grow); streamed ones pass `None`, and the executor bounds their head.
 async fn answer<E>(
     inner: &Inner,
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
+    timeout: Option<std::time::Duration>,
 ) -> Result<reqwest::Response, Error<E>> {
-    let response = inner.exec(request?).await?;
+    let mut request = request?;
+    if request.timeout().is_none() {
+        *request.timeout_mut() = timeout;
+    }
+    let response = inner.exec(request).await?;
     if ok.contains(&response.status().as_u16()) {
         Ok(response)
     } else {
@@ -38,8 +48,14 @@ pub async fn json<T: DeserializeOwned, E>(
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
 ) -> Result<ResponseValue<T>, Error<E>> {
-    let mut response = answer(inner, request, ok).await?;
-    let body = match read_bounded(&mut response, inner.answer_limits()).await {
+    let limits = inner.answer_limits();
+    let mut response = answer(inner, request, ok, limits.timeout).await?;
+    // The request's own timeout covers the body: no second timer.
+    let body_limits = AnswerLimits {
+        timeout: None,
+        ..limits
+    };
+    let body = match read_bounded(&mut response, body_limits).await {
         Ok(body) => body,
         Err(ReadError::Body(e)) => return Err(Error::ResponseBodyError(e)),
         // progenitor's error has no variant for a refused body: the answer
@@ -61,7 +77,8 @@ pub async fn empty<E>(
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
 ) -> Result<ResponseValue<()>, Error<E>> {
-    let mut response = answer(inner, request, ok).await?;
+    let timeout = inner.answer_limits().timeout;
+    let mut response = answer(inner, request, ok, timeout).await?;
     let (status, headers) = head(&mut response);
     Ok(ResponseValue::new((), status, headers))
 }
@@ -72,7 +89,7 @@ pub async fn stream<E>(
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
 ) -> Result<ResponseValue<ByteStream>, Error<E>> {
-    let mut response = answer(inner, request, ok).await?;
+    let mut response = answer(inner, request, ok, None).await?;
     let (status, headers) = head(&mut response);
     let bytes = ByteStream::new(Box::pin(response.bytes_stream()));
     Ok(ResponseValue::new(bytes, status, headers))
