@@ -587,11 +587,6 @@ impl SafeguardClient {
         &self.session.limits
     }
 
-    #[cfg(test)]
-    pub(crate) fn session_for_probe(&self) -> Arc<Session> {
-        self.session.clone()
-    }
-
     pub(crate) fn tls_options(&self) -> &TlsOptions {
         &self.session.tls
     }

@@ -223,19 +223,3 @@ mod tests {
         assert!(response.extensions().get::<CarriedError>().is_some());
     }
 }
-#[cfg(test)]
-mod size_probe {
-    #[tokio::test]
-    async fn print_sizes() {
-        use safeguard_api::Exec;
-        let client = crate::SafeguardClient::builder("sg.example")
-            .build()
-            .unwrap();
-        let fg = super::ForGenerated(client.session_for_probe());
-        let request = reqwest::Request::new(
-            reqwest::Method::GET,
-            "https://sg.example/x".parse().unwrap(),
-        );
-        eprintln!("SIZES boxed={}", std::mem::size_of_val(&*fg.exec(request)));
-    }
-}
