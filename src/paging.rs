@@ -77,7 +77,7 @@ impl fmt::Display for PagingError {
 /// What identifies a page's items: their `Id`s, or `None` when some item
 /// has none (a `fields=` selection without `Id`), which no repetition check
 /// can judge.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PageIds(Option<u64>);
 
 impl PageIds {
@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
-    #[derive(Serialize)]
+    #[derive(Debug, Serialize)]
     struct Item {
         #[serde(rename = "Id")]
         id: u32,
