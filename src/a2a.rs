@@ -958,7 +958,7 @@ mod tests {
     use super::*;
 
     fn api_error(status: u16, body: &str) -> Error {
-        Error::from_api(ApiError::from_parts(
+        Error::from_api(crate::error::ApiError::from_parts(
             StatusCode::from_u16(status).unwrap(),
             "GET /service/a2a/v4/Credentials".into(),
             Bytes::from(body.to_owned()),
