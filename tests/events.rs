@@ -230,6 +230,38 @@ async fn a_wrong_token_is_an_authentication_error() {
     assert!(listener.last_error().is_some());
 }
 
+/// A server that accepts TCP connections and never says a word cannot hang
+/// `start()`: the client's limits end it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_accepts_and_says_nothing_cannot_hang_start() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    let client = safeguard_sdk::SafeguardClient::builder(addr.to_string())
+        .auth(TokenAuth::new("any"))
+        .limits(
+            safeguard_sdk::limits::Limits::default()
+                .connect_timeout(Some(Duration::from_millis(300)))
+                .answer_timeout(Some(Duration::from_millis(300))),
+        )
+        .build()
+        .expect("client builds");
+    let listener = client
+        .event_listener()
+        .with_options(ListenerOptions::default().connect_timeout(Duration::from_secs(600)));
+    let result = tokio::time::timeout(Duration::from_secs(30), listener.start())
+        .await
+        .expect("start() ends");
+    assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
+    assert_eq!(listener.state(), ListenerState::Stopped);
+    holder.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_listener_survives_100_drops_in_a_row() {
     let emu = common::emulator().await;

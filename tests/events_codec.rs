@@ -172,6 +172,11 @@ fn run_all(cases: u32) {
                     prop_assert_eq!(records.len(), messages.len());
                     for (r, m) in records.iter().zip(&messages) {
                         let parsed = Message::parse(r).unwrap();
+                        // Any JSON arguments give events without a panic.
+                        if let Message::Invocation { arguments, .. } = &parsed {
+                            let events = Event::from_invocation("NotifyEventAsync", arguments);
+                            prop_assert!(events.len() <= arguments.len());
+                        }
                         // JSON numbers may not round-trip bit for bit (floats).
                         if let (
                             Message::Invocation { target: a, .. },

@@ -105,6 +105,10 @@ mod hub {
             // API keys and the certificate do not expire: nothing to renew.
             Box::pin(async { Ok(()) })
         }
+
+        fn limits(&self) -> crate::limits::Limits {
+            *self.transport.limits()
+        }
     }
 
     impl A2aContext {

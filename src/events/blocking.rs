@@ -1,6 +1,6 @@
 //! A persistent event listener for programs without an async runtime: it
 //! runs on its own thread (with its own small runtime); handlers are called
-//! on that thread.
+//! on a handler thread of that runtime, never on the caller's.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -76,7 +76,7 @@ impl BlockingEventListener {
         &self.listener
     }
 
-    /// Calls `handler` (on the listener's thread) for every event called
+    /// Calls `handler` (on the listener's handler thread) for every event called
     /// `event_name`, any case. See [`PersistentEventListener::on`].
     pub fn on<F, R>(&self, event_name: &str, handler: F) -> HandlerId
     where

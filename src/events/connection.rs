@@ -13,16 +13,18 @@ use futures::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode};
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 
+use super::listener::EventSender;
 use super::signalr::{self, FrameReader, Message, NegotiateResponse};
 use super::{Event, EventsError, ListenerOptions};
 use crate::error::ApiError;
+use crate::limits::Limits;
 use crate::{Error, Result, SafeguardClient};
 
 /// A byte stream a websocket can run on (TLS over TCP, in practice).
@@ -50,6 +52,8 @@ pub(crate) trait HubConnector: Send + Sync + 'static {
     fn open(&self) -> BoxFuture<'_, Result<BoxIo>>;
     /// Signs in again (after a 401). A no-op where there is no token.
     fn reauthenticate(&self) -> BoxFuture<'_, Result<()>>;
+    /// The owner's limits: `connect_timeout` bounds opening the websocket.
+    fn limits(&self) -> Limits;
 }
 
 /// The user hub over the client's bearer token and rustls settings.
@@ -143,6 +147,10 @@ impl HubConnector for UserHub {
     fn reauthenticate(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.client.refresh())
     }
+
+    fn limits(&self) -> Limits {
+        *self.client.limits()
+    }
 }
 
 /// `name[:port]` or `[v6][:port]` into the name (without brackets) and the
@@ -229,6 +237,26 @@ async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Res
     request
         .headers_mut()
         .insert(http::header::AUTHORIZATION, authorization);
+    let opening = open_websocket(hub, request, options);
+    match hub.limits().connect_timeout {
+        None => opening.await,
+        Some(limit) => match tokio::time::timeout(limit, opening).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(format!(
+                "opening the websocket of the event hub {path} (TCP, TLS, upgrade and \
+                 handshake) took longer than {limit:?} (Limits::connect_timeout)"
+            ))),
+        },
+    }
+}
+
+/// TCP and TLS, the websocket upgrade, then the SignalR handshake.
+async fn open_websocket(
+    hub: &dyn HubConnector,
+    request: http::Request<()>,
+    options: &ListenerOptions,
+) -> Result<Connection> {
+    let path = hub.hub_path();
     let io = hub.open().await?;
     let limit = options.max_record_size.max(1024);
     let config = WebSocketConfig::default()
@@ -288,26 +316,29 @@ impl Connection {
     /// is dropped), passing events to `events`, pinging every
     /// `ping_interval` and declaring the connection dead after
     /// `server_timeout` of silence.
+    ///
+    /// It never waits for the handlers: `events` drops what does not fit
+    /// (see [`queue`](super::queue)), so the connection keeps reading and
+    /// pinging however slow they are.
     pub(crate) async fn run(
         mut self,
         options: &ListenerOptions,
-        events: &mpsc::Sender<Event>,
+        events: &EventSender,
         stop: &mut watch::Receiver<bool>,
     ) -> End {
         for record in std::mem::take(&mut self.pending) {
-            if let Err(e) = handle_record(&record, events).await {
+            if let Err(e) = handle_record(&record, events) {
                 return End::Failed(e);
             }
         }
         let ping_frame = Message::Ping.encode();
+        let ping_interval = options.ping_interval.max(Duration::from_millis(1));
         let mut last_heard = Instant::now();
-        let mut ping = tokio::time::interval_at(
-            Instant::now() + options.ping_interval,
-            options.ping_interval,
-        );
+        let mut ping =
+            tokio::time::interval_at(later(Instant::now(), ping_interval), ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let dead_at = last_heard + options.server_timeout;
+            let dead_at = later(last_heard, options.server_timeout);
             tokio::select! {
                 biased;
                 _ = stopped(stop) => {
@@ -330,14 +361,26 @@ impl Connection {
                         Err(e) => return End::Failed(e.into()),
                     };
                     for record in records {
-                        if let Err(e) = handle_record(&record, events).await {
+                        if let Err(e) = handle_record(&record, events) {
                             return End::Failed(e);
                         }
                     }
                 }
                 _ = ping.tick() => {
-                    if let Err(e) = self.ws.send(WsMessage::binary(ping_frame.clone())).await {
-                        return End::Failed(ws_error(e));
+                    // A hub that stops reading cannot hold the loop: the
+                    // send is bounded like the silence.
+                    let sent = tokio::time::timeout_at(
+                        dead_at,
+                        self.ws.send(WsMessage::binary(ping_frame.clone())),
+                    );
+                    match sent.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return End::Failed(ws_error(e)),
+                        Err(_) => {
+                            return End::Failed(
+                                EventsError::ServerTimeout(options.server_timeout).into(),
+                            )
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(dead_at) => {
@@ -363,13 +406,20 @@ impl Connection {
     }
 }
 
+/// `at + after`, or a far future when that does not fit in an `Instant`.
+fn later(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after)
+        .unwrap_or_else(|| at + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// Resolves when `stop` turns true or its sender is dropped.
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Parses one record; events go to `events`; a close message ends the connection.
-async fn handle_record(record: &[u8], events: &mpsc::Sender<Event>) -> Result<()> {
+/// Parses one record; events go to `events` (dropped there when its queue
+/// is full); a close message ends the connection.
+fn handle_record(record: &[u8], events: &EventSender) -> Result<()> {
     match Message::parse(record) {
         Ok(Message::Invocation {
             target, arguments, ..
@@ -379,8 +429,10 @@ async fn handle_record(record: &[u8], events: &mpsc::Sender<Event>) -> Result<()
                 tracing::debug!(%target, "ignoring an invocation without events");
             }
             for event in found {
-                // A closed channel means the listener is going away.
-                let _ = events.send(event).await;
+                // Full: counted and reported by the queue. Closed: the
+                // listener is going away.
+                let size = event.approx_size();
+                let _ = events.push((event, size), size);
             }
             Ok(())
         }
@@ -404,6 +456,206 @@ async fn handle_record(record: &[u8], events: &mpsc::Sender<Event>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::listener::{EventListener, DISPATCH_QUEUE};
+    use crate::events::{queue, Lagged, ListenerState};
+    use proptest::prelude::*;
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicU64;
+    use tokio::net::TcpListener;
+
+    /// A hub at `addr` whose negotiate answers at once; the websocket goes
+    /// over plain TCP to `addr`.
+    struct FakeHub {
+        host: String,
+        limits: Limits,
+    }
+
+    impl HubConnector for FakeHub {
+        fn host(&self) -> &str {
+            &self.host
+        }
+        fn hub_path(&self) -> &'static str {
+            super::super::USER_HUB_PATH
+        }
+        fn authorization(&self) -> BoxFuture<'_, Result<HeaderValue>> {
+            Box::pin(async { Ok(HeaderValue::from_static("Bearer x")) })
+        }
+        fn negotiate(
+            &self,
+            _: String,
+            _: HeaderValue,
+        ) -> BoxFuture<'_, Result<(StatusCode, Bytes)>> {
+            Box::pin(async {
+                Ok((
+                    StatusCode::OK,
+                    Bytes::from_static(br#"{"negotiateVersion":1,"connectionToken":"t"}"#),
+                ))
+            })
+        }
+        fn open(&self) -> BoxFuture<'_, Result<BoxIo>> {
+            Box::pin(async move {
+                let (name, port) = split_host(&self.host);
+                let tcp = tokio::net::TcpStream::connect((name.as_str(), port))
+                    .await
+                    .map_err(|e| EventsError::Connect(e.to_string()))?;
+                Ok(Box::new(tcp) as BoxIo)
+            })
+        }
+        fn reauthenticate(&self) -> BoxFuture<'_, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn limits(&self) -> Limits {
+            self.limits
+        }
+    }
+
+    /// A server that accepts connections and, when `upgrade`, completes the
+    /// websocket upgrade; then it says nothing, ever.
+    async fn silent_server(upgrade: bool) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                if upgrade {
+                    if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                        held.push(tokio::spawn(async move {
+                            let _ws = ws;
+                            std::future::pending::<()>().await
+                        }));
+                    }
+                } else {
+                    held.push(tokio::spawn(async move {
+                        let _tcp = tcp;
+                        std::future::pending::<()>().await
+                    }));
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_silent_hub_cannot_hang_start_past_the_connect_limit() {
+        for upgrade in [false, true] {
+            let addr = silent_server(upgrade).await;
+            let hub = FakeHub {
+                host: addr.to_string(),
+                limits: Limits::default().connect_timeout(Some(Duration::from_millis(300))),
+            };
+            // The listener's own limit is far: only the client's limit can end it.
+            let listener = EventListener::with_connector(hub)
+                .with_options(ListenerOptions::default().connect_timeout(Duration::from_secs(600)));
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(Duration::from_secs(30), listener.start())
+                .await
+                .unwrap_or_else(|_| panic!("upgrade={upgrade}: start() hung"));
+            match result {
+                Err(Error::Timeout(m)) => {
+                    assert!(m.contains("websocket") && m.contains("300ms"), "{m}")
+                }
+                other => panic!("upgrade={upgrade}: expected a timeout, got {other:?}"),
+            }
+            assert!(started.elapsed() >= Duration::from_millis(300));
+            assert_eq!(listener.state(), ListenerState::Stopped);
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_connect_limit_the_listener_limit_still_holds() {
+        let addr = silent_server(true).await;
+        let hub = FakeHub {
+            host: addr.to_string(),
+            limits: Limits::default().without_timeouts(),
+        };
+        let options = ListenerOptions::default().connect_timeout(Duration::from_millis(300));
+        let result = tokio::time::timeout(Duration::from_secs(30), connect(&hub, &options))
+            .await
+            .expect("connect() hung");
+        match result {
+            Err(Error::Timeout(m)) => assert!(m.contains("event hub"), "{m}"),
+            Err(other) => panic!("expected a timeout, got {other:?}"),
+            Ok(_) => panic!("a silent hub answered the handshake"),
+        }
+    }
+
+    /// Bytes that look like SignalR traffic: event invocations (some big),
+    /// close messages, separators, junk.
+    fn hub_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"{\"type\":1,\"target\":\"NotifyEventAsync\",\"arguments\":[".to_vec()),
+            Just(b"{\"Name\":\"UserCreated\",\"Data\":{\"EventName\":\"X\"}}".to_vec()),
+            Just(b"{\"Name\":12,\"Data\":{\"EventName\":\"AssetCreated\"}},".to_vec()),
+            (0usize..3000).prop_map(|n| format!(
+                "{{\"Name\":\"Big\",\"Data\":{{\"B\":\"{}\"}}}}",
+                "x".repeat(n)
+            )
+            .into_bytes()),
+            Just(b"\"{\\\"Name\\\":\\\"InString\\\"}\"".to_vec()),
+            Just(b"]}\x1e".to_vec()),
+            Just(b"{\"type\":7,\"error\":{\"x\":[1]},\"allowReconnect\":\"yes\"}\x1e".to_vec()),
+            Just(b"{\"type\":6}\x1e".to_vec()),
+            Just(vec![signalr::RECORD_SEPARATOR]),
+            prop::collection::vec(any::<u8>(), 0..16),
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever the hub sends, split anyhow: no panic, the queue before
+        /// the handlers stays within its bounds, and every event is either
+        /// queued or counted as dropped.
+        #[test]
+        fn hub_traffic_never_panics_and_the_queue_stays_bounded(
+            data in hub_bytes(),
+            cuts in prop::collection::vec(any::<usize>(), 0..6),
+            budget in 0usize..20_000,
+        ) {
+            let dropped = Arc::new(AtomicU64::new(0));
+            let (tx, mut rx) = queue::bounded(DISPATCH_QUEUE, budget, dropped.clone(), "test");
+            let mut reader = FrameReader::new(4096);
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+            points.sort_unstable();
+            points.push(data.len());
+            let mut start = 0;
+            let mut largest = 0usize;
+            let mut closed = false;
+            for p in points {
+                let Ok(records) = reader.push(&data[start..p.max(start)]) else { break };
+                start = p.max(start);
+                for record in records {
+                    if let Ok(Message::Invocation { target, arguments, .. }) = Message::parse(&record) {
+                        for e in Event::from_invocation(&target, &arguments) {
+                            largest = largest.max(e.approx_size());
+                        }
+                    }
+                    if handle_record(&record, &tx).is_err() {
+                        closed = true;
+                    }
+                    let (_, bytes) = rx.queued();
+                    prop_assert!(bytes <= budget.max(largest), "{} > {}", bytes, budget);
+                }
+                if closed {
+                    break;
+                }
+            }
+            drop(tx);
+            let mut got = 0u64;
+            let mut lost = 0u64;
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            while let std::task::Poll::Ready(Some(item)) = rx.poll_recv(&mut cx) {
+                match item {
+                    Ok(_) => got += 1,
+                    Err(Lagged(n)) => lost += n,
+                }
+            }
+            prop_assert_eq!(lost, dropped.load(std::sync::atomic::Ordering::Relaxed));
+            prop_assert!(got > 0 || lost == 0, "an empty queue accepts any event");
+        }
+    }
 
     #[test]
     fn hosts_split_into_name_and_port() {

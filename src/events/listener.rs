@@ -1,22 +1,29 @@
 //! [`EventListener`]: one connection to an event hub.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::connection::{self, End, HubConnector};
+use super::queue;
 use super::registry::{Registry, StateReporter};
 use super::{
-    Event, EventStream, EventsError, HandlerId, HandlerOutcome, ListenerOptions, ListenerState,
-    StateChange,
+    Event, EventStream, EventsError, HandlerId, HandlerOutcome, Lagged, ListenerOptions,
+    ListenerState, StateChange,
 };
 use crate::{Error, Result};
 
-/// Capacity of the channel between the connection and the handlers.
+/// Events the queue between the connection and the handlers holds at most
+/// (besides [`ListenerOptions::queue_bytes`]).
 pub(crate) const DISPATCH_QUEUE: usize = 8192;
+
+/// The producing side of the queue before the handlers: events with their
+/// [`approx_size`](Event::approx_size).
+pub(crate) type EventSender = queue::Sender<(Event, usize)>;
 
 /// What both listeners share: the hub, the handlers, the state and the options.
 pub(crate) struct Core {
@@ -25,6 +32,8 @@ pub(crate) struct Core {
     pub(crate) state: Arc<StateReporter>,
     pub(crate) options: RwLock<ListenerOptions>,
     pub(crate) last_error: Mutex<Option<Arc<Error>>>,
+    /// Events dropped before the handlers, in all.
+    pub(crate) dropped: Arc<AtomicU64>,
 }
 
 impl Core {
@@ -32,10 +41,11 @@ impl Core {
         let options = ListenerOptions::default();
         Self {
             hub,
-            registry: Arc::new(Registry::new(options.stream_capacity)),
+            registry: Arc::new(Registry::new(options.stream_capacity, options.queue_bytes)),
             state: Arc::new(StateReporter::new()),
             options: RwLock::new(options),
             last_error: Mutex::new(None),
+            dropped: Arc::default(),
         }
     }
 
@@ -47,7 +57,8 @@ impl Core {
     }
 
     pub(crate) fn set_options(&self, options: ListenerOptions) {
-        self.registry.set_stream_capacity(options.stream_capacity);
+        self.registry
+            .set_stream_limits(options.stream_capacity, options.queue_bytes);
         *self.options.write().unwrap_or_else(|p| p.into_inner()) = options;
     }
 
@@ -88,16 +99,35 @@ impl Core {
         tokio::time::timeout(timeout, wait).await.ok().flatten()
     }
 
-    /// Spawns the task that runs the handlers; it ends when every sender is gone.
-    pub(crate) fn spawn_dispatcher(&self) -> (mpsc::Sender<Event>, JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Event>(DISPATCH_QUEUE);
+    /// Starts the thread that runs the handlers and feeds the streams,
+    /// behind a queue bounded by [`DISPATCH_QUEUE`] events and
+    /// `queue_bytes`; it ends when the sender is gone. Handlers run on a
+    /// blocking thread of the runtime, never on its workers: a handler that
+    /// blocks cannot stall the connection (its reads, pings and timers).
+    pub(crate) fn spawn_dispatcher(&self, queue_bytes: usize) -> (EventSender, JoinHandle<()>) {
+        let (tx, mut rx) = queue::bounded(
+            DISPATCH_QUEUE,
+            queue_bytes,
+            self.dropped.clone(),
+            "the event handlers",
+        );
         let registry = self.registry.clone();
-        let task = tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                registry.dispatch(&event);
+        let task = tokio::task::spawn_blocking(move || {
+            while let Some(item) = rx.recv_blocking() {
+                match item {
+                    Ok((event, size)) => registry.dispatch(&event, size),
+                    Err(Lagged(n)) => {
+                        tracing::warn!(lost = n, "events were dropped before the handlers");
+                        registry.lost(n);
+                    }
+                }
             }
         });
         (tx, task)
+    }
+
+    pub(crate) fn dropped_events(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -127,11 +157,14 @@ macro_rules! registration_methods {
     () => {
         /// Calls `handler` for every event called `event_name` (any case).
         /// Several handlers may share a name; they run in registration order
-        /// on the listener's dispatch task, so a slow handler delays the
-        /// next events (the connection keeps reading until 8,192 events
-        /// wait). Do not block for long in a handler; hand long work to a
-        /// task or a thread. A handler returning `Err` or panicking is
-        /// logged and the listener carries on.
+        /// on the listener's handler thread (a blocking thread of the tokio
+        /// runtime, so a handler that blocks does not stall the connection
+        /// or the runtime's other tasks), and a slow handler delays the
+        /// next events: they wait in a queue of at most 8,192 events and
+        /// [`ListenerOptions::queue_bytes`], beyond which arriving events
+        /// are dropped and counted ([`dropped_events`](Self::dropped_events)).
+        /// Hand long work to a task or a thread. A handler returning `Err`
+        /// or panicking is logged and the listener carries on.
         pub fn on<F, R>(&self, event_name: &str, handler: F) -> HandlerId
         where
             F: Fn(&Event) -> R + Send + Sync + 'static,
@@ -157,6 +190,13 @@ macro_rules! registration_methods {
         /// Number of registered handlers.
         pub fn handler_count(&self) -> usize {
             self.core().registry.handler_count()
+        }
+
+        /// Events the handlers never saw because their queue was full (a
+        /// handler too slow for the flow of events), since the listener was
+        /// made. Streams report their own losses ([`EventStream::recv`]).
+        pub fn dropped_events(&self) -> u64 {
+            self.core().dropped_events()
         }
 
         /// Every event from now on as an async stream (see [`EventStream`]).
@@ -297,7 +337,7 @@ impl EventListener {
             }
         };
         self.core.report(ListenerState::Connected, None, None);
-        let (events, dispatcher) = self.core.spawn_dispatcher();
+        let (events, dispatcher) = self.core.spawn_dispatcher(options.queue_bytes);
         let (stop, mut stop_rx) = watch::channel(false);
         let core = self.core.clone();
         let task = tokio::spawn(async move {

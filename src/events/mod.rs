@@ -22,6 +22,27 @@
 //! `tracing` and the listener carries on. Async code can also take events as
 //! a [`Stream`](futures::Stream) with [`EventListener::events`].
 //!
+//! # Memory: bounded queues that drop the newest events
+//!
+//! The connection never waits for the application: it keeps reading (so
+//! pings and the dead-connection timer keep working however slow the
+//! handlers are) and hands events to bounded queues. Events wait in one
+//! queue before the handlers (their thread also feeds the streams) and in one
+//! queue per [`EventStream`]. Each queue holds at most
+//! [`ListenerOptions::queue_bytes`] (default 16 MiB, the approximate
+//! in-memory size of the waiting events) and a number of events (8,192
+//! before the handlers, [`ListenerOptions::stream_capacity`] per stream). A
+//! queue that is full drops the events that arrive (the newest are lost, the
+//! ones already waiting are kept), so a listener holds at most
+//! `queue_bytes` per queue plus the event being handled, whatever the hub
+//! sends and however long a handler stalls. Losses are never silent:
+//!
+//! - handlers: [`EventListener::dropped_events`] counts the events dropped
+//!   before the handlers (and a warning is logged);
+//! - streams: [`EventStream::recv`] yields [`Lagged(n)`](Lagged) in the
+//!   place of the `n` events the stream lost (those dropped before the
+//!   handlers included), and [`EventStream::dropped`] counts them.
+//!
 //! ```no_run
 //! use safeguard_sdk::{auth::PkceAuth, SafeguardClient};
 //! use safeguard_sdk::events::ListenerState;
@@ -53,6 +74,7 @@ pub mod blocking;
 mod connection;
 mod listener;
 mod persistent;
+mod queue;
 mod registry;
 pub mod signalr;
 
@@ -82,6 +104,15 @@ pub struct Event {
 }
 
 impl Event {
+    /// The approximate memory the event holds (what a queue counts against
+    /// [`ListenerOptions::queue_bytes`]).
+    pub(crate) fn approx_size(&self) -> usize {
+        std::mem::size_of::<Event>()
+            + self.name.capacity()
+            + json_heap_size(&self.body)
+            + json_heap_size(&self.raw)
+    }
+
     /// Whether this event has `name`, ignoring case.
     pub fn is(&self, name: &str) -> bool {
         self.name.eq_ignore_ascii_case(name)
@@ -127,6 +158,41 @@ impl Event {
         Some(Event { name, body, raw })
     }
 }
+
+/// The heap memory of a JSON value, approximately: string and array
+/// buffers, map entries with their share of the tree nodes, and some
+/// allocator overhead per allocation. Walks without recursion.
+fn json_heap_size(value: &Value) -> usize {
+    const PER_ALLOCATION: usize = 16;
+    const PER_ENTRY: usize = 2 * (std::mem::size_of::<String>() + std::mem::size_of::<Value>());
+    let mut total = 0usize;
+    let mut todo = vec![value];
+    while let Some(v) = todo.pop() {
+        let here = match v {
+            Value::String(s) => s.capacity() + PER_ALLOCATION,
+            Value::Array(a) => {
+                todo.extend(a.iter());
+                a.capacity() * std::mem::size_of::<Value>() + PER_ALLOCATION
+            }
+            Value::Object(m) => {
+                todo.extend(m.values());
+                m.keys()
+                    .map(|k| k.capacity() + PER_ALLOCATION + PER_ENTRY)
+                    .sum::<usize>()
+                    + PER_ALLOCATION
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        };
+        total = total.saturating_add(here);
+    }
+    total
+}
+
+/// Events lost by a consumer that fell behind: `Lagged(n)` stands in the
+/// place of `n` events that were dropped (see the [module](self) docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("{0} events were dropped because their consumer fell behind")]
+pub struct Lagged(pub u64);
 
 fn is_numeric(s: &str) -> bool {
     let t = s.trim();
@@ -233,14 +299,27 @@ pub struct ListenerOptions {
     /// Silence after which the connection counts as dead (default 30 s).
     pub server_timeout: Duration,
     /// Limit on negotiating, opening the websocket and the handshake
-    /// together (default 30 s).
+    /// together (default 30 s). The websocket part (TCP, TLS, upgrade and
+    /// handshake answer) is also bounded by the client's
+    /// [`Limits::connect_timeout`](crate::limits::Limits::connect_timeout), and the
+    /// negotiate by its other [`Limits`](crate::limits::Limits).
     pub connect_timeout: Duration,
     /// The largest accepted SignalR record (default 1 MiB).
     pub max_record_size: usize,
     /// Events buffered per [`EventStream`] before new ones are dropped
     /// (default 4096).
     pub stream_capacity: usize,
+    /// Bytes of waiting events each queue holds at most: the queue before
+    /// the handlers and the queue of each [`EventStream`] (default
+    /// [`DEFAULT_QUEUE_BYTES`], 16 MiB). Counted as the approximate memory of
+    /// the events; when a queue is full, arriving events are dropped and
+    /// reported (see the [module](self) docs). One event larger than this is
+    /// still queued when its queue is empty.
+    pub queue_bytes: usize,
 }
+
+/// The default [`ListenerOptions::queue_bytes`]: 16 MiB per queue.
+pub const DEFAULT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 impl Default for ListenerOptions {
     fn default() -> Self {
@@ -250,6 +329,7 @@ impl Default for ListenerOptions {
             connect_timeout: Duration::from_secs(30),
             max_record_size: signalr::DEFAULT_MAX_RECORD,
             stream_capacity: 4096,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
         }
     }
 }
@@ -279,26 +359,64 @@ impl ListenerOptions {
         self.stream_capacity = events.max(1);
         self
     }
+
+    /// Sets the bytes each event queue holds at most.
+    pub fn queue_bytes(mut self, bytes: usize) -> Self {
+        self.queue_bytes = bytes;
+        self
+    }
 }
 
 /// Events of a listener as an async [`Stream`](futures::Stream). It ends when
 /// the listener is dropped. A consumer that falls more than
-/// [`ListenerOptions::stream_capacity`] events behind loses the newest ones
-/// (logged); handlers are not affected.
+/// [`ListenerOptions::stream_capacity`] events or
+/// [`ListenerOptions::queue_bytes`] behind loses the newest events; handlers
+/// are not affected. [`recv`](Self::recv) reports the losses in place as
+/// [`Lagged`]; the [`Stream`](futures::Stream) and
+/// [`next_event`](Self::next_event) skip those notices (the losses are
+/// logged and counted by [`dropped`](Self::dropped)).
 pub struct EventStream {
-    rx: tokio::sync::mpsc::Receiver<Event>,
+    rx: queue::Receiver<Event>,
 }
 
 impl fmt::Debug for EventStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventStream").finish_non_exhaustive()
+        f.debug_struct("EventStream")
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
     }
 }
 
 impl EventStream {
-    /// The next event, or `None` once the listener is gone.
+    /// The next event, or `None` once the listener is gone (lost events are
+    /// skipped; see [`recv`](Self::recv)).
     pub async fn next_event(&mut self) -> Option<Event> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// The next event, or `Err(Lagged(n))` where this stream lost `n` events
+    /// (it was full, or the handlers' queue was), or `None` once the
+    /// listener is gone.
+    pub async fn recv(&mut self) -> Option<Result<Event, Lagged>> {
         self.rx.recv().await
+    }
+
+    /// Events this stream has lost since it was made.
+    pub fn dropped(&self) -> u64 {
+        self.rx.dropped()
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        loop {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Err(Lagged(n)))) => {
+                    tracing::warn!(lost = n, "an event stream fell behind and lost events");
+                }
+                Poll::Ready(Some(Ok(e))) => return Poll::Ready(Some(e)),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -306,7 +424,7 @@ impl futures::Stream for EventStream {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
+        self.poll_event(cx)
     }
 }
 
@@ -375,6 +493,21 @@ mod tests {
             .stream_capacity(0);
         assert!(o.ping_interval > Duration::ZERO && o.server_timeout > Duration::ZERO);
         assert_eq!(o.stream_capacity, 1);
+        assert_eq!(o.queue_bytes, 16 * 1024 * 1024);
+    }
+
+    #[test]
+    fn event_sizes_follow_their_memory() {
+        let small = Event::from_argument(&json!({"Name": "A", "Data": {"X": 1}})).unwrap();
+        let blob = "x".repeat(100_000);
+        let big = Event::from_argument(&json!({"Name": "A", "Data": {"Blob": blob}})).unwrap();
+        assert!(small.approx_size() < 2_000, "{}", small.approx_size());
+        // The body and the raw argument each hold the blob.
+        assert!(big.approx_size() >= 200_000, "{}", big.approx_size());
+        assert!(big.approx_size() < 202_000, "{}", big.approx_size());
+        let nested = (0..100).fold(json!(1), |v, _| json!([v, {"k": "v"}]));
+        let deep = Event::from_argument(&json!({"Name": "A", "Data": nested})).unwrap();
+        assert!(deep.approx_size() > 100 * std::mem::size_of::<Value>());
     }
 
     #[test]

@@ -258,7 +258,7 @@ fn is_unauthorized(e: &Error) -> bool {
 
 /// The reconnect loop.
 async fn supervise(core: Arc<Core>, policy: ReconnectPolicy, mut stop: watch::Receiver<bool>) {
-    let (events, dispatcher) = core.spawn_dispatcher();
+    let (events, dispatcher) = core.spawn_dispatcher(core.options().queue_bytes);
     let mut backoff = Backoff::new(policy);
     let mut reauth_first = false;
     core.report(ListenerState::Connecting, None, None);

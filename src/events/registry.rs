@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
+use super::queue::{self, Push};
 use super::{Event, EventStream, HandlerId, HandlerOutcome, ListenerState, StateChange};
 
 type HandlerFn = Arc<dyn Fn(&Event) -> Result<(), String> + Send + Sync>;
@@ -24,23 +25,27 @@ struct Entry {
 pub(crate) struct Registry {
     next_id: AtomicU64,
     handlers: RwLock<Vec<Entry>>,
-    streams: Mutex<Vec<mpsc::Sender<Event>>>,
+    streams: Mutex<Vec<queue::Sender<Event>>>,
     stream_capacity: AtomicU64,
+    stream_bytes: AtomicU64,
 }
 
 impl Registry {
-    pub(crate) fn new(stream_capacity: usize) -> Self {
+    pub(crate) fn new(stream_capacity: usize, stream_bytes: usize) -> Self {
         Self {
             next_id: AtomicU64::new(1),
             handlers: RwLock::new(Vec::new()),
             streams: Mutex::new(Vec::new()),
             stream_capacity: AtomicU64::new(stream_capacity as u64),
+            stream_bytes: AtomicU64::new(stream_bytes as u64),
         }
     }
 
-    pub(crate) fn set_stream_capacity(&self, capacity: usize) {
+    /// The bounds of the streams made from now on.
+    pub(crate) fn set_stream_limits(&self, capacity: usize, bytes: usize) {
         self.stream_capacity
             .store(capacity.max(1) as u64, Ordering::Relaxed);
+        self.stream_bytes.store(bytes as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn add<F, R>(&self, name: Option<&str>, handler: F) -> HandlerId
@@ -70,15 +75,29 @@ impl Registry {
     }
 
     pub(crate) fn stream(&self) -> EventStream {
-        let capacity = self.stream_capacity.load(Ordering::Relaxed).max(1) as usize;
-        let (tx, rx) = mpsc::channel(capacity);
+        let capacity = usize::try_from(self.stream_capacity.load(Ordering::Relaxed))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let bytes =
+            usize::try_from(self.stream_bytes.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let (tx, rx) = queue::bounded(capacity, bytes, Arc::default(), "an event stream");
         lock(&self.streams).push(tx);
         EventStream { rx }
     }
 
+    /// Tells every stream that `n` events were lost before the handlers.
+    pub(crate) fn lost(&self, n: u64) {
+        let mut streams = lock(&self.streams);
+        streams.retain(|tx| {
+            tx.add_lag(n);
+            !tx.is_closed()
+        });
+    }
+
     /// Runs every matching handler (a failing or panicking one is logged and
-    /// the others still run), then feeds the streams.
-    pub(crate) fn dispatch(&self, event: &Event) {
+    /// the others still run), then feeds the streams (`size` is the event's
+    /// [`approx_size`](Event::approx_size)).
+    pub(crate) fn dispatch(&self, event: &Event, size: usize) {
         let matching: Vec<HandlerFn> = read(&self.handlers)
             .iter()
             .filter(|e| {
@@ -102,14 +121,7 @@ impl Registry {
             }
         }
         let mut streams = lock(&self.streams);
-        streams.retain(|tx| match tx.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(event = %event.name, "an event stream is full; event dropped for it");
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
+        streams.retain(|tx| tx.push_with(size, || event.clone()) != Push::Closed);
     }
 }
 
@@ -202,7 +214,7 @@ mod tests {
 
     #[test]
     fn handlers_match_case_insensitively_and_survive_failures() {
-        let r = Registry::new(4);
+        let r = Registry::new(4, 1 << 20);
         let hits = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
         r.add(Some("UserCreated"), move |_: &Event| {
@@ -222,30 +234,53 @@ mod tests {
         let any = r.add(None, move |_: &Event| {
             h.fetch_add(100, Ordering::SeqCst);
         });
-        r.dispatch(&event("UserCreated"));
+        r.dispatch(&event("UserCreated"), 10);
         assert_eq!(hits.load(Ordering::SeqCst), 111);
-        r.dispatch(&event("AssetCreated"));
+        r.dispatch(&event("AssetCreated"), 10);
         assert_eq!(hits.load(Ordering::SeqCst), 211);
         assert!(r.remove(any));
         assert!(!r.remove(any));
-        r.dispatch(&event("AssetCreated"));
+        r.dispatch(&event("AssetCreated"), 10);
         assert_eq!(hits.load(Ordering::SeqCst), 211);
         assert_eq!(r.handler_count(), 4);
     }
 
     #[test]
     fn streams_get_events_and_full_ones_drop() {
-        let r = Registry::new(2);
+        fn next(
+            s: &mut EventStream,
+        ) -> std::task::Poll<Option<Result<Event, crate::events::Lagged>>> {
+            s.rx.poll_recv(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        }
+        use crate::events::Lagged;
+        use std::task::Poll;
+        // Two events by count.
+        let r = Registry::new(2, 1000);
         let mut s = r.stream();
         for _ in 0..3 {
-            r.dispatch(&event("A"));
+            r.dispatch(&event("A"), 10);
         }
-        assert!(s.rx.try_recv().is_ok());
-        assert!(s.rx.try_recv().is_ok());
-        assert!(s.rx.try_recv().is_err());
+        assert!(matches!(next(&mut s), Poll::Ready(Some(Ok(_)))));
+        assert!(matches!(next(&mut s), Poll::Ready(Some(Ok(_)))));
+        assert_eq!(next(&mut s), Poll::Ready(Some(Err(Lagged(1)))));
+        assert_eq!(next(&mut s), Poll::Pending);
+        // Losses before the handlers reach the streams.
+        r.lost(5);
+        assert_eq!(next(&mut s), Poll::Ready(Some(Err(Lagged(5)))));
+        assert_eq!(s.dropped(), 6);
         drop(s);
-        r.dispatch(&event("A"));
+        r.dispatch(&event("A"), 10);
         assert!(lock(&r.streams).is_empty());
+        // Three events by bytes.
+        r.set_stream_limits(100, 300);
+        let mut s = r.stream();
+        for _ in 0..5 {
+            r.dispatch(&event("A"), 100);
+        }
+        for _ in 0..3 {
+            assert!(matches!(next(&mut s), Poll::Ready(Some(Ok(_)))));
+        }
+        assert_eq!(next(&mut s), Poll::Ready(Some(Err(Lagged(2)))));
     }
 
     #[test]
