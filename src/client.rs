@@ -189,28 +189,35 @@ impl SafeguardClientBuilder {
         let rustls = self.tls.rustls_config()?;
         // Two clients over one TLS configuration: requests that carry a
         // secret of their own (sign-in) follow no redirect at all.
-        let client = |redirects: RedirectPolicy| -> Result<reqwest::Client> {
-            let mut http = self.limits.apply(
-                TlsOptions::reqwest_builder_with(rustls.clone())
-                    .user_agent(self.user_agent.clone()),
-                redirects,
-            );
-            if let Some(t) = self.timeout {
-                http = http.timeout(t);
-            }
-            if let Some(p) = &self.proxy {
-                http = http.proxy(
-                    reqwest::Proxy::all(p)
-                        .map_err(|e| Error::Config(format!("bad proxy {p:?}: {e}")))?,
+        let client =
+            |redirects: RedirectPolicy, whole: Option<Duration>| -> Result<reqwest::Client> {
+                let mut http = self.limits.apply(
+                    TlsOptions::reqwest_builder_with(rustls.clone())
+                        .user_agent(self.user_agent.clone()),
+                    redirects,
                 );
-            } else {
-                http = http.no_proxy();
-            }
-            http.build()
-                .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+                if let Some(t) = whole {
+                    http = http.timeout(t);
+                }
+                if let Some(p) = &self.proxy {
+                    http = http.proxy(
+                        reqwest::Proxy::all(p)
+                            .map_err(|e| Error::Config(format!("bad proxy {p:?}: {e}")))?,
+                    );
+                } else {
+                    http = http.no_proxy();
+                }
+                http.build()
+                    .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+            };
+        let http = client(self.limits.redirects, self.timeout)?;
+        // Every request that carries a secret of its own is read whole: its
+        // client bounds each one within the answer timeout.
+        let secret_whole = match (self.timeout, self.limits.answer_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        let http = client(self.limits.redirects)?;
-        let secret_http = client(RedirectPolicy::Never)?;
+        let secret_http = client(RedirectPolicy::Never, secret_whole)?;
         let initial = match &self.auth {
             Auth::Token(t) => Some(Arc::new(Bearer::new(t.token.clone())?)),
             _ => None,
@@ -408,9 +415,17 @@ impl Session {
 
     /// Sends with the bearer token; on a 401, signs in again (once,
     /// single-flight) and resends when the body can be replayed.
-    async fn send(&self, mut request: reqwest::Request) -> Result<reqwest::Response> {
+    ///
+    /// `streamed`: the answer's body goes to the caller unread (its head and
+    /// its silences are then bounded here); otherwise the caller reads it
+    /// whole within the answer timeout.
+    async fn send(
+        &self,
+        mut request: reqwest::Request,
+        streamed: bool,
+    ) -> Result<reqwest::Response> {
         if matches!(self.auth, Auth::Anonymous) {
-            return self.execute_within_limits(request).await;
+            return self.execute_within_limits(request, streamed).await;
         }
         let (token, generation) = self.current_token().await?;
         // Only a strategy that can sign in again replays after a 401.
@@ -420,7 +435,7 @@ impl Session {
             None
         };
         token.authorize(&mut request);
-        let response = self.execute_within_limits(request).await?;
+        let response = self.execute_within_limits(request, streamed).await?;
         self.observe(&response);
         // No replay copy: a strategy that cannot sign in again, or a
         // streamed body.
@@ -428,7 +443,7 @@ impl Session {
             Some(replay) => {
                 // The 401's connection goes back while the sign-in runs.
                 drop(response);
-                self.resend(replay, generation).await
+                self.resend(replay, generation, streamed).await
             }
             None => Ok(response),
         }
@@ -441,12 +456,13 @@ impl Session {
         &self,
         mut replay: reqwest::Request,
         generation: u64,
+        streamed: bool,
     ) -> BoxFuture<'_, Result<reqwest::Response>> {
         Box::pin(async move {
             tracing::debug!("401: signing in again");
             let token = self.refresh_after(Some(generation)).await?;
             token.authorize(&mut replay);
-            let response = self.execute_within_limits(replay).await?;
+            let response = self.execute_within_limits(replay, streamed).await?;
             self.observe(&response);
             Ok(response)
         })
@@ -456,8 +472,9 @@ impl Session {
     fn execute_within_limits(
         &self,
         request: reqwest::Request,
+        streamed: bool,
     ) -> impl Future<Output = Result<reqwest::Response>> + Send + '_ {
-        limits::send_within(&self.http, &self.limits, &self.host, request)
+        limits::send_within(&self.http, &self.limits, &self.host, request, streamed)
     }
 }
 
@@ -484,7 +501,14 @@ impl Execute for Session {
         &self,
         request: reqwest::Request,
     ) -> impl Future<Output = Result<reqwest::Response>> + Send {
-        self.send(request)
+        self.send(request, false)
+    }
+
+    fn execute_stream(
+        &self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send {
+        self.send(request, true)
     }
 
     fn limits(&self) -> &Limits {
@@ -653,8 +677,13 @@ impl SafeguardClient {
             .build()
             .map_err(Error::from_reqwest)?;
         token.authorize(&mut request);
-        let response = self.session.execute_within_limits(request).await?;
-        check(response, &self.session.limits).await.map(|_| ())
+        let limits = &self.session.limits;
+        limits
+            .head(|| "POST Token/Logout".to_owned(), async {
+                let response = self.session.execute_within_limits(request, false).await?;
+                check(response, limits).await.map(|_| ())
+            })
+            .await
     }
 
     /// Minutes the current token has left, as the appliance reports them
@@ -1011,7 +1040,7 @@ impl RequestBuilder {
         let (client, request) = self.build()?;
         let label = request_label(&request);
         let span = tracing::debug_span!("safeguard.request", request = %label);
-        let response = client.session.send(request).instrument(span).await?;
+        let response = client.session.send(request, true).instrument(span).await?;
         Ok(ApiResponse {
             response,
             label,
@@ -1030,9 +1059,25 @@ impl RequestBuilder {
         }
     }
 
-    /// Sends and decodes a JSON answer.
+    /// Sends and decodes a JSON answer, the whole answer within
+    /// [`Limits::answer_timeout`].
     pub async fn send_json<T: DeserializeOwned>(self) -> Result<T> {
-        self.send().await?.json().await
+        let (client, request) = self.build()?;
+        let label = request_label(&request);
+        let span = tracing::debug_span!("safeguard.request", request = %label);
+        let limits = &client.session.limits;
+        let call = async {
+            let response = client.session.send(request, false).await?;
+            if !response.status().is_success() {
+                return Err(limits::read_error(response, label.clone(), limits).await);
+            }
+            // The answer timeout around the whole call covers the body.
+            let body_limits = limits.answer_timeout(None);
+            let (status, body) = limits::read_body(response, &label, &body_limits).await?;
+            serde_json::from_slice(&body)
+                .map_err(|e| Error::Decode(DecodeError::new(Some(status), e, &body)))
+        };
+        limits.head(|| label.clone(), call).instrument(span).await
     }
 }
 
@@ -1175,7 +1220,7 @@ mod tests {
         let client = SafeguardClient::builder("sg.example").build().unwrap();
         let request = reqwest::Request::new(Method::GET, "https://sg.example/x".parse().unwrap());
         let sign_in = std::mem::size_of_val(&client.session.sign_in());
-        let send = std::mem::size_of_val(&client.session.send(request));
+        let send = std::mem::size_of_val(&client.session.send(request, false));
         // Every call moves its future into a box: the rare sign-in after a
         // 401 is a box of its own instead of kilobytes in every request.
         assert!(

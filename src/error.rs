@@ -470,7 +470,10 @@ impl From<progenitor_client::Error<()>> for Error {
                     Bytes::new(),
                 ))
             }
-            P::Custom(m) => Error::Config(m),
+            P::Custom(m) => match m.strip_prefix(safeguard_api::answer::TIMED_OUT) {
+                Some(after) => Error::Timeout(format!("no whole answer within {after}")),
+                None => Error::Config(m),
+            },
         }
     }
 }

@@ -328,22 +328,23 @@ where
 /// Sends `request` with `http` within `limits`; `server` names the server
 /// in a timeout.
 ///
-/// A request with a timeout of its own (a call whose body is read into
-/// memory: its whole answer within the answer timeout) is bounded by
-/// reqwest, which keeps the timer with the request. Any other (a stream, a
-/// download, a generic call whose body is read later) waits for its head no
-/// longer than the answer timeout, and its body is watched for silences
-/// longer than the read timeout; that path is boxed, so that the future of
-/// every call stays as small as reqwest's own.
+/// `streamed`: the answer's body goes to the caller unread (a stream, a
+/// download, a generic call whose body is read later): its head must come
+/// within the answer timeout, and its body is watched for silences longer
+/// than the read timeout. That path is boxed, so that the future of every
+/// call stays as small as reqwest's own. Otherwise the caller reads the
+/// answer whole and bounds the whole call (the generated calls' sending,
+/// [`RequestBuilder::send_json`](crate::RequestBuilder::send_json)): no
+/// timer here.
 pub(crate) fn send_within<'a>(
     http: &reqwest::Client,
     limits: &'a Limits,
     server: &'a str,
     request: reqwest::Request,
+    streamed: bool,
 ) -> impl Future<Output = Result<reqwest::Response>> + Send + 'a {
-    let bounded = request.timeout().is_some();
     let sent = http.execute(request).map_err(Error::from_reqwest);
-    if bounded || (limits.answer_timeout.is_none() && limits.read_timeout.is_none()) {
+    if !streamed || (limits.answer_timeout.is_none() && limits.read_timeout.is_none()) {
         return Either::Left(sent);
     }
     let watched: safeguard_api::BoxFuture<'a, _> = Box::pin(async move {

@@ -29,6 +29,15 @@ pub(crate) trait Execute: Send + Sync + 'static {
         request: reqwest::Request,
     ) -> impl Future<Output = Result<reqwest::Response>> + Send;
 
+    /// Sends `request`, whose answer is streamed to the caller (see
+    /// [`safeguard_api::Exec::exec_stream`]); by default as [`execute`](Execute::execute).
+    fn execute_stream(
+        &self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send {
+        self.execute(request)
+    }
+
     /// What it accepts from the server.
     fn limits(&self) -> &Limits;
 }
@@ -41,7 +50,14 @@ impl Execute for Anonymous {
         &self,
         request: reqwest::Request,
     ) -> impl Future<Output = Result<reqwest::Response>> + Send {
-        crate::limits::send_within(&self.0, &self.1, "the server", request)
+        crate::limits::send_within(&self.0, &self.1, "the server", request, false)
+    }
+
+    fn execute_stream(
+        &self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send {
+        crate::limits::send_within(&self.0, &self.1, "the server", request, true)
     }
 
     fn limits(&self) -> &Limits {
@@ -81,19 +97,39 @@ impl Transport {
 /// call (the seam is dynamic), with the executor's own future inside it.
 struct ForGenerated<E>(Arc<E>);
 
-impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
-    fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+impl<E: Execute> ForGenerated<E> {
+    /// One generated call: `answer` is the executor's future for `request`.
+    /// A combinator rather than an `async fn` taking the executor's future:
+    /// an `async fn` keeps its argument and the future it awaits in separate
+    /// slots, and this box would hold the executor's state twice
+    /// (rust-lang/rust#62958).
+    fn call<'a, Fut>(
+        &'a self,
+        request: reqwest::Request,
+        answer: impl FnOnce(&'a E, reqwest::Request) -> Fut,
+    ) -> BoxFuture<'a, reqwest::Result<reqwest::Response>>
+    where
+        Fut: Future<Output = Result<reqwest::Response>> + Send + 'a,
+    {
         let method = request.method().clone();
-        // A combinator rather than an `async fn` taking the executor's
-        // future: an `async fn` keeps its argument and the future it awaits
-        // in separate slots, and this box would hold the executor's state
-        // twice (rust-lang/rust#62958).
         let max_error_bytes = self.0.limits().max_error_bytes;
         Box::pin(
-            self.0
-                .execute(request)
+            answer(&self.0, request)
                 .then(move |answer| for_generated(method, answer, max_error_bytes)),
         )
+    }
+}
+
+impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
+    fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+        self.call(request, |e, r| e.execute(r))
+    }
+
+    fn exec_stream(
+        &self,
+        request: reqwest::Request,
+    ) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+        self.call(request, |e, r| e.execute_stream(r))
     }
 
     fn answer_limits(&self) -> safeguard_api::answer::AnswerLimits {

@@ -422,6 +422,21 @@ async fn ends_in_timeout(server: &Hostile) {
 async fn a_server_that_never_answers_times_out() {
     let server = Hostile::https(|_| vec![Step::Hang]).await;
     ends_in_timeout(&server).await;
+    let client = client(&server, short_timeouts());
+    let err = bounded(
+        client
+            .get(Service::Core, "Me")
+            .send_json::<serde_json::Value>(),
+    )
+    .await
+    .expect_err("no answer");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    #[cfg(feature = "core")]
+    {
+        let typed = bounded(client.core().me_get_me().send()).await;
+        let err = Error::from(typed.expect_err("no answer"));
+        assert!(matches!(err, Error::Timeout(_)), "typed: {err:?}");
+    }
 }
 
 #[tokio::test]
@@ -456,6 +471,12 @@ async fn a_server_that_trickles_its_headers_or_body_times_out() {
         .await
         .expect_err("too slow");
         assert!(matches!(err, Error::Timeout(_)), "{path}: {err:?}");
+    }
+    #[cfg(feature = "core")]
+    {
+        let typed = bounded(client.core().users_get_users().send()).await;
+        let err = Error::from(typed.expect_err("too slow"));
+        assert!(matches!(err, Error::Timeout(_)), "typed: {err:?}");
     }
 }
 

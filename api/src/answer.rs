@@ -22,6 +22,16 @@ pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 128 << 20;
 /// read.
 pub const DEFAULT_MAX_ERROR_BYTES: usize = 64 << 10;
 
+/// How a generated call's answer timeout begins its message in
+/// `progenitor_client::Error::Custom` (the only variant a hook can fill):
+/// the SDK turns such an error back into its timeout.
+pub const TIMED_OUT: &str = "safeguard-api: no whole answer within ";
+
+/// The message of an answer timeout after `after` (see [`TIMED_OUT`]).
+pub fn timed_out(after: Duration) -> String {
+    format!("{TIMED_OUT}{after:?}")
+}
+
 /// How much of an answer may be held in memory, and how long its body may
 /// take to arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

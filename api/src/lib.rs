@@ -38,8 +38,19 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// error model; an implementation answers every status with `Ok` and keeps
 /// `Err` for failures to send.
 pub trait Exec: Send + Sync + 'static {
-    /// Sends one request built by a generated operation.
+    /// Sends one request built by a generated operation whose answer the
+    /// caller reads whole (within [`answer_limits`](Exec::answer_limits)).
     fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, reqwest::Result<reqwest::Response>>;
+
+    /// Sends one request whose answer is streamed to the caller (a
+    /// download): the executor bounds the wait for its head and watches
+    /// its body for silence. By default the same as [`exec`](Exec::exec).
+    fn exec_stream(
+        &self,
+        request: reqwest::Request,
+    ) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+        self.exec(request)
+    }
 
     /// How much of a success answer a generated call may read into memory,
     /// and how long it may take (default: [`answer::AnswerLimits::default`]).
@@ -61,6 +72,14 @@ impl Inner {
     /// Sends `request` through the wrapped [`Exec`].
     pub async fn exec(&self, request: reqwest::Request) -> reqwest::Result<reqwest::Response> {
         self.0.exec(request).await
+    }
+
+    /// Sends `request`, whose answer is streamed, through the wrapped [`Exec`].
+    pub async fn exec_stream(
+        &self,
+        request: reqwest::Request,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.0.exec_stream(request).await
     }
 
     /// The limits of the wrapped [`Exec`] on answers read into memory.

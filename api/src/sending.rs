@@ -12,27 +12,44 @@ use crate::answer::{read_bounded, AnswerLimits, ReadError};
 use crate::Inner;
 
 /// Sends `request` (or returns its building error) and keeps the answer if
-/// its status is one of `ok`.
-///
-/// A `timeout` bounds the whole answer, body included: the operations whose
-/// body is read into memory pass the [`Exec`](crate::Exec)'s answer timeout
-/// (reqwest keeps its timer with the request, so the call's future does not
-/// grow); streamed ones pass `None`, and the executor bounds their head.
+/// its status is one of `ok`. `streamed`: the answer's body is handed to the
+/// caller unread (the executor then bounds the wait for its head and the
+/// silences in its body); otherwise the caller reads it whole, within
+/// [`within_answer_timeout`].
 async fn answer<E>(
     inner: &Inner,
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
-    timeout: Option<std::time::Duration>,
+    streamed: bool,
 ) -> Result<reqwest::Response, Error<E>> {
-    let mut request = request?;
-    if request.timeout().is_none() {
-        *request.timeout_mut() = timeout;
-    }
-    let response = inner.exec(request).await?;
+    let request = request?;
+    let response = if streamed {
+        inner.exec_stream(request).await?
+    } else {
+        inner.exec(request).await?
+    };
     if ok.contains(&response.status().as_u16()) {
         Ok(response)
     } else {
         Err(Error::UnexpectedResponse(response))
+    }
+}
+
+/// Runs `call` (a request and the reading of its whole answer) within the
+/// answer timeout of `inner`'s executor. The timer lives in the caller's
+/// future, not in the executor's boxed one, and costs no allocation.
+/// progenitor's error has no variant for a timeout: it comes back as
+/// [`Error::Custom`] with a message that starts with
+/// [`TIMED_OUT`](crate::answer::TIMED_OUT), which the SDK reads.
+async fn within_answer_timeout<T, E>(
+    inner: &Inner,
+    call: impl std::future::Future<Output = Result<T, Error<E>>>,
+) -> Result<T, Error<E>> {
+    match inner.answer_limits().timeout {
+        None => call.await,
+        Some(after) => tokio::time::timeout(after, call)
+            .await
+            .unwrap_or_else(|_| Err(Error::Custom(crate::answer::timed_out(after)))),
     }
 }
 
@@ -48,27 +65,29 @@ pub async fn json<T: DeserializeOwned, E>(
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
 ) -> Result<ResponseValue<T>, Error<E>> {
-    let limits = inner.answer_limits();
-    let mut response = answer(inner, request, ok, limits.timeout).await?;
-    // The request's own timeout covers the body: no second timer.
-    let body_limits = AnswerLimits {
-        timeout: None,
-        ..limits
-    };
-    let body = match read_bounded(&mut response, body_limits).await {
-        Ok(body) => body,
-        Err(ReadError::Body(e)) => return Err(Error::ResponseBodyError(e)),
-        // progenitor's error has no variant for a refused body: the answer
-        // travels back with the refusal on it, which the SDK reads.
-        Err(ReadError::Refused(failure)) => {
-            response.extensions_mut().insert(failure);
-            return Err(Error::UnexpectedResponse(response));
-        }
-    };
-    let (status, headers) = head(&mut response);
-    let value =
-        serde_json::from_slice(&body).map_err(|e| Error::InvalidResponsePayload(body, e))?;
-    Ok(ResponseValue::new(value, status, headers))
+    within_answer_timeout(inner, async {
+        let mut response = answer(inner, request, ok, false).await?;
+        // The answer timeout covers the body: no second timer.
+        let limits = AnswerLimits {
+            timeout: None,
+            ..inner.answer_limits()
+        };
+        let body = match read_bounded(&mut response, limits).await {
+            Ok(body) => body,
+            Err(ReadError::Body(e)) => return Err(Error::ResponseBodyError(e)),
+            // progenitor's error has no variant for a refused body: the
+            // answer travels back with the refusal on it, which the SDK reads.
+            Err(ReadError::Refused(failure)) => {
+                response.extensions_mut().insert(failure);
+                return Err(Error::UnexpectedResponse(response));
+            }
+        };
+        let (status, headers) = head(&mut response);
+        let value =
+            serde_json::from_slice(&body).map_err(|e| Error::InvalidResponsePayload(body, e))?;
+        Ok(ResponseValue::new(value, status, headers))
+    })
+    .await
 }
 
 /// An operation whose success answer has no body.
@@ -77,10 +96,12 @@ pub async fn empty<E>(
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
 ) -> Result<ResponseValue<()>, Error<E>> {
-    let timeout = inner.answer_limits().timeout;
-    let mut response = answer(inner, request, ok, timeout).await?;
-    let (status, headers) = head(&mut response);
-    Ok(ResponseValue::new((), status, headers))
+    within_answer_timeout(inner, async {
+        let mut response = answer(inner, request, ok, false).await?;
+        let (status, headers) = head(&mut response);
+        Ok(ResponseValue::new((), status, headers))
+    })
+    .await
 }
 
 /// An operation whose success answer is streamed (downloads, raw bytes).
@@ -89,7 +110,7 @@ pub async fn stream<E>(
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
 ) -> Result<ResponseValue<ByteStream>, Error<E>> {
-    let mut response = answer(inner, request, ok, None).await?;
+    let mut response = answer(inner, request, ok, true).await?;
     let (status, headers) = head(&mut response);
     let bytes = ByteStream::new(Box::pin(response.bytes_stream()));
     Ok(ResponseValue::new(bytes, status, headers))
