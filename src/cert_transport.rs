@@ -180,6 +180,7 @@ impl CertTransport {
     }
 
     /// What the transport accepts from the server.
+    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
     pub(crate) fn limits(&self) -> &Limits {
         &self.limits
     }

@@ -596,6 +596,7 @@ impl SafeguardClient {
         &self.session.auth
     }
 
+    #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.session.http
     }

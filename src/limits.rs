@@ -5,7 +5,7 @@
 //! A privileged-access client talks to servers it cannot vouch for: a load
 //! balancer that redirects, an appliance that is broken or compromised, a
 //! network that stalls. Every client of the SDK ([`SafeguardClient`],
-//! [`A2aContext`](crate::a2a::A2aContext), the event listeners,
+//! `A2aContext`, the event listeners,
 //! [`SpsClient`](crate::sps::SpsClient)) takes a [`Limits`], with defaults
 //! that hold against any server:
 //!
@@ -493,6 +493,7 @@ pub(crate) fn unfollowed_redirect(response: &reqwest::Response) -> Option<Redire
 /// The body of a success answer within `limits`; an error answer becomes
 /// the matching [`Error`] (its body read up to
 /// [`max_error_bytes`](Limits::max_error_bytes)).
+#[cfg_attr(not(feature = "a2a"), allow(dead_code))]
 pub(crate) async fn read_success(
     response: reqwest::Response,
     label: &str,

@@ -179,6 +179,7 @@ impl TlsOptions {
     }
 
     /// A `reqwest` builder speaking HTTP/1.1 over rustls with these settings.
+    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
     pub(crate) fn reqwest_builder(&self) -> Result<reqwest::ClientBuilder> {
         Ok(Self::reqwest_builder_with(self.rustls_config()?))
     }

@@ -5,6 +5,12 @@
 //! did not happen (a secret reaching another host, memory growing with the
 //! answer, a call waiting without end).
 
+// Some helpers serve only the tests of the generated clients or of A2A.
+#![cfg_attr(
+    not(all(feature = "core", feature = "a2a")),
+    allow(dead_code, unused_imports)
+)]
+
 mod hostile;
 
 use std::alloc::{GlobalAlloc, Layout, System};

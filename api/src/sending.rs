@@ -41,6 +41,8 @@ async fn answer<E>(
 /// progenitor's error has no variant for a timeout: it comes back as
 /// [`Error::Custom`] with a message that starts with
 /// [`TIMED_OUT`](crate::answer::TIMED_OUT), which the SDK reads.
+// progenitor's error type, as the generated `send`s return it.
+#[allow(clippy::result_large_err)]
 async fn within_answer_timeout<T, E>(
     inner: &Inner,
     call: impl std::future::Future<Output = Result<T, Error<E>>>,
