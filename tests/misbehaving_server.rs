@@ -675,3 +675,103 @@ async fn an_untrusted_server_certificate_is_a_tls_error() {
     assert!(matches!(err, Error::Tls(_)), "{err:?}");
     assert!(server.received().is_empty(), "nothing was sent to it");
 }
+
+// --- sign-in and events ----------------------------------------------------
+
+#[tokio::test]
+async fn an_absurd_device_code_expiry_is_taken_without_panic() {
+    let server = Hostile::https(|r| {
+        let t = r.target();
+        if t.contains("AuthenticationProviders") {
+            vec![json(200, r#"[{"RstsProviderId":"local"}]"#)]
+        } else if t.contains("DeviceLogin") {
+            vec![json(
+                200,
+                r#"{"device_code":"dc","user_code":"UC","verification_uri":"https://sg/device","expires_in":18446744073709551615,"interval":1}"#,
+            )]
+        } else if t.contains("oauth2/token") {
+            vec![json(200, r#"{"access_token":"sts"}"#)]
+        } else {
+            vec![json(200, r#"{"Status":"Success","UserToken":"user"}"#)]
+        }
+    })
+    .await;
+    let client = SafeguardClient::builder(&server.host)
+        .ca_pem(hostile::ca_pem())
+        .unwrap()
+        .auth(safeguard_sdk::auth::DeviceCodeAuth::new("local", |_| {}))
+        .build()
+        .unwrap();
+    bounded(client.login()).await.expect("signed in");
+    assert!(client.is_signed_in().await);
+}
+
+#[tokio::test]
+async fn a_sign_in_answer_over_the_limit_is_refused() {
+    let server = Hostile::https(|r| {
+        if r.target().contains("AuthenticationProviders") {
+            vec![json(200, r#"[{"RstsProviderId":"local"}]"#)]
+        } else {
+            vec![
+                head(200, None),
+                Step::Repeat {
+                    chunk: chunk(&[b' '; 64 * 1024]),
+                    total: 2 * GIB,
+                },
+            ]
+        }
+    })
+    .await;
+    let client = SafeguardClient::builder(&server.host)
+        .ca_pem(hostile::ca_pem())
+        .unwrap()
+        .auth(PasswordAuth::new("local", "admin", PASSWORD))
+        .limits(Limits::default().max_answer_bytes(MIB))
+        .build()
+        .unwrap();
+    let (result, growth) = peak_growth(bounded(client.login())).await;
+    let err = result.expect_err("refused");
+    assert!(
+        matches!(&err, Error::TooLarge { limit, request, .. } if *limit == MIB && request == "POST /RSTS/oauth2/token"),
+        "{err:?}"
+    );
+    assert!(
+        growth < (16 * MIB) as usize,
+        "memory grew by {growth} bytes"
+    );
+}
+
+#[tokio::test]
+async fn the_events_negotiate_follows_no_redirect_and_reads_within_the_limit() {
+    let endless = Hostile::https(|_| {
+        vec![
+            head(200, None),
+            Step::Repeat {
+                chunk: chunk(&[b' '; 64 * 1024]),
+                total: 2 * GIB,
+            },
+        ]
+    })
+    .await;
+    let listener = client(&endless, Limits::default().max_answer_bytes(MIB)).event_listener();
+    let err = bounded(listener.start())
+        .await
+        .expect_err("an endless negotiate answer");
+    assert!(
+        matches!(&err, Error::TooLarge { limit, .. } if *limit == MIB),
+        "{err:?}"
+    );
+
+    let other = elsewhere_https().await;
+    let target = format!("https://{}/service/event/signalr/negotiate", other.host);
+    let redirecting = Hostile::https(move |_| vec![redirect(307, &target)]).await;
+    let listener = client(&redirecting, Limits::default()).event_listener();
+    let err = bounded(listener.start())
+        .await
+        .expect_err("a redirected negotiate");
+    assert!(
+        matches!(&err, Error::Redirect(r) if r.status.as_u16() == 307),
+        "{err:?}"
+    );
+    assert_eq!(other.connections(), 0, "the user token stayed home");
+}
