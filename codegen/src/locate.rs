@@ -120,12 +120,16 @@ mod tests {
         assert!(err.contains("../shared/openapi/"), "{err}");
     }
 
+    /// A fresh folder two levels below the system's temporary folder, so
+    /// that no `../shared/` beside it exists by accident.
     fn tempdir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "safeguard-codegen-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
+        let dir = std::env::temp_dir()
+            .join(format!(
+                "safeguard-codegen-{}-{}",
+                std::process::id(),
+                rand_suffix()
+            ))
+            .join("root");
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
