@@ -432,6 +432,82 @@ async fn browser_pkce_receives_the_code_on_the_loopback_redirect() {
     ));
 }
 
+/// The loopback `redirect_uri` in the address the SDK opens.
+fn redirect_of(address: &str) -> url::Url {
+    let address = url::Url::parse(address).unwrap();
+    let redirect = address
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .map(|(_, v)| v.into_owned())
+        .expect("a redirect_uri");
+    url::Url::parse(&redirect).unwrap()
+}
+
+#[tokio::test]
+async fn browser_pkce_ignores_an_error_redirect_with_another_state() {
+    use safeguard_sdk::auth::BrowserPkceAuth;
+    let emu = common::emulator().await;
+    let (host, ca) = (emu.spp_host(), emu.ca_pem().to_owned());
+    let forged_status = Arc::new(Mutex::new(None::<u16>));
+    let seen = forged_status.clone();
+    let auth = BrowserPkceAuth::new()
+        .timeout(Duration::from_secs(30))
+        .opener(move |address| {
+            let (host, ca, address, seen) =
+                (host.clone(), ca.clone(), address.to_owned(), seen.clone());
+            tokio::spawn(async move {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                // Another local process tries to abort the sign-in.
+                let mut forged = redirect_of(&address);
+                forged.set_query(Some("error=access_denied&state=forged"));
+                let answer = reqwest::Client::new().get(forged).send().await.unwrap();
+                *seen.lock().unwrap() = Some(answer.status().as_u16());
+                act_as_browser(host, ca, address).await;
+            });
+            Ok(())
+        });
+    let client = common::client(&emu, auth);
+    client
+        .login()
+        .await
+        .expect("the forged error redirect does not end the sign-in");
+    assert_eq!(me_name(&client).await, emu_consts::ADMIN_USER);
+    assert_eq!(*forged_status.lock().unwrap(), Some(400));
+}
+
+#[tokio::test]
+async fn browser_pkce_is_not_blocked_by_an_idle_connection() {
+    use safeguard_sdk::auth::BrowserPkceAuth;
+    let emu = common::emulator().await;
+    let (host, ca) = (emu.spp_host(), emu.ca_pem().to_owned());
+    let auth = BrowserPkceAuth::new()
+        // Shorter than the listener's read timeout of one connection: the
+        // redirect must be served beside the idle connection, not after it.
+        .timeout(Duration::from_secs(8))
+        .opener(move |address| {
+            let (host, ca, address) = (host.clone(), ca.clone(), address.to_owned());
+            tokio::spawn(async move {
+                let redirect = redirect_of(&address);
+                // A browser's speculative connection: opened first, never used.
+                let idle = tokio::net::TcpStream::connect((
+                    redirect.host_str().unwrap(),
+                    redirect.port().unwrap(),
+                ))
+                .await
+                .unwrap();
+                act_as_browser(host, ca, address).await;
+                drop(idle);
+            });
+            Ok(())
+        });
+    let client = common::client(&emu, auth);
+    client
+        .login()
+        .await
+        .expect("the redirect is served while a connection idles");
+    assert_eq!(me_name(&client).await, emu_consts::ADMIN_USER);
+}
+
 #[tokio::test]
 async fn browser_pkce_times_out_without_a_redirect() {
     use safeguard_sdk::auth::BrowserPkceAuth;

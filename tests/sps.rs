@@ -555,6 +555,154 @@ async fn guard_rolls_back_on_error_and_on_panic() {
     assert!(c.get_json(&format!("{TIME}/{key}")).await.is_ok());
 }
 
+/// The names of the committed time policies.
+async fn time_policy_names(c: &SpsClient) -> Vec<Value> {
+    let mut names = Vec::new();
+    for key in c
+        .children(TIME)
+        .await
+        .expect("list")
+        .into_iter()
+        .filter_map(|i| i.key)
+    {
+        let r = c.get::<Value>(&format!("{TIME}/{key}")).await.expect("get");
+        names.push(r.body["name"].clone());
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_guard_of_a_finished_transaction_never_touches_a_later_one() {
+    let env = env().await;
+    let c = env.client();
+    // A transaction that timed out on the server: its commit says so.
+    let stale = c.open().await.expect("open");
+    stale
+        .create(TIME, &json!({"name": "stale", "days": []}))
+        .await
+        .expect("create");
+    env.control("advance_clock", json!({"seconds": 601})).await;
+    assert!(matches!(
+        stale.commit(Some("stale")).await,
+        Err(SpsError::NoTransaction(_))
+    ));
+    // A later transaction of the same session.
+    let later = c.open().await.expect("a later transaction opens");
+    later
+        .create(TIME, &json!({"name": "later", "days": []}))
+        .await
+        .expect("create");
+    // Dropping the finished guard must not roll the later transaction back
+    // (give a background rollback, if any, time to run).
+    drop(stale);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(later.status().await.expect("status").is_open());
+    later
+        .commit(Some("later"))
+        .await
+        .expect("the later transaction commits");
+    let names = time_policy_names(&c).await;
+    assert!(names.contains(&json!("later")), "{names:?}");
+    assert!(!names.contains(&json!("stale")), "{names:?}");
+}
+
+#[tokio::test]
+async fn a_guard_whose_transaction_ended_unnoticed_cannot_act_in_a_later_one() {
+    let env = env().await;
+    let c = env.client();
+    // Its transaction times out on the server; the client is not told.
+    let unnoticed = c.open().await.expect("open");
+    env.control("advance_clock", json!({"seconds": 601})).await;
+    let later = c
+        .open()
+        .await
+        .expect("the server has no transaction: opens");
+    later
+        .create(TIME, &json!({"name": "later-2", "days": []}))
+        .await
+        .expect("create");
+    assert!(unnoticed.is_closed());
+    assert!(matches!(
+        unnoticed.commit(Some("not mine")).await,
+        Err(SpsError::TransactionClosed)
+    ));
+    assert!(matches!(
+        unnoticed
+            .create(TIME, &json!({"name": "stale-2", "days": []}))
+            .await,
+        Err(SpsError::TransactionClosed)
+    ));
+    unnoticed
+        .rollback()
+        .await
+        .expect("already over: nothing to do");
+    drop(unnoticed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        later.changes().await.expect("changes").len(),
+        1,
+        "the later transaction is intact"
+    );
+    later.commit(Some("later-2")).await.expect("commit");
+    assert!(matches!(
+        later.rollback().await,
+        Err(SpsError::TransactionClosed)
+    ));
+    let names = time_policy_names(&c).await;
+    assert!(names.contains(&json!("later-2")), "{names:?}");
+    assert!(!names.contains(&json!("stale-2")), "{names:?}");
+}
+
+#[tokio::test]
+async fn the_guard_of_a_transaction_lost_with_its_session_never_touches_a_later_one() {
+    let env = env().await;
+    let c = env.client();
+    let lost = c.open().await.expect("open");
+    env.control("advance_clock", json!({"seconds": 20 * 60 + 1}))
+        .await;
+    assert!(matches!(
+        lost.create(TIME, &json!({"name": "lost", "days": []}))
+            .await,
+        Err(SpsError::SessionExpiredInTransaction(_))
+    ));
+    let later = c.open().await.expect("a new session, a new transaction");
+    later
+        .create(TIME, &json!({"name": "later", "days": []}))
+        .await
+        .expect("create");
+    drop(lost);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    later
+        .commit(Some("later"))
+        .await
+        .expect("the later transaction was not rolled back");
+    assert!(time_policy_names(&c).await.contains(&json!("later")));
+}
+
+#[tokio::test]
+async fn a_dropped_guard_is_rolled_back_and_the_next_open_succeeds() {
+    let env = env().await;
+    let c = env.client();
+    let tx = c.open().await.expect("open");
+    tx.create(TIME, &json!({"name": "dropped", "days": []}))
+        .await
+        .expect("create");
+    drop(tx);
+    // Right away: the dropped transaction is rolled back before opening.
+    let tx = c.open().await.expect("opens after the dropped one");
+    assert!(tx.changes().await.expect("changes").is_empty());
+    tx.create(TIME, &json!({"name": "kept", "days": []}))
+        .await
+        .expect("create");
+    // The background rollback of the dropped guard, if it runs now, must
+    // leave this transaction alone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit(Some("kept")).await.expect("commit");
+    let names = time_policy_names(&c).await;
+    assert!(names.contains(&json!("kept")), "{names:?}");
+    assert!(!names.contains(&json!("dropped")), "{names:?}");
+}
+
 #[tokio::test]
 async fn two_clients_race_and_the_retry_helper_wins_on_the_second_try() {
     let env = env().await;

@@ -521,61 +521,137 @@ fn query_value(url: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Accepts browser requests on the loopback listener until one carries the
-/// authorization code (with the expected state).
+/// How long one connection to the loopback listener may take to send its
+/// request head (browsers open idle speculative connections).
+const REDIRECT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head the loopback listener reads.
+const MAX_REDIRECT_HEAD: usize = 8 * 1024;
+/// The most connections the loopback listener serves at once; more wait
+/// in the listen backlog.
+const MAX_REDIRECT_CONNECTIONS: usize = 32;
+
+/// Serves browser requests on the loopback listener, concurrently, until
+/// one carries the expected `state` with the authorization code (or with an
+/// `error`). A request with another state, or none, is answered and the
+/// wait goes on: no other local process can end the sign-in.
 async fn receive_redirect(listener: &tokio::net::TcpListener, state: &str) -> Result<SecretString> {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let mut serving = FuturesUnordered::new();
     loop {
-        let (mut socket, _) = listener.accept().await?;
-        let mut buf = vec![0u8; 8192];
-        let mut len = 0;
-        while len < buf.len() {
-            let n = socket.read(&mut buf[len..]).await?;
-            if n == 0 {
-                break;
+        tokio::select! {
+            accepted = listener.accept(), if serving.len() < MAX_REDIRECT_CONNECTIONS => {
+                let (socket, _) = accepted?;
+                serving.push(serve_redirect(socket, state));
             }
-            len += n;
-            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
+            Some(outcome) = serving.next(), if !serving.is_empty() => {
+                if let Some(outcome) = outcome {
+                    return outcome;
+                }
             }
         }
-        let head = String::from_utf8_lossy(&buf[..len]);
-        let target = head
-            .lines()
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("/");
-        let code = query_value(target, "code");
-        let got_state = query_value(target, "state");
-        let error = query_value(target, "error");
-        let (reply, outcome) = match (code, got_state, error) {
-            (Some(code), Some(s), _) if s == state => {
-                ("Signed in. You can close this window.", Some(Ok(code)))
+    }
+}
+
+/// Answers one connection to the loopback listener within
+/// [`REDIRECT_READ_TIMEOUT`]; the outcome of the sign-in when its request
+/// is the redirect with the expected `state`.
+async fn serve_redirect(
+    mut socket: tokio::net::TcpStream,
+    state: &str,
+) -> Option<Result<SecretString>> {
+    let exchange = async {
+        let mut buf = vec![0u8; MAX_REDIRECT_HEAD];
+        let mut len = 0;
+        let complete = loop {
+            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                break true;
             }
-            (_, _, Some(e)) => ("Sign-in failed. You can close this window.", Some(Err(e))),
-            _ => ("Waiting for the sign-in to complete.", None),
+            if len == buf.len() {
+                break false;
+            }
+            match socket.read(&mut buf[len..]).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => len += n,
+            }
+        };
+        let (status, reply, outcome) = if complete {
+            redirect_outcome(&String::from_utf8_lossy(&buf[..len]), state)
+        } else {
+            (
+                "431 Request Header Fields Too Large",
+                "Request too large.",
+                None,
+            )
         };
         let page = format!("<html><body><p>{reply}</p></body></html>");
         let _ = socket
             .write_all(
                 format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
                     page.len()
                 )
                 .as_bytes(),
             )
             .await;
-        match outcome {
-            Some(Ok(code)) => return Ok(code.into()),
-            Some(Err(e)) => {
-                return Err(Error::Sts(StsError {
-                    status: StatusCode::BAD_REQUEST,
-                    error: e,
-                    description: Some("the browser sign-in was refused".into()),
-                }))
-            }
-            None => continue,
-        }
+        let _ = socket.shutdown().await;
+        outcome
+    };
+    tokio::time::timeout(REDIRECT_READ_TIMEOUT, exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// What a request head received on the loopback listener means: the status
+/// and text to answer with, and the outcome of the sign-in if it ends it.
+fn redirect_outcome(
+    head: &str,
+    state: &str,
+) -> (&'static str, &'static str, Option<Result<SecretString>>) {
+    let target = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("/");
+    let code = query_value(target, "code");
+    let error = query_value(target, "error");
+    if code.is_none() && error.is_none() {
+        // A favicon, a reload of the page: not a redirect.
+        return ("200 OK", "Waiting for the sign-in to complete.", None);
     }
+    let state_matches = query_value(target, "state")
+        .is_some_and(|s| constant_time_eq(s.as_bytes(), state.as_bytes()));
+    if !state_matches {
+        return (
+            "400 Bad Request",
+            "This redirect does not belong to the sign-in in progress.",
+            None,
+        );
+    }
+    if let Some(e) = error {
+        return (
+            "200 OK",
+            "Sign-in failed. You can close this window.",
+            Some(Err(Error::Sts(StsError {
+                status: StatusCode::BAD_REQUEST,
+                error: e,
+                description: Some("the browser sign-in was refused".into()),
+            }))),
+        );
+    }
+    match code {
+        Some(code) => (
+            "200 OK",
+            "Signed in. You can close this window.",
+            Some(Ok(code.into())),
+        ),
+        None => ("200 OK", "Waiting for the sign-in to complete.", None),
+    }
+}
+
+/// Compares without revealing, by its duration, where `a` and `b` differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Opens `url` with the platform's opener.
@@ -626,6 +702,30 @@ mod tests {
             Some("certificate")
         );
         assert_eq!(pick_provider(&list, "nope"), None);
+    }
+
+    #[test]
+    fn a_redirect_counts_only_with_the_expected_state() {
+        let head = |target: &str| format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let (status, _, outcome) =
+            redirect_outcome(&head("/?error=access_denied&state=other"), "s1");
+        assert_eq!(status, "400 Bad Request");
+        assert!(outcome.is_none());
+        let (status, _, outcome) = redirect_outcome(&head("/?error=access_denied"), "s1");
+        assert_eq!(status, "400 Bad Request");
+        assert!(outcome.is_none());
+        let (status, _, outcome) = redirect_outcome(&head("/?code=c&state=s2"), "s1");
+        assert_eq!(status, "400 Bad Request");
+        assert!(outcome.is_none());
+        let (status, _, outcome) = redirect_outcome(&head("/favicon.ico"), "s1");
+        assert_eq!(status, "200 OK");
+        assert!(outcome.is_none());
+        let (_, _, outcome) = redirect_outcome(&head("/?error=access_denied&state=s1"), "s1");
+        assert!(matches!(outcome, Some(Err(Error::Sts(e))) if e.error == "access_denied"));
+        let (_, _, outcome) = redirect_outcome(&head("/?code=c&state=s1"), "s1");
+        assert_eq!(outcome.expect("ends").expect("a code").expose_secret(), "c");
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab"));
     }
 
     #[test]

@@ -213,12 +213,8 @@ impl SpsClient {
         })
     }
 
-    /// See [`super::SpsClient::commit`].
-    pub fn commit(&self, message: Option<&str>) -> Result<()> {
-        self.run(self.inner.commit(message))
-    }
-
-    /// See [`super::SpsClient::rollback`].
+    /// Rolls back whatever transaction the session has open, without a
+    /// guard (see [`super::SpsClient::rollback`]).
     pub fn rollback(&self) -> Result<()> {
         self.run(self.inner.rollback())
     }
@@ -323,9 +319,7 @@ impl SpsClient {
 
 impl Transaction {
     fn tx(&self) -> Result<&super::Transaction> {
-        self.inner
-            .as_ref()
-            .ok_or_else(|| SpsError::Config("the transaction is closed".into()))
+        self.inner.as_ref().ok_or(SpsError::TransactionClosed)
     }
 
     fn message(&self) -> Option<String> {
@@ -341,25 +335,70 @@ impl Transaction {
         }
     }
 
-    /// See [`super::SpsClient::get`].
+    /// See [`super::Transaction::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(super::Transaction::is_closed)
+    }
+
+    /// See [`super::Transaction::get`].
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<SpsResponse<T>> {
         let tx = self.tx()?;
         self.rt.block_on(tx.get(path))
     }
 
-    /// See [`super::SpsClient::fetch_for_write`].
+    /// See [`super::Transaction::get_json`].
+    pub fn get_json(&self, path: &str) -> Result<Value> {
+        let tx = self.tx()?;
+        self.rt.block_on(tx.get_json(path))
+    }
+
+    /// See [`super::Transaction::post`].
+    pub fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<SpsResponse<T>> {
+        let tx = self.tx()?;
+        self.rt.block_on(tx.post(path, body))
+    }
+
+    /// See [`super::Transaction::put`].
+    pub fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<SpsResponse<T>> {
+        let tx = self.tx()?;
+        self.rt.block_on(tx.put(path, body))
+    }
+
+    /// See [`super::Transaction::page`].
+    pub fn page(&self, path: &str) -> Result<SpsPage> {
+        let tx = self.tx()?;
+        self.rt.block_on(tx.page(path))
+    }
+
+    /// Every item of a list, across pages (see [`super::Transaction::items`]).
+    pub fn children(&self, path: &str) -> Result<Vec<ListItem>> {
+        let tx = self.tx()?;
+        self.rt.block_on(tx.children(path))
+    }
+
+    /// See [`super::Transaction::fetch_for_write`].
     pub fn fetch_for_write(&self, path: &str) -> Result<Value> {
         let tx = self.tx()?;
         self.rt.block_on(tx.fetch_for_write(path))
     }
 
-    /// See [`super::SpsClient::create`].
+    /// See [`super::Transaction::create`].
     pub fn create<B: Serialize + ?Sized>(&self, parent: &str, object: &B) -> Result<String> {
         let tx = self.tx()?;
         self.rt.block_on(tx.create(parent, object))
     }
 
-    /// See [`super::SpsClient::replace`].
+    /// See [`super::Transaction::replace`].
     pub fn replace<B: Serialize + ?Sized>(
         &self,
         path: &str,
@@ -369,7 +408,19 @@ impl Transaction {
         self.rt.block_on(tx.replace(path, object))
     }
 
-    /// See [`super::SpsClient::delete`].
+    /// See [`super::Transaction::modify`].
+    pub fn modify(&self, path: &str, edit: impl FnOnce(&mut Value)) -> Result<SpsResponse<Value>> {
+        let tx = self.tx()?;
+        self.rt.block_on(tx.modify(path, edit))
+    }
+
+    /// See [`super::Transaction::reorder`].
+    pub fn reorder(&self, list: &str, keys: &[String]) -> Result<SpsResponse<Value>> {
+        let tx = self.tx()?;
+        self.rt.block_on(tx.reorder(list, keys))
+    }
+
+    /// See [`super::Transaction::delete`].
     pub fn delete(&self, path: &str) -> Result<SpsResponse<Value>> {
         let tx = self.tx()?;
         self.rt.block_on(tx.delete(path))
@@ -393,7 +444,7 @@ impl Transaction {
         self.rt.block_on(tx.commit(message))
     }
 
-    /// Rolls back.
+    /// Rolls back (see [`super::Transaction::rollback`]).
     pub fn rollback(&self) -> Result<()> {
         let tx = self.tx()?;
         self.rt.block_on(tx.rollback())

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -201,7 +201,8 @@ impl SpsClientBuilder {
                 timeout: self.timeout,
                 session: Mutex::new(None),
                 login_lock: tokio::sync::Mutex::new(()),
-                in_transaction: AtomicBool::new(false),
+                tx: Mutex::new(TxTrack::default()),
+                tx_calls: tokio::sync::Mutex::new(()),
                 sign_ins: AtomicU64::new(0),
             }),
         })
@@ -249,8 +250,30 @@ pub(crate) struct Inner {
     /// The `session_id` cookie value.
     session: Mutex<Option<SecretString>>,
     login_lock: tokio::sync::Mutex<()>,
-    pub(crate) in_transaction: AtomicBool,
+    /// The transaction this client opened and has not seen end.
+    tx: Mutex<TxTrack>,
+    /// Serializes opening, committing and rolling back, so that a rollback
+    /// decided for one transaction is never sent after another was opened.
+    pub(crate) tx_calls: tokio::sync::Mutex<()>,
     sign_ins: AtomicU64,
+}
+
+/// Which transaction of the session is open, as far as the client knows.
+///
+/// Every [`open`](SpsClient::open) hands out a new generation; a
+/// [`Transaction`](super::Transaction) acts only while its generation is the
+/// open one, so the guard of a transaction that ended (committed, rolled
+/// back, timed out, discarded with an expired session) never acts on a later
+/// transaction of the same session.
+#[derive(Debug, Default)]
+pub(crate) struct TxTrack {
+    /// The generation of the open transaction.
+    pub(crate) open: Option<u64>,
+    /// The last generation handed out.
+    pub(crate) last: u64,
+    /// The open transaction's last guard was dropped while it was open: the
+    /// next `open` rolls it back first.
+    pub(crate) orphaned: bool,
 }
 
 /// A client of the SPS REST API (`https://{host}/api/`).
@@ -269,10 +292,7 @@ impl fmt::Debug for SpsClient {
             .field("base", &self.inner.base.as_str())
             .field("sign_in", &self.inner.sign_in)
             .field("signed_in", &self.is_signed_in())
-            .field(
-                "in_transaction",
-                &self.inner.in_transaction.load(Ordering::SeqCst),
-            )
+            .field("in_transaction", &self.in_transaction())
             .finish()
     }
 }
@@ -322,7 +342,34 @@ impl SpsClient {
 
     /// Whether the client believes one of its transactions is open.
     pub fn in_transaction(&self) -> bool {
-        self.inner.in_transaction.load(Ordering::SeqCst)
+        self.tx_track().open.is_some()
+    }
+
+    pub(crate) fn tx_track(&self) -> MutexGuard<'_, TxTrack> {
+        self.inner
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the open transaction (the server no longer has it); whether
+    /// there was one.
+    pub(crate) fn end_tracking(&self) -> bool {
+        let mut t = self.tx_track();
+        t.orphaned = false;
+        t.open.take().is_some()
+    }
+
+    /// Forgets the open transaction if it is `generation`; whether it was.
+    pub(crate) fn end_tracking_of(&self, generation: u64) -> bool {
+        let mut t = self.tx_track();
+        if t.open == Some(generation) {
+            t.open = None;
+            t.orphaned = false;
+            true
+        } else {
+            false
+        }
     }
 
     pub(crate) fn url(&self, path: &str) -> Result<Url> {
@@ -435,6 +482,8 @@ impl SpsClient {
         if let Ok(mut s) = self.inner.session.lock() {
             *s = Some(sid);
         }
+        // A new session has no transaction.
+        self.end_tracking();
         self.inner.sign_ins.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(target: "safeguard_sdk::sps", "signed in to {}", self.inner.base);
         Ok(())
@@ -446,6 +495,8 @@ impl SpsClient {
         if had {
             let r = self.execute(Method::DELETE, "authentication", None).await;
             self.forget_session();
+            // The server discards the session's transaction with it.
+            self.end_tracking();
             r.map(|_| ())
         } else {
             Ok(())
@@ -495,6 +546,9 @@ impl SpsClient {
         };
         for attempt in 0..2 {
             let sid = self.ensure_session().await?;
+            // The transaction open when the request leaves: an answer saying
+            // the session has none ends that one, never one opened meanwhile.
+            let tracked = self.tx_track().open;
             let mut cookie = HeaderValue::from_str(&format!("session_id={}", sid.expose_secret()))
                 .map_err(|_| SpsError::Decode {
                     status: None,
@@ -523,7 +577,7 @@ impl SpsClient {
                         *s = None;
                     }
                 }
-                if self.inner.in_transaction.swap(false, Ordering::SeqCst) {
+                if tracked.is_some_and(|g| self.end_tracking_of(g)) {
                     return Err(SpsError::SessionExpiredInTransaction(Box::new(err)));
                 }
                 if attempt == 0 {
@@ -532,8 +586,9 @@ impl SpsClient {
                 }
             }
             let e = SpsError::from_api(err);
-            if matches!(e, SpsError::NoTransaction(_)) && path_is_transaction(&url) {
-                self.inner.in_transaction.store(false, Ordering::SeqCst);
+            if let (SpsError::NoTransaction(_), Some(g)) = (&e, tracked) {
+                // The session has no transaction: it timed out.
+                self.end_tracking_of(g);
             }
             return Err(e);
         }
@@ -747,10 +802,6 @@ impl SpsClient {
     pub async fn reorder(&self, list: &str, keys: &[String]) -> Result<SpsResponse<Value>> {
         self.put(list, keys).await
     }
-}
-
-fn path_is_transaction(url: &Url) -> bool {
-    url.path().trim_end_matches('/') == "/api/transaction"
 }
 
 fn to_value<B: Serialize + ?Sized>(b: &B) -> Result<Value> {

@@ -144,6 +144,12 @@ macro_rules! codes {
             /// required`) and none was given; nothing was sent.
             #[error("a commit message is required to commit this transaction")]
             CommitMessageRequired,
+            /// A call through a [`Transaction`](super::Transaction) whose
+            /// transaction is over (committed, rolled back, timed out, or
+            /// discarded with its session), even if a later transaction of the
+            /// session is open; nothing was sent. Open a new transaction.
+            #[error("this SPS transaction is closed; open a new one")]
+            TransactionClosed,
             /// A search expression (`q`) that SPS would not accept; nothing was sent.
             #[error("invalid search expression: {0}")]
             InvalidQuery(String),

@@ -15,7 +15,8 @@
 //!   [`put`](SpsClient::put), [`delete`](SpsClient::delete)) returning
 //!   [`SpsResponse`]; lists page by page ([`SpsClient::pages`],
 //!   [`SpsClient::items`]) following `meta.next`.
-//! * Transactions: [`SpsClient::open`] → [`Transaction`], the closure style
+//! * Transactions: [`SpsClient::open`] → [`Transaction`] (the calls that run
+//!   inside it, each checked to run while it is the open one), the closure style
 //!   [`SpsClient::transaction`] (commit on `Ok`, roll back on `Err` or panic),
 //!   [`SpsClient::transaction_with_retry`] for mid-air collisions, typed
 //!   [`Change`]s and [`TransactionStatus`] (both answer shapes).
