@@ -55,6 +55,9 @@ pub(super) enum Refresh {
     /// Sign in unless another task already did since this generation (the
     /// generation a caller saw when it decided a new token was needed).
     UnlessNewer(u64),
+    /// The token is nearly spent but still valid: as `UnlessNewer`, and
+    /// not again within [`Session::early_retry`] of a failed early refresh.
+    Early(u64),
 }
 
 /// The token and what is known of it.
@@ -65,6 +68,8 @@ struct TokenState {
     generation: u64,
     /// Minutes remaining as last reported, and when.
     lifetime: Option<(u64, Instant)>,
+    /// When an early refresh last failed.
+    early_refresh_failed: Option<Instant>,
 }
 
 /// The token's state and the lock that makes sign-ins single-flight.
@@ -82,6 +87,7 @@ impl Tokens {
                 token,
                 generation: 0,
                 lifetime: None,
+                early_refresh_failed: None,
             }),
             sign_in: Mutex::new(()),
         })
@@ -165,11 +171,31 @@ impl Session {
             state.token = Some(user_token.clone());
             state.generation += 1;
             state.lifetime = None;
+            state.early_refresh_failed = None;
             tracing::info!("signed in");
             Ok(user_token)
         }
         .instrument(span)
         .await
+    }
+
+    /// How long after a failed early refresh the next is tried: a quarter
+    /// of the refresh margin (30 s by default), at least a second. Calls
+    /// meanwhile use the current token without waiting for a sign-in.
+    fn early_retry(&self) -> Duration {
+        (self.refresh_margin / 4).max(Duration::from_secs(1))
+    }
+
+    /// Whether the token is nearly spent, by the last reported lifetime,
+    /// and an early refresh is worth trying now.
+    fn early_refresh_due(&self, state: &TokenState) -> bool {
+        self.auth.can_refresh()
+            && state.lifetime.is_some_and(|(minutes, at)| {
+                time_left(minutes, at.elapsed()) <= self.refresh_margin
+            })
+            && state
+                .early_refresh_failed
+                .is_none_or(|at| at.elapsed() >= self.early_retry())
     }
 
     /// Signs in under the sign-in lock, or takes the token another task
@@ -181,38 +207,55 @@ impl Session {
     pub(super) fn refresh(&self, how: Refresh) -> BoxFuture<'_, Result<Arc<Bearer>>> {
         Box::pin(async move {
             let _guard = self.tokens.sign_in.lock().await;
-            if let Refresh::UnlessNewer(seen) = how {
+            if let Refresh::UnlessNewer(seen) | Refresh::Early(seen) = how {
                 let state = self.state();
-                if state.generation != seen {
-                    if let Some(t) = &state.token {
+                if let Some(t) = &state.token {
+                    // Another task signed in meanwhile, or (early) one
+                    // failed to a moment ago: the token held is the answer.
+                    let early_not_due =
+                        matches!(how, Refresh::Early(_)) && !self.early_refresh_due(&state);
+                    if state.generation != seen || early_not_due {
                         return Ok(t.clone());
                     }
                 }
             }
-            self.sign_in().await
+            let signed_in = self.sign_in().await;
+            if signed_in.is_err() && matches!(how, Refresh::Early(_)) {
+                self.state_mut().early_refresh_failed = Some(Instant::now());
+            }
+            signed_in
         })
     }
 
     /// The token to send now: signs in when there is none, refreshes when
-    /// the appliance said it is nearly spent. Returns the token and its generation.
+    /// the appliance said it is nearly spent. Returns the token and its
+    /// generation.
+    ///
+    /// A failed early refresh fails no call: the current token is still
+    /// valid, so it is sent (with a warning), and the refresh is tried
+    /// again after [`Session::early_retry`] or after a 401.
     pub(super) async fn current_token(&self) -> Result<(Arc<Bearer>, u64)> {
-        let (token, generation, nearly_spent) = {
+        let (token, generation, due) = {
             let state = self.state();
-            let nearly_spent = state.lifetime.is_some_and(|(minutes, at)| {
-                time_left(minutes, at.elapsed()) <= self.refresh_margin
-            });
-            (state.token.clone(), state.generation, nearly_spent)
+            let due = self.early_refresh_due(&state);
+            (state.token.clone(), state.generation, due)
         };
         match token {
-            Some(t) if !(nearly_spent && self.auth.can_refresh()) => Ok((t, generation)),
-            Some(_) => {
-                let t = self.refresh(Refresh::UnlessNewer(generation)).await?;
-                Ok((t, self.generation()))
-            }
-            None => {
-                if matches!(self.auth, Auth::Anonymous) {
-                    return Err(self.cannot_refresh());
+            Some(t) if !due => Ok((t, generation)),
+            Some(current) => match self.refresh(Refresh::Early(generation)).await {
+                Ok(t) => Ok((t, self.generation())),
+                Err(e) => {
+                    // `Error`'s messages carry no secret.
+                    tracing::warn!(
+                        error = %e,
+                        retry_in = ?self.early_retry(),
+                        "the early token refresh failed; the current token, still valid, is used"
+                    );
+                    Ok((current, generation))
                 }
+            },
+            None if matches!(self.auth, Auth::Anonymous) => Err(self.cannot_refresh()),
+            None => {
                 let t = self.refresh(Refresh::UnlessNewer(generation)).await?;
                 Ok((t, self.generation()))
             }

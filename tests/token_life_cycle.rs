@@ -1,0 +1,185 @@
+//! The token's life cycle: the early refresh and what happens when it
+//! fails, sign-out (and that nothing signs in again behind the caller's
+//! back), the remaining lifetime, and the provider list looked up once.
+//!
+//! Most tests run against a scripted appliance (`tests/hostile/`), which
+//! can fail a sign-in on demand and counts every request; the others
+//! against the emulator.
+
+mod hostile;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hostile::{answer, json, Hostile, Received, Step};
+use safeguard_sdk::auth::PasswordAuth;
+use safeguard_sdk::{SafeguardClient, Service};
+
+const PASSWORD: &str = "Sup3r-Secret-Pa55word";
+const LOCAL_ONLY: &str = r#"[{"Name":"Local","RstsProviderId":"local"}]"#;
+
+/// What the scripted appliance does, and what it saw.
+struct Knobs {
+    /// `X-TokenLifetimeRemaining` on API answers (none when 0).
+    lifetime_minutes: AtomicU64,
+    /// The token endpoint refuses (as for a changed password).
+    refuse_sign_in: AtomicBool,
+    /// How long the token endpoint takes, in milliseconds.
+    sign_in_pause_ms: AtomicU64,
+    /// Token endpoint requests.
+    token_requests: AtomicU64,
+    /// User tokens issued (`user-token-1`, `user-token-2`, ...).
+    issued: AtomicU64,
+    /// The provider list served.
+    providers: Mutex<&'static str>,
+}
+
+impl Knobs {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            lifetime_minutes: AtomicU64::new(0),
+            refuse_sign_in: AtomicBool::new(false),
+            sign_in_pause_ms: AtomicU64::new(0),
+            token_requests: AtomicU64::new(0),
+            issued: AtomicU64::new(0),
+            providers: Mutex::new(LOCAL_ONLY),
+        })
+    }
+}
+
+/// A scripted appliance: provider list, password grant, `LoginResponse`,
+/// `Logout`, and `{}` for anything else.
+async fn appliance(knobs: Arc<Knobs>) -> Hostile {
+    Hostile::https(move |r: &Received| {
+        let target = r.target();
+        if target.contains("/AuthenticationProviders") {
+            let list: &str = *knobs.providers.lock().unwrap();
+            vec![json(200, list)]
+        } else if target.starts_with("/RSTS/oauth2/token") {
+            let n = knobs.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
+            let pause = Step::Pause(Duration::from_millis(
+                knobs.sign_in_pause_ms.load(Ordering::SeqCst),
+            ));
+            if knobs.refuse_sign_in.load(Ordering::SeqCst) {
+                vec![pause, json(400, r#"{"error":"invalid_grant"}"#)]
+            } else {
+                vec![
+                    pause,
+                    json(200, &format!(r#"{{"access_token":"sts-{n}"}}"#)),
+                ]
+            }
+        } else if target.contains("/Token/LoginResponse") {
+            let n = knobs.issued.fetch_add(1, Ordering::SeqCst) + 1;
+            vec![json(
+                200,
+                &format!(r#"{{"Status":"Success","UserToken":"user-token-{n}"}}"#),
+            )]
+        } else {
+            let minutes = knobs.lifetime_minutes.load(Ordering::SeqCst).to_string();
+            let mut headers = vec![("Content-Type", "application/json")];
+            if minutes != "0" {
+                headers.push(("X-TokenLifetimeRemaining", minutes.as_str()));
+            }
+            vec![answer(200, &headers, b"{}")]
+        }
+    })
+    .await
+}
+
+fn password_client(server: &Hostile, provider: &str) -> SafeguardClient {
+    SafeguardClient::builder(&server.host)
+        .ca_pem(hostile::ca_pem())
+        .unwrap()
+        .auth(PasswordAuth::new(provider, "admin", PASSWORD))
+        .build()
+        .unwrap()
+}
+
+/// The bearer token a request carried.
+fn bearer(r: &Received) -> Option<String> {
+    r.headers.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("authorization")
+            .then(|| value.trim().trim_start_matches("Bearer ").to_owned())
+    })
+}
+
+/// The requests whose target contains `part`.
+fn requests_to(server: &Hostile, part: &str) -> Vec<Received> {
+    server
+        .received()
+        .into_iter()
+        .filter(|r| r.target().contains(part))
+        .collect()
+}
+
+async fn me(client: &SafeguardClient) -> safeguard_sdk::Result<serde_json::Value> {
+    client.get(Service::Core, "Me").send_json().await
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// --- a. a failed early refresh -------------------------------------------
+
+#[tokio::test]
+async fn a_failed_early_refresh_keeps_the_token_that_is_still_valid() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    // This test's thread only (a current-thread runtime): the warning is
+    // logged by the calling task.
+    let _logs = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_env_filter("safeguard_sdk=warn")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let knobs = Knobs::new();
+    // One minute left: inside the default two-minute margin.
+    knobs.lifetime_minutes.store(1, Ordering::SeqCst);
+    let server = appliance(knobs.clone()).await;
+    let client = password_client(&server, "local");
+    client.login().await.unwrap();
+    me(&client)
+        .await
+        .expect("answered; the lifetime is recorded");
+
+    knobs.refuse_sign_in.store(true, Ordering::SeqCst);
+    me(&client)
+        .await
+        .expect("the refresh failed but the current token still works");
+    assert_eq!(
+        knobs.token_requests.load(Ordering::SeqCst),
+        2,
+        "the early refresh was tried"
+    );
+    let calls = requests_to(&server, "/service/core/v4/Me");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(bearer(&calls[1]).as_deref(), Some("user-token-1"));
+
+    // The next calls do not try again at once (nor make every call wait
+    // for a sign-in that fails).
+    me(&client).await.unwrap();
+    assert_eq!(knobs.token_requests.load(Ordering::SeqCst), 2);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("WARN"), "a warning: {logs}");
+    assert!(logs.contains("refresh"), "{logs}");
+    for secret in [PASSWORD, "user-token-1", "sts-"] {
+        assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
+    }
+}
