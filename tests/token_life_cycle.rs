@@ -6,6 +6,7 @@
 //! can fail a sign-in on demand and counts every request; the others
 //! against the emulator.
 
+mod common;
 mod hostile;
 
 use std::io::Write;
@@ -14,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hostile::{answer, json, Hostile, Received, Step};
-use safeguard_sdk::auth::PasswordAuth;
-use safeguard_sdk::{SafeguardClient, Service};
+use safeguard_sdk::auth::{PasswordAuth, TokenAuth};
+use safeguard_sdk::{Error, SafeguardClient, Service};
 
 const PASSWORD: &str = "Sup3r-Secret-Pa55word";
 const LOCAL_ONLY: &str = r#"[{"Name":"Local","RstsProviderId":"local"}]"#;
@@ -182,4 +183,92 @@ async fn a_failed_early_refresh_keeps_the_token_that_is_still_valid() {
     for secret in [PASSWORD, "user-token-1", "sts-"] {
         assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
     }
+}
+
+// --- b. sign-out -----------------------------------------------------------
+
+#[tokio::test]
+async fn after_logout_calls_fail_until_login() {
+    let emu = common::emulator().await;
+    let client = common::admin(&emu).await;
+    client.logout().await.unwrap();
+    let sign_ins = emu.control().login_response_calls();
+
+    let err = me(&client).await.expect_err("signed out");
+    assert!(matches!(err, Error::SignedOut), "{err:?}");
+    assert!(
+        err.to_string().contains("call login() to sign in again"),
+        "{err}"
+    );
+    assert!(matches!(client.refresh().await, Err(Error::SignedOut)));
+    assert!(!client.is_signed_in().await);
+    assert_eq!(client.token_lifetime_remaining().await.unwrap(), None);
+    assert_eq!(
+        emu.control().login_response_calls(),
+        sign_ins,
+        "nothing signed in behind the caller's back"
+    );
+
+    client.login().await.unwrap();
+    assert!(me(&client).await.is_ok());
+    assert_eq!(emu.control().login_response_calls(), sign_ins + 1);
+}
+
+#[tokio::test]
+async fn logout_waits_for_a_sign_in_in_flight_and_signs_its_token_out() {
+    let knobs = Knobs::new();
+    let server = appliance(knobs.clone()).await;
+    let client = password_client(&server, "local");
+    client.login().await.unwrap();
+
+    knobs.sign_in_pause_ms.store(1000, Ordering::SeqCst);
+    let refresh = tokio::spawn({
+        let client = client.clone();
+        async move { client.refresh().await }
+    });
+    // The refresh holds the sign-in lock now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.logout().await.unwrap();
+    refresh
+        .await
+        .unwrap()
+        .expect("the refresh itself succeeded");
+
+    assert!(
+        !client.is_signed_in().await,
+        "the refresh did not bring the session back"
+    );
+    let logouts = requests_to(&server, "/Token/Logout");
+    assert_eq!(logouts.len(), 1);
+    assert_eq!(
+        bearer(&logouts[0]).as_deref(),
+        Some("user-token-2"),
+        "the token the refresh got is the one signed out"
+    );
+    let before = server.received().len();
+    let err = me(&client).await.expect_err("signed out");
+    assert!(matches!(err, Error::SignedOut), "{err:?}");
+    assert_eq!(server.received().len(), before, "no request was made");
+}
+
+#[tokio::test]
+async fn a_token_client_after_logout_cannot_sign_in_again() {
+    let knobs = Knobs::new();
+    let server = appliance(knobs).await;
+    let client = SafeguardClient::builder(&server.host)
+        .ca_pem(hostile::ca_pem())
+        .unwrap()
+        .auth(TokenAuth::new("user-token-0"))
+        .build()
+        .unwrap();
+    me(&client).await.unwrap();
+    client.logout().await.unwrap();
+    assert!(matches!(me(&client).await, Err(Error::SignedOut)));
+    assert!(matches!(
+        client.login().await,
+        Err(Error::CannotRefresh {
+            strategy: "token",
+            ..
+        })
+    ));
 }

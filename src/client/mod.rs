@@ -187,17 +187,22 @@ impl SafeguardClient {
             .map(|(t, _)| SecretString::from(t.token.expose_secret().to_owned()))
     }
 
-    /// Signs in now (a no-op for anonymous clients; for a token client it
-    /// only checks nothing is missing).
+    /// Signs in now, also after a [`logout`](Self::logout) (a no-op for
+    /// anonymous clients; for a token client it only checks that the token
+    /// is there, which it no longer is after a logout:
+    /// [`Error::CannotRefresh`]).
     pub async fn login(&self) -> Result<()> {
         match self.session.auth {
-            Auth::Anonymous | Auth::Token(_) => Ok(()),
+            Auth::Anonymous => Ok(()),
+            Auth::Token(_) if self.session.token().is_none() => Err(self.session.cannot_refresh()),
+            Auth::Token(_) => Ok(()),
             _ => self.session.refresh(Refresh::Force).await.map(|_| ()),
         }
     }
 
     /// Signs in again now. Strategies that cannot sign in without a person or
-    /// a new token answer [`Error::CannotRefresh`].
+    /// a new token answer [`Error::CannotRefresh`]; after a
+    /// [`logout`](Self::logout), [`Error::SignedOut`].
     pub async fn refresh(&self) -> Result<()> {
         if !self.session.auth.can_refresh() {
             return Err(self.session.cannot_refresh());
@@ -222,9 +227,12 @@ impl SafeguardClient {
         self.session.token().is_some()
     }
 
-    /// Signs out: the appliance invalidates the token, and the client forgets it.
+    /// Signs out: the appliance invalidates the token, and the client forgets
+    /// it. A sign-in in flight ends first (and its token is the one signed
+    /// out). Until [`login`](Self::login), calls fail with
+    /// [`Error::SignedOut`] instead of signing in again by themselves.
     pub async fn logout(&self) -> Result<()> {
-        let Some(token) = self.session.forget_token() else {
+        let Some(token) = self.session.sign_out().await else {
             return Ok(());
         };
         let mut request = self

@@ -50,10 +50,12 @@ impl Bearer {
 /// What a sign-in under the sign-in lock may skip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Refresh {
-    /// Sign in whatever happened before (an explicit `login()`).
+    /// Sign in whatever happened before (an explicit `login()`, which also
+    /// ends a sign-out).
     Force,
     /// Sign in unless another task already did since this generation (the
-    /// generation a caller saw when it decided a new token was needed).
+    /// generation a caller saw when it decided a new token was needed), or
+    /// the client was signed out.
     UnlessNewer(u64),
     /// The token is nearly spent but still valid: as `UnlessNewer`, and
     /// not again within [`Session::early_retry`] of a failed early refresh.
@@ -68,6 +70,9 @@ struct TokenState {
     generation: u64,
     /// Minutes remaining as last reported, and when.
     lifetime: Option<(u64, Instant)>,
+    /// Set by a sign-out, cleared by a sign-in: until then no call signs in
+    /// by itself.
+    signed_out: bool,
     /// When an early refresh last failed.
     early_refresh_failed: Option<Instant>,
 }
@@ -87,6 +92,7 @@ impl Tokens {
                 token,
                 generation: 0,
                 lifetime: None,
+                signed_out: false,
                 early_refresh_failed: None,
             }),
             sign_in: Mutex::new(()),
@@ -132,9 +138,18 @@ impl Session {
         self.state().generation
     }
 
-    /// Forgets the token (sign-out) and returns it.
-    pub(super) fn forget_token(&self) -> Option<Arc<Bearer>> {
-        self.state_mut().token.take()
+    /// Signs out: forgets the token and returns it (for the appliance to
+    /// invalidate). Under the sign-in lock, so that a sign-in in flight
+    /// ends first and its token is the one returned; after it, no call
+    /// signs in by itself until [`Refresh::Force`] (`login()`).
+    pub(super) async fn sign_out(&self) -> Option<Arc<Bearer>> {
+        let _guard = self.tokens.sign_in.lock().await;
+        let mut state = self.state_mut();
+        // An anonymous client has nothing to sign out of.
+        state.signed_out = !matches!(self.auth, Auth::Anonymous);
+        state.lifetime = None;
+        state.early_refresh_failed = None;
+        state.token.take()
     }
 
     /// The error for a strategy that cannot sign in again by itself.
@@ -171,6 +186,7 @@ impl Session {
             state.token = Some(user_token.clone());
             state.generation += 1;
             state.lifetime = None;
+            state.signed_out = false;
             state.early_refresh_failed = None;
             tracing::info!("signed in");
             Ok(user_token)
@@ -209,6 +225,9 @@ impl Session {
             let _guard = self.tokens.sign_in.lock().await;
             if let Refresh::UnlessNewer(seen) | Refresh::Early(seen) = how {
                 let state = self.state();
+                if state.signed_out {
+                    return Err(Error::SignedOut);
+                }
                 if let Some(t) = &state.token {
                     // Another task signed in meanwhile, or (early) one
                     // failed to a moment ago: the token held is the answer.
@@ -227,23 +246,24 @@ impl Session {
         })
     }
 
-    /// The token to send now: signs in when there is none, refreshes when
-    /// the appliance said it is nearly spent. Returns the token and its
-    /// generation.
+    /// The token to send now: signs in when there is none (unless signed
+    /// out), refreshes when the appliance said it is nearly spent. Returns
+    /// the token and its generation.
     ///
     /// A failed early refresh fails no call: the current token is still
     /// valid, so it is sent (with a warning), and the refresh is tried
     /// again after [`Session::early_retry`] or after a 401.
     pub(super) async fn current_token(&self) -> Result<(Arc<Bearer>, u64)> {
-        let (token, generation, due) = {
+        let (token, generation, due, signed_out) = {
             let state = self.state();
             let due = self.early_refresh_due(&state);
-            (state.token.clone(), state.generation, due)
+            (state.token.clone(), state.generation, due, state.signed_out)
         };
         match token {
             Some(t) if !due => Ok((t, generation)),
             Some(current) => match self.refresh(Refresh::Early(generation)).await {
                 Ok(t) => Ok((t, self.generation())),
+                Err(Error::SignedOut) => Err(Error::SignedOut),
                 Err(e) => {
                     // `Error`'s messages carry no secret.
                     tracing::warn!(
@@ -255,6 +275,7 @@ impl Session {
                 }
             },
             None if matches!(self.auth, Auth::Anonymous) => Err(self.cannot_refresh()),
+            None if signed_out => Err(Error::SignedOut),
             None => {
                 let t = self.refresh(Refresh::UnlessNewer(generation)).await?;
                 Ok((t, self.generation()))
