@@ -20,6 +20,7 @@ use safeguard_sdk::{Error, SafeguardClient, Service};
 
 const PASSWORD: &str = "Sup3r-Secret-Pa55word";
 const LOCAL_ONLY: &str = r#"[{"Name":"Local","RstsProviderId":"local"}]"#;
+const WITH_CORP: &str = r#"[{"Name":"Local","RstsProviderId":"local"},{"Name":"Corp","RstsProviderId":"corp.example"}]"#;
 
 /// What the scripted appliance does, and what it saw.
 struct Knobs {
@@ -271,4 +272,81 @@ async fn a_token_client_after_logout_cannot_sign_in_again() {
             ..
         })
     ));
+}
+
+// --- c. what is known is not asked again ----------------------------------
+
+#[tokio::test]
+async fn the_token_lifetime_is_answered_from_the_last_answer() {
+    let knobs = Knobs::new();
+    knobs.lifetime_minutes.store(42, Ordering::SeqCst);
+    let server = appliance(knobs).await;
+    let client = SafeguardClient::builder(&server.host)
+        .ca_pem(hostile::ca_pem())
+        .unwrap()
+        .auth(TokenAuth::new("user-token-0"))
+        .build()
+        .unwrap();
+
+    // Nothing recorded yet: one request.
+    assert_eq!(client.token_lifetime_remaining().await.unwrap(), Some(42));
+    assert_eq!(server.received().len(), 1);
+    // Recorded: no request.
+    assert_eq!(client.token_lifetime_remaining().await.unwrap(), Some(42));
+    me(&client).await.unwrap();
+    assert_eq!(client.token_lifetime_remaining().await.unwrap(), Some(42));
+    assert_eq!(server.received().len(), 2, "only the call to Me");
+}
+
+#[tokio::test]
+async fn the_provider_list_is_fetched_once_per_client() {
+    let knobs = Knobs::new();
+    let server = appliance(knobs.clone()).await;
+    let client = password_client(&server, "local");
+    client.login().await.unwrap();
+    client.refresh().await.unwrap();
+    client.refresh().await.unwrap();
+    assert_eq!(knobs.token_requests.load(Ordering::SeqCst), 3);
+    assert_eq!(requests_to(&server, "/AuthenticationProviders").len(), 1);
+}
+
+#[tokio::test]
+async fn a_provider_not_in_the_list_is_looked_up_again() {
+    let knobs = Knobs::new();
+    let server = appliance(knobs.clone()).await;
+    let client = password_client(&server, "Corp");
+    match client.login().await {
+        Err(Error::Config(m)) => assert!(m.contains("Corp"), "{m}"),
+        other => panic!("expected an unknown provider, got {other:?}"),
+    }
+    // The administrator adds it: the next sign-in looks again, once.
+    *knobs.providers.lock().unwrap() = WITH_CORP;
+    client.login().await.unwrap();
+    client.refresh().await.unwrap();
+    assert_eq!(requests_to(&server, "/AuthenticationProviders").len(), 2);
+    let scopes: Vec<String> = requests_to(&server, "/RSTS/oauth2/token")
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(
+        scopes
+            .iter()
+            .all(|b| b.contains("primaryproviderid:corp.example")),
+        "{scopes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_sign_in_looks_the_provider_up_again() {
+    // The provider may have been renamed or removed: after a refused
+    // sign-in the cached id is not trusted.
+    let knobs = Knobs::new();
+    let server = appliance(knobs.clone()).await;
+    let client = password_client(&server, "local");
+    client.login().await.unwrap();
+    knobs.refuse_sign_in.store(true, Ordering::SeqCst);
+    assert!(matches!(client.refresh().await, Err(Error::Sts(_))));
+    knobs.refuse_sign_in.store(false, Ordering::SeqCst);
+    client.refresh().await.unwrap();
+    assert_eq!(requests_to(&server, "/AuthenticationProviders").len(), 2);
 }

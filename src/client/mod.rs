@@ -250,11 +250,15 @@ impl SafeguardClient {
     }
 
     /// Minutes the current token has left, as the appliance reports them
-    /// (`X-TokenLifetimeRemaining` on an authenticated call); `None` when
-    /// not signed in.
+    /// ([`TOKEN_LIFETIME_HEADER`] on authenticated answers): from the last
+    /// answer that said so, less the minutes elapsed since, or with a
+    /// request when no answer said so yet; `None` when not signed in.
     pub async fn token_lifetime_remaining(&self) -> Result<Option<u64>> {
         if self.session.token().is_none() {
             return Ok(None);
+        }
+        if let Some(minutes) = self.session.recorded_lifetime() {
+            return Ok(Some(minutes));
         }
         let response = self.get(Service::Core, "LoginMessage").send_raw().await?;
         Ok(session::lifetime_minutes(response.headers()))

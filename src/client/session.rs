@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use tracing::Instrument;
 use zeroize::Zeroizing;
 
-use crate::auth::rsts::Sts;
+use crate::auth::rsts::{ProviderIds, Sts};
 use crate::auth::Auth;
 use crate::error::{Error, Result};
 use crate::limits::{self, Limits};
@@ -77,10 +77,12 @@ struct TokenState {
     early_refresh_failed: Option<Instant>,
 }
 
-/// The token's state and the lock that makes sign-ins single-flight.
+/// The token's state, the lock that makes sign-ins single-flight, and
+/// what sign-ins learn on the way (the provider ids).
 pub(super) struct Tokens {
     state: RwLock<TokenState>,
     sign_in: Mutex<()>,
+    providers: ProviderIds,
 }
 
 impl Tokens {
@@ -96,6 +98,7 @@ impl Tokens {
                 early_refresh_failed: None,
             }),
             sign_in: Mutex::new(()),
+            providers: ProviderIds::default(),
         })
     }
 }
@@ -152,6 +155,14 @@ impl Session {
         state.token.take()
     }
 
+    /// Minutes the token has left by the last answer that said so, less the
+    /// whole minutes elapsed since; `None` when no answer said so yet.
+    pub(super) fn recorded_lifetime(&self) -> Option<u64> {
+        self.state()
+            .lifetime
+            .map(|(minutes, at)| minutes.saturating_sub(at.elapsed().as_secs() / 60))
+    }
+
     /// The error for a strategy that cannot sign in again by itself.
     pub(super) fn cannot_refresh(&self) -> Error {
         Error::CannotRefresh {
@@ -165,13 +176,14 @@ impl Session {
             http: &self.secret_http,
             host: &self.host,
             limits: &self.limits,
+            providers: &self.tokens.providers,
         }
     }
 
     /// Runs the strategy's sign-in and installs the new token.
     async fn sign_in(&self) -> Result<Arc<Bearer>> {
         let span = tracing::info_span!("safeguard.sign_in", strategy = self.auth.name(), host = %self.host);
-        async {
+        let signed_in = async {
             let sts = self.sts();
             let sts_token = match &self.auth {
                 Auth::Anonymous | Auth::Token(_) => return Err(self.cannot_refresh()),
@@ -192,7 +204,13 @@ impl Session {
             Ok(user_token)
         }
         .instrument(span)
-        .await
+        .await;
+        if signed_in.is_err() {
+            // The provider may have been renamed or removed: look it up
+            // again next time.
+            self.tokens.providers.forget();
+        }
+        signed_in
     }
 
     /// How long after a failed early refresh the next is tried: a quarter
