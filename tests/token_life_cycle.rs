@@ -186,6 +186,39 @@ async fn a_failed_early_refresh_keeps_the_token_that_is_still_valid() {
     }
 }
 
+#[tokio::test]
+async fn calls_do_not_wait_for_an_early_refresh_in_flight() {
+    let knobs = Knobs::new();
+    knobs.lifetime_minutes.store(1, Ordering::SeqCst);
+    let server = appliance(knobs.clone()).await;
+    let client = password_client(&server, "local");
+    client.login().await.unwrap();
+    me(&client).await.unwrap();
+
+    // A slow STS: the first call starts the early refresh and waits for it.
+    knobs.sign_in_pause_ms.store(3000, Ordering::SeqCst);
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { me(&client).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    me(&client).await.expect("answered with the current token");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the call waited {:?} for the sign-in",
+        started.elapsed()
+    );
+    first
+        .await
+        .unwrap()
+        .expect("the first call, after the refresh");
+    let calls = requests_to(&server, "/service/core/v4/Me");
+    let tokens: Vec<_> = calls.iter().filter_map(bearer).collect();
+    assert_eq!(tokens, ["user-token-1", "user-token-1", "user-token-2"]);
+    assert_eq!(knobs.token_requests.load(Ordering::SeqCst), 2);
+}
+
 // --- b. sign-out -----------------------------------------------------------
 
 #[tokio::test]

@@ -270,7 +270,9 @@ impl Session {
     ///
     /// A failed early refresh fails no call: the current token is still
     /// valid, so it is sent (with a warning), and the refresh is tried
-    /// again after [`Session::early_retry`] or after a 401.
+    /// again after [`Session::early_retry`] or after a 401. Only the call
+    /// that starts an early refresh waits for it; calls meanwhile send the
+    /// current token.
     pub(super) async fn current_token(&self) -> Result<(Arc<Bearer>, u64)> {
         let (token, generation, due, signed_out) = {
             let state = self.state();
@@ -279,6 +281,9 @@ impl Session {
         };
         match token {
             Some(t) if !due => Ok((t, generation)),
+            // A sign-in is in flight: the current token is still valid, and
+            // no call queues behind a slow (or failing) STS.
+            Some(current) if self.tokens.sign_in.try_lock().is_err() => Ok((current, generation)),
             Some(current) => match self.refresh(Refresh::Early(generation)).await {
                 Ok(t) => Ok((t, self.generation())),
                 Err(Error::SignedOut) => Err(Error::SignedOut),
