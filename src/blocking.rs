@@ -139,7 +139,8 @@ impl SafeguardClient {
         self.block_on(self.inner.refresh())
     }
 
-    /// Signs out.
+    /// Signs out; until [`login`](Self::login), calls fail with
+    /// [`Error::SignedOut`].
     pub fn logout(&self) -> Result<()> {
         self.block_on(self.inner.logout())
     }

@@ -43,6 +43,12 @@ pub enum Error {
         /// Why, and what to do instead.
         reason: &'static str,
     },
+    /// The client was signed out ([`logout`](crate::SafeguardClient::logout)):
+    /// it signs in again only when asked to, not by itself in the middle of
+    /// a call (which, for a device-code or browser sign-in, would prompt a
+    /// person).
+    #[error("signed out: call login() to sign in again")]
+    SignedOut,
     /// A device-code or browser sign-in was cancelled, denied or expired.
     #[error("sign-in did not complete: {0}")]
     SignInIncomplete(String),

@@ -372,6 +372,32 @@ async fn a_token_that_cannot_be_refreshed_stops_the_listener() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_out_client_stops_its_listener() {
+    let emu = common::emulator().await;
+    let client = common::admin(&emu).await;
+    let listener = client
+        .persistent_event_listener()
+        .with_reconnect_policy(quick_policy());
+    listener.start().await.expect("starts");
+    assert!(
+        listener
+            .wait_for_state(ListenerState::Connected, WAIT)
+            .await
+    );
+    let signins = emu.control().login_response_calls();
+    client.logout().await.unwrap();
+    emu.control().drop_websockets();
+    assert!(listener.wait_for_state(ListenerState::Stopped, WAIT).await);
+    let reason = listener.last_error().expect("a reason");
+    assert!(matches!(*reason, Error::SignedOut), "{reason}");
+    assert_eq!(
+        emu.control().login_response_calls(),
+        signins,
+        "the listener did not sign the client in again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_hub_is_detected_with_short_keepalive() {
     let emu = common::emulator().await;
     emu.control().set_ping_interval(Duration::from_millis(50));

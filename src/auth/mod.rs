@@ -74,7 +74,7 @@ impl Auth {
     }
 
     /// Why a strategy cannot refresh, for [`Error::CannotRefresh`](crate::Error::CannotRefresh).
-    pub(crate) fn refresh_refusal(&self) -> &'static str {
+    pub(crate) fn why_no_refresh(&self) -> &'static str {
         match self {
             Auth::Anonymous => "an anonymous client has no token; configure a sign-in strategy",
             Auth::Token(_) => "a caller-supplied token cannot be renewed; supply a new one or use PKCE, password or certificate sign-in",

@@ -1,6 +1,8 @@
 //! The rSTS conversations behind each sign-in strategy, and the exchange of
 //! the rSTS access token for a Safeguard user token.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -42,6 +44,36 @@ pub(crate) struct Sts<'a> {
     pub(crate) http: &'a reqwest::Client,
     pub(crate) host: &'a str,
     pub(crate) limits: &'a Limits,
+    /// The provider ids resolved so far (one client's).
+    pub(crate) providers: &'a ProviderIds,
+}
+
+/// The rSTS provider ids a client resolved, by the string its strategy
+/// names: the provider list is fetched when a name is not known yet, not
+/// at every sign-in and refresh.
+#[derive(Debug, Default)]
+pub(crate) struct ProviderIds(Mutex<HashMap<String, String>>);
+
+impl ProviderIds {
+    fn ids(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        // Held for a lookup or an insert, never across an await; a
+        // poisoned map is still a valid map.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, wanted: &str) -> Option<String> {
+        self.ids().get(wanted).cloned()
+    }
+
+    fn insert(&self, wanted: &str, id: String) {
+        self.ids().insert(wanted.to_owned(), id);
+    }
+
+    /// Forgets every id (after a refused sign-in: the provider may have
+    /// been renamed or removed, so the next sign-in looks again).
+    pub(crate) fn forget(&self) {
+        self.ids().clear();
+    }
 }
 
 #[derive(Deserialize)]
@@ -71,7 +103,23 @@ impl<'a> Sts<'a> {
     /// case-insensitively on `RstsProviderId`, then `Name`, then as a
     /// substring of `RstsProviderId`. The built-ins `local` and
     /// `certificate` resolve to themselves when the list lacks them.
+    ///
+    /// An id resolved before is taken from [`ProviderIds`]; otherwise the
+    /// list is fetched (once) and the id found is kept. A provider the list
+    /// lacks is not remembered, so the next sign-in fetches the list again
+    /// (an administrator may have added it meanwhile).
     pub(crate) async fn resolve_provider(&self, wanted: &str) -> Result<String> {
+        if let Some(id) = self.providers.get(wanted) {
+            return Ok(id);
+        }
+        let id = self.fetch_provider(wanted).await?;
+        self.providers.insert(wanted, id.clone());
+        Ok(id)
+    }
+
+    /// Fetches the provider list and finds `wanted` in it (see
+    /// [`Sts::resolve_provider`]).
+    async fn fetch_provider(&self, wanted: &str) -> Result<String> {
         let response = self
             .http
             .get(self.url("/service/core/v4/AuthenticationProviders"))

@@ -140,6 +140,7 @@ pub(crate) fn copy_error(e: &Error) -> Error {
         Error::Api(a) => Error::Api(a.clone()),
         Error::Sts(s) => Error::Sts(s.clone()),
         Error::CannotRefresh { strategy, reason } => Error::CannotRefresh { strategy, reason },
+        Error::SignedOut => Error::SignedOut,
         Error::SignInIncomplete(m) => Error::SignInIncomplete(m.clone()),
         Error::Tls(m) => Error::Tls(m.clone()),
         Error::Timeout(m) => Error::Timeout(m.clone()),

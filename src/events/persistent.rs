@@ -273,7 +273,7 @@ async fn supervise(core: Arc<Core>, policy: ReconnectPolicy, mut stop: watch::Re
                     reauth_first = false;
                     reauthed_now = true;
                 }
-                Some(Err(e @ Error::CannotRefresh { .. })) => {
+                Some(Err(e @ (Error::CannotRefresh { .. } | Error::SignedOut))) => {
                     tracing::error!(error = %e, "the event hub refused the token and it cannot be refreshed; giving up");
                     core.report(ListenerState::Stopped, Some(e), None);
                     break 'outer;
@@ -296,6 +296,12 @@ async fn supervise(core: Arc<Core>, policy: ReconnectPolicy, mut stop: watch::Re
                     End::Stopped => break 'outer,
                     End::Failed(e) => core.report(ListenerState::Disconnected, Some(e), None),
                 }
+            }
+            Some(Err(e @ Error::SignedOut)) => {
+                // The client was signed out: only its owner signs in again.
+                tracing::error!(error = %e, "the client was signed out; the listener stops");
+                core.report(ListenerState::Stopped, Some(e), None);
+                break 'outer;
             }
             Some(Err(e)) => {
                 let unauthorized = is_unauthorized(&e);

@@ -127,15 +127,28 @@ impl Hostile {
     /// An HTTPS server (certificate for `127.0.0.1` by [`ca_pem`]) answering
     /// each request with `script(request)`.
     pub async fn https(script: impl Fn(&Received) -> Vec<Step> + Send + Sync + 'static) -> Self {
-        Self::start(Some(tls_acceptor()), Arc::new(script)).await
+        Self::start(Some(tls_acceptor()), Arc::new(script), true).await
+    }
+
+    /// An HTTPS server that reads only the head of each request and never
+    /// its body (a [`Step::Pause`] then holds the client's upload where
+    /// the connection's buffers stop it); [`Received::body`] stays empty.
+    pub async fn https_unread_body(
+        script: impl Fn(&Received) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Self {
+        Self::start(Some(tls_acceptor()), Arc::new(script), false).await
     }
 
     /// The same over plain HTTP.
     pub async fn plain(script: impl Fn(&Received) -> Vec<Step> + Send + Sync + 'static) -> Self {
-        Self::start(None, Arc::new(script)).await
+        Self::start(None, Arc::new(script), true).await
     }
 
-    async fn start(tls: Option<tokio_rustls::TlsAcceptor>, script: Arc<Script>) -> Self {
+    async fn start(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        script: Arc<Script>,
+        read_body: bool,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -151,10 +164,10 @@ impl Hostile {
                     match tls {
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(tcp).await {
-                                serve(stream, &*script, &r, &w).await;
+                                serve(stream, &*script, &r, &w, read_body).await;
                             }
                         }
-                        None => serve(tcp, &*script, &r, &w).await,
+                        None => serve(tcp, &*script, &r, &w, read_body).await,
                     }
                 });
             }
@@ -190,9 +203,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     script: &Script,
     log: &Mutex<Vec<Received>>,
     written: &AtomicU64,
+    read_body: bool,
 ) {
     loop {
-        let Some(request) = read_request(&mut stream).await else {
+        let Some(request) = read_request(&mut stream, read_body).await else {
             return;
         };
         log.lock().expect("log").push(request.clone());
@@ -245,9 +259,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Reads one request (head, then a `Content-Length` body); `None` when the
-/// client closed or sent something unreadable.
-async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Received> {
+/// Reads one request (head, then a `Content-Length` body unless
+/// `read_body` is false); `None` when the client closed or sent something
+/// unreadable.
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S, read_body: bool) -> Option<Received> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -267,6 +282,7 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Received> 
                 .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
+    let length = if read_body { length } else { 0 };
     let mut body = vec![0u8; length.min(16 << 20)];
     stream.read_exact(&mut body).await.ok()?;
     Some(Received {
