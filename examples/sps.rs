@@ -11,6 +11,7 @@
 
 use safeguard_sdk::sps::{ChangeKind, SpsClient, SpsError};
 use safeguard_sdk::tls::TlsOptions;
+use safeguard_sdk::Error;
 use serde_json::json;
 
 #[tokio::main]
@@ -109,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
     {
         Ok(()) => println!("committed"),
-        Err(e @ SpsError::MidAirCollision(_)) => {
+        Err(e @ Error::Sps(SpsError::MidAirCollision(_))) => {
             tx.rollback().await?;
             return Err(format!("someone else committed first: {e}").into());
         }

@@ -94,7 +94,9 @@ pub enum Error {
     /// connection, closed by the hub).
     #[error("events: {0}")]
     Events(#[from] crate::events::EventsError),
-    /// A failure of the Safeguard for Privileged Sessions client.
+    /// What is specific to Safeguard for Privileged Sessions: its error
+    /// answers (by code) and its transaction and search rules. The other
+    /// failures of SPS calls are the shared variants.
     #[error("SPS: {0}")]
     Sps(#[from] crate::sps::SpsError),
     /// A local file could not be read or written (downloads, uploads).
@@ -111,6 +113,7 @@ impl Error {
             | Error::NotFound(e)
             | Error::Api(e) => Some(e.status),
             Error::Sts(e) => Some(e.status),
+            Error::Sps(e) => e.status(),
             Error::Decode(e) => e.status,
             Error::Transport(e) => e.status(),
             _ => None,
@@ -125,6 +128,43 @@ impl Error {
             | Error::NotFound(e)
             | Error::Api(e) => Some(e.as_ref()),
             _ => None,
+        }
+    }
+
+    /// The SPS-specific part of the error, for failures of SPS calls.
+    pub fn sps(&self) -> Option<&crate::sps::SpsError> {
+        match self {
+            Error::Sps(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The SPS error answer (status, code, message, details, meta).
+    pub fn sps_error(&self) -> Option<&crate::sps::SpsApiError> {
+        self.sps().and_then(crate::sps::SpsError::api_error)
+    }
+
+    /// The SPS error code (`error.type`, e.g. `MidAirCollision`), when the
+    /// error is an SPS answer that has one.
+    pub fn sps_code(&self) -> Option<&str> {
+        self.sps().and_then(crate::sps::SpsError::code)
+    }
+
+    /// An SPS answer of status 409 (see [`SpsError::is_conflict`](crate::sps::SpsError::is_conflict)).
+    pub fn is_conflict(&self) -> bool {
+        self.sps().is_some_and(crate::sps::SpsError::is_conflict)
+    }
+
+    /// Worth redoing: a timeout, a failure to connect, an answer 502/503/504,
+    /// or an SPS answer that says so (see
+    /// [`SpsError::is_retryable`](crate::sps::SpsError::is_retryable)).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Timeout(_) => true,
+            Error::Transport(e) => e.is_connect() || e.is_timeout(),
+            Error::Api(e) => matches!(e.status.as_u16(), 502..=504),
+            Error::Sps(e) => e.is_retryable(),
+            _ => false,
         }
     }
 

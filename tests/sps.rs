@@ -13,6 +13,7 @@ use safeguard_sdk::sps::{
     self, ChangeKind, SessionSearch, SpsApiError, SpsClient, SpsError, TransactionState,
 };
 use safeguard_sdk::tls::{ClientIdentity, TlsOptions};
+use safeguard_sdk::Error;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -138,11 +139,16 @@ fn rdp_policy(name: &str, time_policy: Value) -> Value {
 const RDP: &str = "configuration/rdp/channel_policies";
 const TIME: &str = "configuration/policies/time_policies";
 
-fn name_of(e: &SpsError) -> String {
+/// An error answer read by hand, as the client reports it.
+fn sps_answer(e: SpsApiError) -> Error {
+    SpsError::from_api(e).into()
+}
+
+fn name_of(e: &Error) -> String {
     match e {
-        SpsError::LengthRequired(_) => "LengthRequired".into(),
-        SpsError::ExpectationFailed(_) => "ExpectationFailed".into(),
-        other => other.code().unwrap_or("?").to_string(),
+        Error::Sps(SpsError::LengthRequired(_)) => "LengthRequired".into(),
+        Error::Sps(SpsError::ExpectationFailed(_)) => "ExpectationFailed".into(),
+        other => other.sps_code().unwrap_or("?").to_string(),
     }
 }
 
@@ -151,10 +157,10 @@ async fn every_error_code_through_real_requests() {
     let env = env().await;
     let a = env.client();
     let mut seen: HashSet<String> = HashSet::new();
-    let mut note = |r: Result<(), SpsError>, want: &str| {
+    let mut note = |r: Result<(), Error>, want: &str| {
         let e = r.expect_err(want);
         assert_eq!(name_of(&e), want, "{e}");
-        let api = e.api_error().expect("an answer");
+        let api = e.sps_error().expect("an answer");
         assert!(!api.message.is_empty(), "{want} has a message");
         assert!(format!("{e:?}").contains(want));
         seen.insert(want.to_string());
@@ -167,7 +173,7 @@ async fn every_error_code_through_real_requests() {
         .await;
     assert_eq!(r.status.as_u16(), 411);
     note(
-        Err(SpsError::from_api(SpsApiError::from_parts(
+        Err(sps_answer(SpsApiError::from_parts(
             r.status,
             "POST /api/transaction",
             &r.body,
@@ -181,7 +187,7 @@ async fn every_error_code_through_real_requests() {
         .await;
     assert_eq!(r.status.as_u16(), 417);
     note(
-        Err(SpsError::from_api(SpsApiError::from_parts(
+        Err(sps_answer(SpsApiError::from_parts(
             r.status,
             "POST /api/transaction",
             &r.body,
@@ -194,7 +200,7 @@ async fn every_error_code_through_real_requests() {
         ))
         .await;
     note(
-        Err(SpsError::from_api(SpsApiError::from_parts(
+        Err(sps_answer(SpsApiError::from_parts(
             r.status,
             "POST /api/transaction",
             &r.body,
@@ -216,7 +222,7 @@ async fn every_error_code_through_real_requests() {
         .raw("GET /api/configuration HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into())
         .await;
     note(
-        Err(SpsError::from_api(SpsApiError::from_parts(
+        Err(sps_answer(SpsApiError::from_parts(
             r.status,
             "GET /api/configuration",
             &r.body,
@@ -290,7 +296,7 @@ async fn every_error_code_through_real_requests() {
     // The client refuses before the call; the raw PUT gets the server's code.
     assert!(matches!(
         tx.commit(None).await,
-        Err(SpsError::CommitMessageRequired)
+        Err(Error::Sps(SpsError::CommitMessageRequired))
     ));
     note(
         a.put::<_, Value>("transaction", &json!({"status": "commit"}))
@@ -405,7 +411,7 @@ async fn commit_rollback_changelog_and_flattening() {
     tx.rollback().await.expect("rollback");
     assert!(matches!(
         c.get_json(&format!("{TIME}/{key}")).await,
-        Err(SpsError::NodeNotFound(_))
+        Err(Error::Sps(SpsError::NodeNotFound(_)))
     ));
 
     // Create, replace, reorder, delete; then the changelog.
@@ -427,7 +433,7 @@ async fn commit_rollback_changelog_and_flattening() {
     // create() flattens the embedded reference; sent raw, it is refused.
     assert!(matches!(
         c.post::<_, Value>(RDP, &copy).await,
-        Err(SpsError::SyntacticError(_))
+        Err(Error::Sps(SpsError::SyntacticError(_)))
     ));
     let a = tx
         .create(RDP, &copy)
@@ -499,13 +505,13 @@ async fn commit_rollback_changelog_and_flattening() {
 async fn guard_rolls_back_on_error_and_on_panic() {
     let env = env().await;
     let c = env.client();
-    let r: Result<(), SpsError> = c
+    let r: Result<(), Error> = c
         .transaction(|tx| async move {
             tx.create(TIME, &json!({"name": "err", "days": []})).await?;
-            Err(SpsError::Config("caller gave up".into()))
+            Err(Error::Config("caller gave up".into()))
         })
         .await;
-    assert!(matches!(r, Err(SpsError::Config(_))));
+    assert!(matches!(r, Err(Error::Config(_))));
     assert_eq!(
         c.transaction_status().await.expect("status").state,
         TransactionState::Closed
@@ -513,7 +519,7 @@ async fn guard_rolls_back_on_error_and_on_panic() {
 
     let c2 = c.clone();
     let handle = tokio::spawn(async move {
-        let _: Result<(), SpsError> = c2
+        let _: Result<(), Error> = c2
             .transaction(|tx| async move {
                 tx.create(TIME, &json!({"name": "panic", "days": []}))
                     .await?;
@@ -584,7 +590,7 @@ async fn the_guard_of_a_finished_transaction_never_touches_a_later_one() {
     env.control("advance_clock", json!({"seconds": 601})).await;
     assert!(matches!(
         stale.commit(Some("stale")).await,
-        Err(SpsError::NoTransaction(_))
+        Err(Error::Sps(SpsError::NoTransaction(_)))
     ));
     // A later transaction of the same session.
     let later = c.open().await.expect("a later transaction opens");
@@ -624,13 +630,13 @@ async fn a_guard_whose_transaction_ended_unnoticed_cannot_act_in_a_later_one() {
     assert!(unnoticed.is_closed());
     assert!(matches!(
         unnoticed.commit(Some("not mine")).await,
-        Err(SpsError::TransactionClosed)
+        Err(Error::Sps(SpsError::TransactionClosed))
     ));
     assert!(matches!(
         unnoticed
             .create(TIME, &json!({"name": "stale-2", "days": []}))
             .await,
-        Err(SpsError::TransactionClosed)
+        Err(Error::Sps(SpsError::TransactionClosed))
     ));
     unnoticed
         .rollback()
@@ -646,7 +652,7 @@ async fn a_guard_whose_transaction_ended_unnoticed_cannot_act_in_a_later_one() {
     later.commit(Some("later-2")).await.expect("commit");
     assert!(matches!(
         later.rollback().await,
-        Err(SpsError::TransactionClosed)
+        Err(Error::Sps(SpsError::TransactionClosed))
     ));
     let names = time_policy_names(&c).await;
     assert!(names.contains(&json!("later-2")), "{names:?}");
@@ -663,7 +669,7 @@ async fn the_guard_of_a_transaction_lost_with_its_session_never_touches_a_later_
     assert!(matches!(
         lost.create(TIME, &json!({"name": "lost", "days": []}))
             .await,
-        Err(SpsError::SessionExpiredInTransaction(_))
+        Err(Error::Sps(SpsError::SessionExpiredInTransaction(_)))
     ));
     let later = c.open().await.expect("a new session, a new transaction");
     later
@@ -759,13 +765,13 @@ async fn configuration_is_locked_while_another_session_holds_a_transaction() {
         .await
         .expect_err("locked");
     assert!(
-        matches!(e, SpsError::WebGuiOrRpcApiConfigInProgress(_)) && e.is_conflict(),
+        matches!(e, Error::Sps(SpsError::WebGuiOrRpcApiConfigInProgress(_))) && e.is_conflict(),
         "{e}"
     );
     tb.rollback().await.expect("b rolls back");
     assert!(matches!(
         b.open().await,
-        Err(SpsError::WebGuiOrRpcApiConfigInProgress(_))
+        Err(Error::Sps(SpsError::WebGuiOrRpcApiConfigInProgress(_)))
     ));
     tx.commit(Some("a")).await.expect("a commits");
     let tb = b.open().await.expect("free again");
@@ -774,7 +780,7 @@ async fn configuration_is_locked_while_another_session_holds_a_transaction() {
     env.control("web_gui_lock", json!({"locked": true})).await;
     assert!(matches!(
         b.open().await,
-        Err(SpsError::WebGuiOrRpcApiConfigInProgress(_))
+        Err(Error::Sps(SpsError::WebGuiOrRpcApiConfigInProgress(_)))
     ));
 }
 
@@ -791,14 +797,17 @@ async fn commit_message_required_is_refused_before_the_call() {
         .expect("create");
     assert!(matches!(
         tx.commit(None).await,
-        Err(SpsError::CommitMessageRequired)
+        Err(Error::Sps(SpsError::CommitMessageRequired))
     ));
     assert!(tx.status().await.expect("still open").is_open());
     tx.commit(Some("with a reason")).await.expect("commit");
-    let r: Result<String, SpsError> = c
+    let r: Result<String, Error> = c
         .transaction(|tx| async move { tx.create(TIME, &json!({"name": "y", "days": []})).await })
         .await;
-    assert!(matches!(r, Err(SpsError::CommitMessageRequired)));
+    assert!(matches!(
+        r,
+        Err(Error::Sps(SpsError::CommitMessageRequired))
+    ));
     assert_eq!(
         c.transaction_status().await.expect("status").state,
         TransactionState::Closed
@@ -824,7 +833,7 @@ async fn transaction_timeout_session_expiry_and_relogin() {
     env.control("advance_clock", json!({"seconds": 601})).await;
     assert!(matches!(
         tx.commit(Some("late")).await,
-        Err(SpsError::NoTransaction(_))
+        Err(Error::Sps(SpsError::NoTransaction(_)))
     ));
     assert!(!c.in_transaction());
 
@@ -843,7 +852,10 @@ async fn transaction_timeout_session_expiry_and_relogin() {
         .create(TIME, &json!({"name": "x", "days": []}))
         .await
         .expect_err("expired");
-    assert!(matches!(e, SpsError::SessionExpiredInTransaction(_)), "{e}");
+    assert!(
+        matches!(e, Error::Sps(SpsError::SessionExpiredInTransaction(_))),
+        "{e}"
+    );
     assert!(!c.in_transaction());
     c.get_json("configuration").await.expect("usable again");
     assert_eq!(c.sign_in_count(), 3);
@@ -910,7 +922,7 @@ async fn certificate_sign_in() {
         .expect("client");
     assert!(matches!(
         other.sign_in().await,
-        Err(SpsError::AuthenticationFailure(_)) | Err(SpsError::Tls(_))
+        Err(Error::Sps(SpsError::AuthenticationFailure(_))) | Err(Error::Tls(_))
     ));
 }
 
@@ -940,7 +952,7 @@ async fn login_method_and_secrets_stay_out_of_debug() {
         .expect("client");
     assert!(matches!(
         bad.sign_in().await,
-        Err(SpsError::AuthenticationFailure(_))
+        Err(Error::Sps(SpsError::AuthenticationFailure(_)))
     ));
 }
 
@@ -972,14 +984,14 @@ async fn audit_sessions_search_details_and_download() {
         .as_ref()
         .is_some_and(|b| b["protocol"]["name"] == "ssh")));
     // Validated before the call.
-    let bad: Result<Vec<sps::ListItem>, SpsError> = c
+    let bad: Result<Vec<sps::ListItem>, Error> = c
         .audit_sessions(&SessionSearch::new().query("*ssh"))
         .try_collect()
         .await;
-    assert!(matches!(bad, Err(SpsError::InvalidQuery(_))));
+    assert!(matches!(bad, Err(Error::Sps(SpsError::InvalidQuery(_)))));
     assert!(matches!(
         c.search_session_content("x", "  ").await,
-        Err(SpsError::InvalidQuery(_))
+        Err(Error::Sps(SpsError::InvalidQuery(_)))
     ));
 
     let id = all[0].key.clone().expect("id");
@@ -1027,9 +1039,9 @@ fn blocking_facade() {
         c.get::<Value>(&format!("{TIME}/{key}")).expect("get").body["name"],
         "blocking"
     );
-    let r: Result<(), SpsError> = c.transaction(|tx| {
+    let r: Result<(), Error> = c.transaction(|tx| {
         tx.create(TIME, &json!({"name": "rolled-back", "days": []}))?;
-        Err(SpsError::Config("no".into()))
+        Err(Error::Config("no".into()))
     });
     assert!(r.is_err());
     assert_eq!(

@@ -14,8 +14,9 @@ use futures::{StreamExt, TryStreamExt};
 use hostile::{Pki, Reply, Request, Server};
 use safeguard_sdk::limits::Limits;
 use safeguard_sdk::paging::PagingError;
-use safeguard_sdk::sps::{SpsClient, SpsError};
+use safeguard_sdk::sps::SpsClient;
 use safeguard_sdk::tls::{ClientIdentity, TlsOptions};
+use safeguard_sdk::Error;
 
 const USER: &str = "admin";
 const PASSWORD: &str = "hostile-test-password";
@@ -71,7 +72,7 @@ async fn a_redirected_password_sign_in_sends_nothing_to_the_other_host() {
     let err = bounded(client(&pki, &sps, Limits::default()).sign_in())
         .await
         .unwrap_err();
-    let SpsError::Redirect(refused) = &err else {
+    let Error::Redirect(refused) = &err else {
         panic!("expected a refused redirect, got {err:?}");
     };
     assert_eq!(refused.status.as_u16(), 307);
@@ -97,7 +98,7 @@ async fn a_redirected_certificate_sign_in_is_refused() {
     let err = bounded(certificate_client(&pki, &sps, Limits::default()).sign_in())
         .await
         .unwrap_err();
-    let SpsError::Redirect(refused) = &err else {
+    let Error::Redirect(refused) = &err else {
         panic!("expected a refused redirect, got {err:?}");
     };
     assert_eq!(refused.status.as_u16(), 302);
@@ -133,12 +134,12 @@ async fn the_session_cookie_never_follows_a_redirect() {
     let c = client(&pki, &sps, Limits::default());
     let err = bounded(c.get_json("elsewhere")).await.unwrap_err();
     assert!(
-        matches!(&err, SpsError::Redirect(r) if r.status.as_u16() == 308 && r.to == format!("https://{}", other.addr)),
+        matches!(&err, Error::Redirect(r) if r.status.as_u16() == 308 && r.to == format!("https://{}", other.addr)),
         "{err:?}"
     );
     let err = bounded(c.get_json("same-origin")).await.unwrap_err();
     assert!(
-        matches!(&err, SpsError::Redirect(r) if r.status.as_u16() == 302),
+        matches!(&err, Error::Redirect(r) if r.status.as_u16() == 302),
         "{err:?}"
     );
     untouched(&other);
@@ -178,7 +179,7 @@ async fn anonymous_login_methods_follow_same_origin_redirects_only() {
         .expect("client");
     let err = bounded(anonymous.login_methods()).await.unwrap_err();
     assert!(
-        matches!(&err, SpsError::Redirect(r) if r.to == format!("https://{}", other.addr)),
+        matches!(&err, Error::Redirect(r) if r.to == format!("https://{}", other.addr)),
         "{err:?}"
     );
     // The same-origin hop was followed, the cross-origin one was not.
@@ -239,7 +240,7 @@ async fn an_answer_over_max_answer_bytes_is_refused_without_reading_it() {
     let (sps, c) = signed_in_to(&pki, limits, |_| flood(200, false)).await;
     let err = bounded(c.get_json("configuration")).await.unwrap_err();
     match &err {
-        SpsError::TooLarge {
+        Error::TooLarge {
             request,
             limit,
             announced,
@@ -259,7 +260,7 @@ async fn an_answer_over_max_answer_bytes_is_refused_without_reading_it() {
     assert!(
         matches!(
             err,
-            SpsError::TooLarge {
+            Error::TooLarge {
                 limit: MIB,
                 announced: Some(FLOOD),
                 ..
@@ -284,10 +285,7 @@ async fn an_oversized_sign_in_answer_is_refused() {
     let err = bounded(client(&pki, &sps, limits).sign_in())
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, SpsError::TooLarge { limit: MIB, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::TooLarge { limit: MIB, .. }), "{err:?}");
     flood_was_cut(&sps).await;
     // The certificate sign-in reads its answer itself, within the same limit.
     let sps = Server::start(&pki, |_| Reply::Flood {
@@ -299,10 +297,7 @@ async fn an_oversized_sign_in_answer_is_refused() {
     let err = bounded(certificate_client(&pki, &sps, limits).sign_in())
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, SpsError::TooLarge { limit: MIB, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::TooLarge { limit: MIB, .. }), "{err:?}");
     flood_was_cut(&sps).await;
 }
 
@@ -312,7 +307,7 @@ async fn an_error_answer_is_read_only_up_to_max_error_bytes() {
     let limits = Limits::default().max_error_bytes(4096);
     let (sps, c) = signed_in_to(&pki, limits, |_| flood(500, false)).await;
     let err = bounded(c.get_json("configuration")).await.unwrap_err();
-    let api = err.api_error().expect("an error answer");
+    let api = err.sps_error().expect("an error answer");
     assert_eq!(api.status.as_u16(), 500);
     assert!(api.message.starts_with("xxxx"), "{api:?}");
     flood_was_cut(&sps).await;
@@ -331,11 +326,12 @@ async fn a_server_that_never_answers_times_out() {
     let err = bounded(client(&pki, &mute, short).sign_in())
         .await
         .unwrap_err();
-    assert!(matches!(err, SpsError::Timeout(_)), "{err:?}");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert!(err.is_retryable() && err.sps().is_none(), "{err:?}");
     let err = bounded(certificate_client(&pki, &mute, short).sign_in())
         .await
         .unwrap_err();
-    assert!(matches!(err, SpsError::Timeout(_)), "{err:?}");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
 
     // Reads the request, never answers: the read timeout ends it, and
     // without one the answer timeout.
@@ -343,14 +339,14 @@ async fn a_server_that_never_answers_times_out() {
     let err = bounded(client(&pki, &silent, short).sign_in())
         .await
         .unwrap_err();
-    assert!(matches!(err, SpsError::Timeout(_)), "{err:?}");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
     let answer_only = Limits::default()
         .answer_timeout(Some(Duration::from_millis(500)))
         .read_timeout(None);
     let err = bounded(client(&pki, &silent, answer_only).sign_in())
         .await
         .unwrap_err();
-    assert!(matches!(err, SpsError::Timeout(_)), "{err:?}");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
     assert!(
         err.to_string()
             .contains("GET /api/authentication: no answer within"),
@@ -359,7 +355,7 @@ async fn a_server_that_never_answers_times_out() {
     let err = bounded(certificate_client(&pki, &silent, short).sign_in())
         .await
         .unwrap_err();
-    assert!(matches!(err, SpsError::Timeout(_)), "{err:?}");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
 
     // Sends the head and part of the body, then nothing.
     let (_sps, c) = signed_in_to(&pki, short, |_| {
@@ -367,7 +363,7 @@ async fn a_server_that_never_answers_times_out() {
     })
     .await;
     let err = bounded(c.get_json("configuration")).await.unwrap_err();
-    assert!(matches!(err, SpsError::Timeout(_)), "{err:?}");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
 
     // The same with only the answer timeout: the body must arrive in full
     // within it.
@@ -376,7 +372,7 @@ async fn a_server_that_never_answers_times_out() {
     })
     .await;
     let err = bounded(c.get_json("configuration")).await.unwrap_err();
-    assert!(matches!(err, SpsError::Timeout(_)), "{err:?}");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
 }
 
 fn page(items: &[&str], next: Option<&str>) -> Reply {
@@ -413,7 +409,7 @@ async fn meta_next_cycling_between_two_pages_ends_with_a_cycle_error() {
     .await;
     assert_eq!(keys, ["a", "b"]);
     assert!(
-        matches!(&err, SpsError::Paging(PagingError::Cycle { next }) if next == "/api/configuration/list"),
+        matches!(&err, Error::Paging(PagingError::Cycle { next }) if next == "/api/configuration/list"),
         "{err:?}"
     );
     assert!(
@@ -444,10 +440,7 @@ async fn max_pages_ends_an_endless_listing() {
     .await;
     let err = bounded(c.children("configuration/list")).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            SpsError::Paging(PagingError::TooManyPages { limit: 3 })
-        ),
+        matches!(err, Error::Paging(PagingError::TooManyPages { limit: 3 })),
         "{err:?}"
     );
     assert_eq!(sps.requests().len(), 1 + 3);
@@ -462,17 +455,18 @@ async fn an_untrusted_server_certificate_is_a_tls_error() {
     let err = bounded(client(&stranger, &sps, Limits::default()).sign_in())
         .await
         .unwrap_err();
-    assert!(matches!(err, SpsError::Tls(_)), "{err:?}");
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+    assert!(!err.is_retryable() && err.sps().is_none(), "{err:?}");
     let anonymous = SpsClient::builder(sps.host())
         .tls(tls(&stranger))
         .build()
         .expect("client");
     let err = bounded(anonymous.login_methods()).await.unwrap_err();
-    assert!(matches!(err, SpsError::Tls(_)), "{err:?}");
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
     let err = bounded(certificate_client(&stranger, &sps, Limits::default()).sign_in())
         .await
         .unwrap_err();
-    assert!(matches!(err, SpsError::Tls(_)), "{err:?}");
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
     assert!(err.to_string().contains("certificate"), "{err}");
     // No request got through.
     assert!(sps.requests().is_empty());
@@ -503,7 +497,7 @@ fn the_blocking_client_takes_the_limits() {
         .recv_timeout(Duration::from_secs(30))
         .expect("the call ended within 30 s")
         .unwrap_err();
-    assert!(matches!(err, SpsError::Timeout(_)), "{err:?}");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
 }
 
 #[tokio::test]

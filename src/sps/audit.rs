@@ -9,8 +9,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use url::form_urlencoded;
 
 use super::client::SpsClient;
-use super::error::{Result, SpsError};
+use super::error::{self, SpsError};
 use super::model::{ListItem, SpsResponse};
+use crate::{Error, Result};
 
 /// Longest search expression accepted.
 pub const MAX_QUERY_LEN: usize = 4096;
@@ -21,7 +22,7 @@ pub const MAX_QUERY_LEN: usize = 4096;
 /// no dangling `AND`/`OR`/`NOT`, no control characters. (The SDK URL-encodes
 /// it.)
 pub fn validate_query(q: &str) -> Result<()> {
-    let bad = |m: &str| Err(SpsError::InvalidQuery(m.to_string()));
+    let bad = |m: &str| Err(SpsError::InvalidQuery(m.to_string()).into());
     let t = q.trim();
     if t.is_empty() {
         return bad("the search expression is empty (SPS would return no results)");
@@ -173,7 +174,7 @@ fn session_path(id: &str, rest: &str) -> Result<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err(SpsError::Config(format!("invalid session id {id:?}")));
+        return Err(Error::Config(format!("invalid session id {id:?}")));
     }
     Ok(format!("audit/sessions/{id}{rest}"))
 }
@@ -195,10 +196,9 @@ impl SpsClient {
     pub async fn audit_snapshot(&self, search: &SessionSearch) -> Result<String> {
         let path = search.to_path("audit/sessions/_snapshot")?;
         let r: SpsResponse<Value> = self.post(&path, &serde_json::json!({})).await?;
-        r.meta.href.ok_or_else(|| SpsError::Decode {
-            status: None,
-            message: "the snapshot answer has no meta.href".into(),
-        })
+        r.meta
+            .href
+            .ok_or_else(|| error::decode(None, "the snapshot answer has no meta.href"))
     }
 
     /// The details of a recorded session.
@@ -235,7 +235,7 @@ impl SpsClient {
         let resp = self
             .send(Method::GET, &session_path(id, "/audit_trail")?, None)
             .await?;
-        Ok(resp.bytes_stream().map_err(SpsError::from))
+        Ok(resp.bytes_stream().map_err(Error::from_reqwest))
     }
 
     /// Writes the audit trail of a recorded session into `out`; returns the

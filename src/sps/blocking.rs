@@ -13,7 +13,7 @@
 //!     tx.create("configuration/policies/time_policies", &serde_json::json!({"name": "tp", "days": []}))
 //! })?;
 //! # let _ = key;
-//! # Ok::<(), safeguard_sdk::sps::SpsError>(())
+//! # Ok::<(), safeguard_sdk::Error>(())
 //! ```
 
 use std::io::Write;
@@ -28,9 +28,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::audit::SessionSearch;
-use super::error::{Result, SpsError};
+use super::error::SpsError;
 use super::model::{Change, ListItem, LoginMethod, SpsPage, SpsResponse, TransactionStatus};
 use crate::tls::{ClientIdentity, TlsOptions};
+use crate::{Error, Result};
 
 /// Configures a blocking [`SpsClient`].
 #[derive(Debug, Clone)]
@@ -224,7 +225,7 @@ impl SpsClient {
     pub fn transaction<T, E, F>(&self, work: F) -> std::result::Result<T, E>
     where
         F: FnOnce(&Transaction) -> std::result::Result<T, E>,
-        E: From<SpsError>,
+        E: From<Error>,
     {
         let tx = self.open().map_err(E::from)?;
         let outcome = catch_unwind(AssertUnwindSafe(|| work(&tx)));
@@ -273,8 +274,9 @@ impl SpsClient {
             });
             match r {
                 Err(
-                    e
-                    @ (SpsError::MidAirCollision(_) | SpsError::WebGuiOrRpcApiConfigInProgress(_)),
+                    e @ Error::Sps(
+                        SpsError::MidAirCollision(_) | SpsError::WebGuiOrRpcApiConfigInProgress(_),
+                    ),
                 ) if n < attempts => {
                     tracing::debug!(target: "safeguard_sdk::sps", "transaction attempt {n} collided: {e}; retrying");
                     std::thread::sleep(Duration::from_millis(100 * u64::from(n)));
@@ -319,7 +321,9 @@ impl SpsClient {
 
 impl Transaction {
     fn tx(&self) -> Result<&super::Transaction> {
-        self.inner.as_ref().ok_or(SpsError::TransactionClosed)
+        self.inner
+            .as_ref()
+            .ok_or(Error::Sps(SpsError::TransactionClosed))
     }
 
     fn message(&self) -> Option<String> {

@@ -17,11 +17,12 @@ use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
-use super::error::{Result, SpsApiError, SpsError};
+use super::error::{self, SpsApiError, SpsError};
 use super::model::{self, ListItem, LoginMethod, SpsPage, SpsResponse};
 use crate::limits::{Limits, RedirectPolicy};
 use crate::paging::PagingError;
 use crate::tls::{ClientIdentity, TlsOptions};
+use crate::{Error, Result};
 
 /// The User-Agent the client sends: not browser-like, so SPS 7.5+ does not
 /// ask for an `X-Token` header on writes.
@@ -145,13 +146,12 @@ impl SpsClientBuilder {
     /// [`login_methods`](SpsClient::login_methods) carries a secret (the
     /// sign-in's credentials or the `session_id` cookie), so none of them
     /// follows a redirect, whatever [`Limits::redirects`] says: a redirect
-    /// ends the call with [`SpsError::Redirect`] and the secret goes nowhere
+    /// ends the call with [`Error::Redirect`] and the secret goes nowhere
     /// else. `login_methods` follows [`Limits::redirects`].
     ///
-    /// What the limits end is reported as [`SpsError::Timeout`],
-    /// [`SpsError::TooLarge`], [`SpsError::Redirect`] and
-    /// [`SpsError::Paging`] (inside [`Error::Sps`](crate::Error::Sps) when
-    /// converted to the SDK's error, like every SPS failure).
+    /// What the limits end is reported as [`Error::Timeout`],
+    /// [`Error::TooLarge`], [`Error::Redirect`] and
+    /// [`Error::Paging`], as for the rest of the SDK.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -163,12 +163,12 @@ impl SpsClientBuilder {
         let base = parse_host(&self.host)?;
         if let SignIn::Basic { user, .. } = &self.sign_in {
             if user.is_empty() {
-                return Err(SpsError::Config(
+                return Err(Error::Config(
                     "login_method was given without credentials".into(),
                 ));
             }
         }
-        let rustls = self.tls.rustls_config().map_err(SpsError::from_sdk)?;
+        let rustls = self.tls.rustls_config()?;
         // Two clients over one TLS configuration. Every request but the
         // anonymous `login_methods` carries a secret (Basic credentials or
         // the session cookie) and goes through `secret_http`, which follows
@@ -185,7 +185,7 @@ impl SpsClientBuilder {
             }
             builder
                 .build()
-                .map_err(|e| SpsError::Config(format!("cannot build the HTTP client: {e}")))
+                .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
         };
         let http = client(self.limits.redirects)?;
         let secret_http = client(RedirectPolicy::Never)?;
@@ -212,7 +212,7 @@ impl SpsClientBuilder {
 fn parse_host(host: &str) -> Result<Url> {
     let host = host.trim();
     if host.is_empty() {
-        return Err(SpsError::Config("the SPS host is empty".into()));
+        return Err(Error::Config("the SPS host is empty".into()));
     }
     let with_scheme = if host.contains("://") {
         host.to_string()
@@ -220,14 +220,14 @@ fn parse_host(host: &str) -> Result<Url> {
         format!("https://{host}")
     };
     let mut url = Url::parse(&with_scheme)
-        .map_err(|e| SpsError::Config(format!("invalid SPS host {host:?}: {e}")))?;
+        .map_err(|e| Error::Config(format!("invalid SPS host {host:?}: {e}")))?;
     if url.scheme() != "https" {
-        return Err(SpsError::Config(
+        return Err(Error::Config(
             "the SPS REST API is served over https only".into(),
         ));
     }
     if url.host_str().is_none() {
-        return Err(SpsError::Config(format!("invalid SPS host {host:?}")));
+        return Err(Error::Config(format!("invalid SPS host {host:?}")));
     }
     url.set_path("/");
     url.set_query(None);
@@ -386,7 +386,7 @@ impl SpsClient {
         self.inner
             .base
             .join(&rel)
-            .map_err(|e| SpsError::Config(format!("invalid path {path:?}: {e}")))
+            .map_err(|e| Error::Config(format!("invalid path {path:?}: {e}")))
     }
 
     /// The sign-in methods SPS offers (anonymous call).
@@ -400,7 +400,7 @@ impl SpsClient {
             .header(ACCEPT, "application/json");
         let resp = self.answer_head(&label, request).await?;
         if !resp.status().is_success() {
-            return Err(SpsError::from_api(self.error_answer(resp, label).await));
+            return Err(SpsError::from_api(self.error_answer(resp, label).await).into());
         }
         let body = self.answer_body(resp, &label).await?;
         model::parse_login_methods(&body)
@@ -416,7 +416,7 @@ impl SpsClient {
         let mut url = self.url("authentication")?;
         let label = label(&Method::GET, &url);
         let (status, set_cookies, body) = match &self.inner.sign_in {
-            SignIn::Anonymous => return Err(SpsError::Config(
+            SignIn::Anonymous => return Err(Error::Config(
                 "no credentials or client certificate: this client can only make anonymous calls"
                     .into(),
             )),
@@ -437,7 +437,7 @@ impl SpsClient {
                 let resp = self.answer_head(&label, request).await?;
                 let status = resp.status();
                 if !status.is_success() {
-                    return Err(SpsError::from_api(self.error_answer(resp, label).await));
+                    return Err(SpsError::from_api(self.error_answer(resp, label).await).into());
                 }
                 let cookies = set_cookie_values(resp.headers());
                 (
@@ -468,16 +468,13 @@ impl SpsClient {
             }
         };
         if !status.is_success() {
-            return Err(SpsError::from_api(SpsApiError::from_parts(
-                status, label, &body,
-            )));
+            return Err(SpsError::from_api(SpsApiError::from_parts(status, label, &body)).into());
         }
         let sid = set_cookies
             .iter()
             .find_map(|c| session_cookie(c))
-            .ok_or_else(|| SpsError::Decode {
-                status: Some(status),
-                message: "the sign-in answer set no session_id cookie".into(),
+            .ok_or_else(|| {
+                error::decode(Some(status), "the sign-in answer set no session_id cookie")
             })?;
         if let Ok(mut s) = self.inner.session.lock() {
             *s = Some(sid);
@@ -522,10 +519,8 @@ impl SpsClient {
             return Ok(s);
         }
         self.sign_in_locked().await?;
-        self.current_session().ok_or_else(|| SpsError::Decode {
-            status: None,
-            message: "no session after signing in".into(),
-        })
+        self.current_session()
+            .ok_or_else(|| error::decode(None, "no session after signing in"))
     }
 
     /// Sends a request with the session cookie and returns the successful
@@ -540,7 +535,7 @@ impl SpsClient {
     ) -> Result<reqwest::Response> {
         let url = self.url(path)?;
         let payload: Option<Vec<u8>> = match body {
-            Some(v) => Some(serde_json::to_vec(v).map_err(|e| SpsError::Config(e.to_string()))?),
+            Some(v) => Some(serde_json::to_vec(v).map_err(|e| Error::Config(e.to_string()))?),
             None if method == Method::POST || method == Method::PUT => Some(b"{}".to_vec()),
             None => None,
         };
@@ -550,9 +545,8 @@ impl SpsClient {
             // the session has none ends that one, never one opened meanwhile.
             let tracked = self.tx_track().open;
             let mut cookie = HeaderValue::from_str(&format!("session_id={}", sid.expose_secret()))
-                .map_err(|_| SpsError::Decode {
-                    status: None,
-                    message: "the session_id cookie is not a valid header value".into(),
+                .map_err(|_| {
+                    error::decode(None, "the session_id cookie is not a valid header value")
                 })?;
             cookie.set_sensitive(true);
             let mut req = self
@@ -578,7 +572,7 @@ impl SpsClient {
                     }
                 }
                 if tracked.is_some_and(|g| self.end_tracking_of(g)) {
-                    return Err(SpsError::SessionExpiredInTransaction(Box::new(err)));
+                    return Err(SpsError::SessionExpiredInTransaction(Box::new(err)).into());
                 }
                 if attempt == 0 {
                     tracing::debug!(target: "safeguard_sdk::sps", "session expired, signing in again");
@@ -590,12 +584,12 @@ impl SpsClient {
                 // The session has no transaction: it timed out.
                 self.end_tracking_of(g);
             }
-            return Err(e);
+            return Err(e.into());
         }
-        Err(SpsError::Decode {
-            status: Some(StatusCode::UNAUTHORIZED),
-            message: "the session expired again right after signing in".into(),
-        })
+        Err(error::decode(
+            Some(StatusCode::UNAUTHORIZED),
+            "the session expired again right after signing in",
+        ))
     }
 
     pub(crate) async fn execute(
@@ -623,7 +617,6 @@ impl SpsClient {
                 sent.await.map_err(crate::Error::from_reqwest)
             })
             .await
-            .map_err(SpsError::from_sdk)
     }
 
     /// The whole body of an answer, within [`Limits::max_answer_bytes`] and
@@ -632,7 +625,6 @@ impl SpsClient {
         crate::limits::read_body(resp, label, &self.inner.limits)
             .await
             .map(|(_, body)| body)
-            .map_err(SpsError::from_sdk)
     }
 
     /// An error answer, its body read up to [`Limits::max_error_bytes`] (the
@@ -655,10 +647,7 @@ impl SpsClient {
     /// `GET` a node as raw JSON (lists, changelogs, anything).
     pub async fn get_json(&self, path: &str) -> Result<Value> {
         let b = self.execute(Method::GET, path, None).await?;
-        serde_json::from_slice(&b).map_err(|e| SpsError::Decode {
-            status: None,
-            message: e.to_string(),
-        })
+        serde_json::from_slice(&b).map_err(|e| error::decode(None, e.to_string()))
     }
 
     /// Follows an href from `meta` (`/api/...`), as raw JSON.
@@ -706,7 +695,7 @@ impl SpsClient {
 
     /// Every page of a list, following `meta.next`. A `meta.next` that leads
     /// back to a page already read ends the listing with
-    /// [`SpsError::Paging`]`(`[`PagingError::Cycle`]`)`, and so does a
+    /// [`Error::Paging`]`(`[`PagingError::Cycle`]`)`, and so does a
     /// listing longer than [`Limits::max_pages`] (with
     /// [`PagingError::TooManyPages`]).
     pub fn pages(&self, path: &str) -> impl Stream<Item = Result<SpsPage>> + Send + 'static {
@@ -731,10 +720,10 @@ impl SpsClient {
             // `url` puts every href on this host, and makes `x`, `/api/x`
             // and `api/x` the same page.
             if !walk.visited.insert(walk.client.url(&path)?.to_string()) {
-                return Err(SpsError::Paging(PagingError::Cycle { next: path }));
+                return Err(Error::Paging(PagingError::Cycle { next: path }));
             }
             if let Some(limit) = max_pages.filter(|m| walk.read >= *m) {
-                return Err(SpsError::Paging(PagingError::TooManyPages { limit }));
+                return Err(Error::Paging(PagingError::TooManyPages { limit }));
             }
             let page = walk.client.page(&path).await?;
             walk.read = walk.read.saturating_add(1);
@@ -770,10 +759,8 @@ impl SpsClient {
     pub async fn create<B: Serialize + ?Sized>(&self, parent: &str, object: &B) -> Result<String> {
         let v = model::flatten_references(to_value(object)?);
         let r: SpsResponse<Value> = self.post(parent, &v).await?;
-        r.key.ok_or_else(|| SpsError::Decode {
-            status: Some(StatusCode::CREATED),
-            message: "the create answer has no key".into(),
-        })
+        r.key
+            .ok_or_else(|| error::decode(Some(StatusCode::CREATED), "the create answer has no key"))
     }
 
     /// Replaces an object (`PUT` of the whole object), flattening references
@@ -805,7 +792,7 @@ impl SpsClient {
 }
 
 fn to_value<B: Serialize + ?Sized>(b: &B) -> Result<Value> {
-    serde_json::to_value(b).map_err(|e| SpsError::Config(format!("cannot serialize the body: {e}")))
+    serde_json::to_value(b).map_err(|e| Error::Config(format!("cannot serialize the body: {e}")))
 }
 
 fn set_cookie_values(headers: &HeaderMap) -> Vec<String> {

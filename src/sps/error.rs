@@ -1,5 +1,8 @@
-//! [`SpsError`]: one variant per error code of the SPS REST API, plus what can
-//! go wrong on the client's side.
+//! [`SpsError`], the data of [`Error::Sps`](crate::Error::Sps): one variant
+//! per error code of the SPS REST API, plus the client-side failures only SPS
+//! has. Failures shared with the rest of the SDK (transport, TLS, timeout,
+//! limits, decoding, configuration, I/O) are the shared variants of
+//! [`Error`](crate::Error).
 
 use std::fmt;
 
@@ -115,13 +118,15 @@ impl fmt::Debug for SpsApiError {
 
 macro_rules! codes {
     ($( $(#[$doc:meta])* $name:ident = $status:literal ),* $(,)?) => {
-        /// Everything an SPS call can fail with.
+        /// What is specific to SPS in a failed SPS call, carried by
+        /// [`Error::Sps`](crate::Error::Sps).
         ///
         /// One variant per error code the SPS REST API documents, each keeping
         /// the status, message and `details` ([`SpsApiError`], boxed to keep
         /// `Result`s small); an error answer
         /// with an unknown code (or no SPS error body) is [`SpsError::Other`].
-        /// Then the client-side failures.
+        /// Then the client-side failures of the transaction workflow and the
+        /// search syntax.
         #[derive(Debug, thiserror::Error)]
         #[non_exhaustive]
         pub enum SpsError {
@@ -153,57 +158,6 @@ macro_rules! codes {
             /// A search expression (`q`) that SPS would not accept; nothing was sent.
             #[error("invalid search expression: {0}")]
             InvalidQuery(String),
-            /// The connection failed or broke.
-            #[error("transport: {0}")]
-            Transport(#[source] reqwest::Error),
-            /// The TLS handshake or certificate verification failed (an
-            /// untrusted or mismatched server certificate included).
-            #[error("TLS: {0}")]
-            Tls(String),
-            /// The connection, the answer's head or its body took longer than
-            /// the client's [`Limits`](crate::limits::Limits) (or its
-            /// `timeout`) allow.
-            #[error("timed out: {0}")]
-            Timeout(String),
-            /// An answer's body was larger than the client reads into memory
-            /// ([`Limits::max_answer_bytes`](crate::limits::Limits::max_answer_bytes)).
-            #[error(
-                "the answer to {request} is larger than the limit of {limit} bytes{}; raise `max_answer_bytes` in the client's `Limits`",
-                announced.map(|a| format!(" (it announced {a})")).unwrap_or_default()
-            )]
-            TooLarge {
-                /// `METHOD /path` of the request.
-                request: String,
-                /// The limit in force, in bytes.
-                limit: u64,
-                /// The `Content-Length` the server announced, if any.
-                announced: Option<u64>,
-            },
-            /// The server answered with a redirect that was not followed: SPS
-            /// requests carry the credentials or the session cookie and follow
-            /// none (see [`SpsClientBuilder::limits`](super::SpsClientBuilder::limits)).
-            #[error("redirect refused: {0}")]
-            Redirect(crate::limits::RedirectRefused),
-            /// A listing did not end as a listing should (`meta.next` led back
-            /// to a page already read, or more pages than
-            /// [`Limits::max_pages`](crate::limits::Limits::max_pages)).
-            #[error("paging stopped: {0}")]
-            Paging(crate::paging::PagingError),
-            /// An answer could not be decoded into the expected shape.
-            #[error("cannot decode the SPS answer{}: {message}", status.map(|s| format!(" (HTTP {})", s.as_u16())).unwrap_or_default())]
-            Decode {
-                /// The HTTP status, when known.
-                status: Option<StatusCode>,
-                /// What the decoder said.
-                message: String,
-            },
-            /// The client was configured inconsistently (bad host, unreadable
-            /// certificate, missing credentials).
-            #[error("configuration: {0}")]
-            Config(String),
-            /// A local read or write failed (downloads).
-            #[error("I/O: {0}")]
-            Io(#[from] std::io::Error),
         }
 
         impl SpsError {
@@ -296,11 +250,7 @@ codes! {
 impl SpsError {
     /// The HTTP status, when the error is an answer.
     pub fn status(&self) -> Option<StatusCode> {
-        match self {
-            SpsError::Decode { status, .. } => *status,
-            SpsError::Transport(e) => e.status(),
-            other => other.api_error().map(|e| e.status),
-        }
+        self.api_error().map(|e| e.status)
     }
 
     /// The SPS error code (`error.type`), when the error is an answer that has one.
@@ -325,8 +275,9 @@ impl SpsError {
 
     /// Worth redoing (after rolling back and reopening for transaction
     /// errors): a mid-air collision, a configuration lock, a transient server
-    /// error (`ConfigTreeNotAvailable`, `TransactionCommitError`, 502/503/504),
-    /// a connection failure or a timeout.
+    /// error (`ConfigTreeNotAvailable`, `TransactionCommitError`, 502/503/504).
+    /// [`Error::is_retryable`](crate::Error::is_retryable) adds connection
+    /// failures and timeouts.
     pub fn is_retryable(&self) -> bool {
         match self {
             SpsError::MidAirCollision(_)
@@ -334,60 +285,45 @@ impl SpsError {
             | SpsError::ConfigTreeNotAvailable(_)
             | SpsError::TransactionCommitError(_) => true,
             SpsError::Other(e) => matches!(e.status.as_u16(), 502..=504),
-            SpsError::Transport(e) => e.is_connect() || e.is_timeout(),
-            SpsError::Timeout(_) => true,
             _ => false,
         }
     }
-
-    /// Classifies a reqwest failure as the SDK's [`Error`](crate::Error)
-    /// does (a refused redirect, a timeout, TLS, else transport).
-    pub(crate) fn from_reqwest(e: reqwest::Error) -> Self {
-        Self::from_sdk(crate::Error::from_reqwest(e))
-    }
-
-    /// The SPS form of a failure reported by the SDK's shared layers (the
-    /// limits on answers, reqwest's classification).
-    pub(crate) fn from_sdk(e: crate::Error) -> Self {
-        use crate::Error;
-        match e {
-            Error::Transport(e) => SpsError::Transport(e),
-            Error::Tls(m) => SpsError::Tls(m),
-            Error::Timeout(m) => SpsError::Timeout(m),
-            Error::Redirect(r) => SpsError::Redirect(r),
-            Error::Paging(p) => SpsError::Paging(p),
-            Error::TooLarge {
-                request,
-                limit,
-                announced,
-            } => SpsError::TooLarge {
-                request,
-                limit,
-                announced,
-            },
-            Error::Sps(e) => e,
-            Error::Io(e) => SpsError::Io(e),
-            Error::Config(m) => SpsError::Config(m),
-            other => SpsError::Decode {
-                status: other.status(),
-                message: other.to_string(),
-            },
-        }
-    }
 }
 
-impl From<reqwest::Error> for SpsError {
-    fn from(e: reqwest::Error) -> Self {
-        SpsError::from_reqwest(e)
-    }
+/// An answer of SPS that did not decode into the expected shape.
+pub(crate) fn decode(status: Option<StatusCode>, message: impl fmt::Display) -> crate::Error {
+    crate::Error::Decode(crate::error::DecodeError::new(status, message, b""))
 }
-
-/// `Result` with [`SpsError`].
-pub type Result<T, E = SpsError> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
+
+    #[test]
+    fn an_sps_answer_is_the_one_errors_sps_variant() {
+        let e: Error = SpsError::from_api(SpsApiError::from_parts(
+            StatusCode::CONFLICT,
+            "PUT /api/transaction",
+            br#"{"error":{"type":"MidAirCollision","message":"m","details":{"path":"/x"}},"meta":{}}"#,
+        ))
+        .into();
+        assert!(matches!(e, Error::Sps(SpsError::MidAirCollision(_))));
+        assert_eq!(e.sps_code(), Some("MidAirCollision"));
+        assert_eq!(e.sps_error().and_then(SpsApiError::path), Some("/x"));
+        assert_eq!(e.status(), Some(StatusCode::CONFLICT));
+        assert!(e.is_conflict() && e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "SPS: HTTP 409 from PUT /api/transaction: MidAirCollision: m (/x)"
+        );
+        let closed = Error::from(SpsError::TransactionClosed);
+        assert!(closed.sps().is_some() && closed.sps_error().is_none());
+        assert!(!closed.is_retryable() && !closed.is_conflict());
+        // A shared failure is not an SPS one.
+        let timeout = Error::Timeout("no answer".into());
+        assert!(timeout.sps().is_none() && timeout.is_retryable());
+    }
 
     #[test]
     fn known_unknown_and_garbage() {

@@ -11,6 +11,11 @@
 //!   renewed transparently when it expires (20 minutes idle) outside a
 //!   transaction; inside one the call fails with
 //!   [`SpsError::SessionExpiredInTransaction`].
+//! * Errors: every call returns the SDK's [`Result`](crate::Result). What is
+//!   specific to SPS (its error answers by code, the transaction and search
+//!   rules) is [`Error::Sps`](crate::Error::Sps)`(`[`SpsError`]`)`; transport,
+//!   TLS, timeouts, limits, decoding and configuration are the shared variants
+//!   ([`Error::Tls`](crate::Error::Tls), [`Error::Timeout`](crate::Error::Timeout), ...).
 //! * Generic verbs relative to `/api/` ([`SpsClient::get`], [`post`](SpsClient::post),
 //!   [`put`](SpsClient::put), [`delete`](SpsClient::delete)) returning
 //!   [`SpsResponse`]; lists page by page ([`SpsClient::pages`],
@@ -29,10 +34,10 @@
 //! * [`blocking`]: the same without async.
 //!
 //! ```no_run
-//! use safeguard_sdk::sps::{SpsClient, SpsError};
+//! use safeguard_sdk::sps::SpsClient;
 //! use serde_json::json;
 //!
-//! # async fn run() -> Result<(), SpsError> {
+//! # async fn run() -> safeguard_sdk::Result<()> {
 //! let sps = SpsClient::builder("sps.example.com")
 //!     .credentials("admin", "secret".to_string())
 //!     .build()?;
@@ -67,7 +72,7 @@ mod x509;
 
 pub use audit::{validate_query, SessionSearch, MAX_QUERY_LEN};
 pub use client::{session_cookie, SpsClient, SpsClientBuilder, USER_AGENT};
-pub use error::{Result, SpsApiError, SpsError};
+pub use error::{SpsApiError, SpsError};
 pub use model::{
     flatten_references, parse_changes, parse_login_methods, parse_page, parse_response,
     parse_transaction_status, Change, ChangeKind, CommitMessagePolicy, ListItem, LoginMethod, Meta,

@@ -1,15 +1,16 @@
 //! The shapes of SPS answers and their parsers.
 //!
-//! Every parser takes the raw body and never panics: an unexpected shape is a
-//! [`SpsError::Decode`], unknown members are ignored, missing optional members
-//! are `None`.
+//! Every parser takes the raw body and never panics: an unexpected shape is
+//! an [`Error::Decode`](crate::Error::Decode), unknown members are ignored,
+//! missing optional members are `None`.
 
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::error::{Result, SpsError};
+use super::error;
+use crate::{Error, Result};
 
 /// The `meta` object of an answer: links and transaction information.
 ///
@@ -90,11 +91,8 @@ pub struct SpsPage {
     pub meta: Meta,
 }
 
-fn decode_err(status: Option<StatusCode>, e: impl std::fmt::Display) -> SpsError {
-    SpsError::Decode {
-        status,
-        message: e.to_string(),
-    }
+fn decode_err(status: Option<StatusCode>, e: impl std::fmt::Display) -> Error {
+    error::decode(status, e)
 }
 
 fn parse_value(body: &[u8]) -> Result<Value> {

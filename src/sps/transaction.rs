@@ -16,8 +16,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::client::SpsClient;
-use super::error::{Result, SpsError};
+use super::error::SpsError;
 use super::model::{self, Change, ListItem, SpsPage, SpsResponse, TransactionStatus};
+use crate::{Error, Result};
 
 impl SpsClient {
     /// `GET /api/transaction`, from the current or the older answer shape.
@@ -92,7 +93,10 @@ impl SpsClient {
             return Ok(());
         }
         match self.execute(Method::DELETE, "transaction", None).await {
-            Ok(_) | Err(SpsError::NoTransaction(_) | SpsError::SessionExpiredInTransaction(_)) => {
+            Ok(_)
+            | Err(Error::Sps(
+                SpsError::NoTransaction(_) | SpsError::SessionExpiredInTransaction(_),
+            )) => {
                 self.end_tracking_of(generation);
                 Ok(())
             }
@@ -107,13 +111,13 @@ impl SpsClient {
     async fn commit_generation(&self, generation: u64, message: Option<&str>) -> Result<()> {
         let _calls = self.inner.tx_calls.lock().await;
         if self.tx_track().open != Some(generation) {
-            return Err(SpsError::TransactionClosed);
+            return Err(SpsError::TransactionClosed.into());
         }
         let message = message.map(str::trim).filter(|m| !m.is_empty());
         if message.is_none() {
             let status = self.transaction_status().await?;
             if status.commit_message_required() {
-                return Err(SpsError::CommitMessageRequired);
+                return Err(SpsError::CommitMessageRequired.into());
             }
         }
         let mut body = json!({"status": "commit"});
@@ -132,7 +136,7 @@ impl SpsClient {
     /// continues). A failed commit is rolled back too.
     ///
     /// ```no_run
-    /// # async fn f(client: safeguard_sdk::sps::SpsClient) -> Result<(), safeguard_sdk::sps::SpsError> {
+    /// # async fn f(client: safeguard_sdk::sps::SpsClient) -> safeguard_sdk::Result<()> {
     /// let key = client
     ///     .transaction(|tx| async move {
     ///         tx.set_commit_message("add a time policy");
@@ -146,7 +150,7 @@ impl SpsClient {
     where
         F: FnOnce(Transaction) -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
-        E: From<SpsError>,
+        E: From<Error>,
     {
         let tx = self.open().await.map_err(E::from)?;
         let outcome = AssertUnwindSafe(work(tx.clone())).catch_unwind().await;
@@ -181,7 +185,7 @@ impl SpsClient {
     where
         F: FnOnce(Transaction) -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
-        E: From<SpsError>,
+        E: From<Error>,
     {
         let message = message.to_string();
         self.transaction(move |tx| {
@@ -222,7 +226,7 @@ impl SpsClient {
             match result {
                 Err(e) if n < attempts && is_collision(&e) => {
                     tracing::debug!(target: "safeguard_sdk::sps", "transaction attempt {n} collided: {e}; retrying");
-                    if matches!(e, SpsError::WebGuiOrRpcApiConfigInProgress(_)) {
+                    if matches!(e, Error::Sps(SpsError::WebGuiOrRpcApiConfigInProgress(_))) {
                         tokio::time::sleep(Duration::from_millis(200 * u64::from(n))).await;
                     }
                 }
@@ -232,10 +236,10 @@ impl SpsClient {
     }
 }
 
-fn is_collision(e: &SpsError) -> bool {
+fn is_collision(e: &Error) -> bool {
     matches!(
         e,
-        SpsError::MidAirCollision(_) | SpsError::WebGuiOrRpcApiConfigInProgress(_)
+        Error::Sps(SpsError::MidAirCollision(_) | SpsError::WebGuiOrRpcApiConfigInProgress(_))
     )
 }
 
@@ -309,7 +313,7 @@ impl Transaction {
     /// the client's open one.
     fn check(&self) -> Result<()> {
         if self.state.outcome.load(Ordering::SeqCst) != OPEN {
-            return Err(SpsError::TransactionClosed);
+            return Err(SpsError::TransactionClosed.into());
         }
         if self.client.tx_track().open != Some(self.state.generation) {
             let _ = self.state.outcome.compare_exchange(
@@ -318,7 +322,7 @@ impl Transaction {
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             );
-            return Err(SpsError::TransactionClosed);
+            return Err(SpsError::TransactionClosed.into());
         }
         Ok(())
     }
@@ -389,7 +393,7 @@ impl Transaction {
     /// transaction is open.
     pub fn pages(&self, path: &str) -> impl Stream<Item = Result<SpsPage>> + Send + 'static {
         if let Err(e) = self.check() {
-            return stream::once(async move { Err::<SpsPage, SpsError>(e) }).left_stream();
+            return stream::once(async move { Err::<SpsPage, Error>(e) }).left_stream();
         }
         let tx = self.clone();
         self.client
@@ -464,11 +468,11 @@ impl Transaction {
             .await;
         let outcome = match &r {
             Ok(()) => COMMITTED,
-            Err(
+            Err(Error::Sps(
                 SpsError::NoTransaction(_)
                 | SpsError::SessionExpiredInTransaction(_)
                 | SpsError::TransactionClosed,
-            ) => ENDED,
+            )) => ENDED,
             Err(_) => return r,
         };
         let _ =
@@ -485,7 +489,7 @@ impl Transaction {
     /// fails the transaction stays open: retry, or drop the guard.
     pub async fn rollback(&self) -> Result<()> {
         match self.state.outcome.load(Ordering::SeqCst) {
-            COMMITTED => return Err(SpsError::TransactionClosed),
+            COMMITTED => return Err(SpsError::TransactionClosed.into()),
             ENDED => return Ok(()),
             _ => {}
         }

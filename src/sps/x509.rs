@@ -11,9 +11,10 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
-use super::error::{Result, SpsError};
+use super::error;
 use crate::limits::{Limits, RedirectRefused};
 use crate::tls::{ClientIdentity, TlsOptions};
+use crate::{Error, Result};
 
 /// A parsed HTTP/1.1 response.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +37,7 @@ const MAX_HEAD: usize = 64 * 1024;
 /// (head and body) within `limits.answer_timeout` with no silence longer
 /// than `limits.read_timeout`, its body at most `limits.max_answer_bytes`
 /// (and 4 MiB), everything within `timeout` when given. A redirect is never
-/// followed ([`SpsError::Redirect`]).
+/// followed ([`Error::Redirect`]).
 pub(crate) async fn get(
     tls: &TlsOptions,
     identity: &ClientIdentity,
@@ -47,7 +48,7 @@ pub(crate) async fn get(
 ) -> Result<RawResponse> {
     let host = url
         .host_str()
-        .ok_or_else(|| SpsError::Config("the SPS URL has no host".into()))?
+        .ok_or_else(|| Error::Config("the SPS URL has no host".into()))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
@@ -58,17 +59,15 @@ pub(crate) async fn get(
         .min(MAX_RESPONSE);
     let connect = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-        let connector = tls
-            .openssl_connector(Some(identity))
-            .map_err(SpsError::from_sdk)?;
+        let connector = tls.openssl_connector(Some(identity))?;
         let ssl = connector
             .ssl(&host)
-            .map_err(|e| SpsError::Tls(e.to_string()))?;
+            .map_err(|e| Error::Tls(e.to_string()))?;
         let mut stream =
-            tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| SpsError::Tls(e.to_string()))?;
+            tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| Error::Tls(e.to_string()))?;
         if let Err(e) = Pin::new(&mut stream).connect().await {
             let verify = stream.ssl().verify_result();
-            return Err(SpsError::Tls(if verify == X509VerifyResult::OK {
+            return Err(Error::Tls(if verify == X509VerifyResult::OK {
                 e.to_string()
             } else {
                 format!("{e}: {}", verify.error_string())
@@ -112,20 +111,19 @@ pub(crate) async fn get(
                     Err(e) if !buf.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => {
                         break
                     }
-                    Err(e) => return Err(SpsError::Io(e)),
+                    Err(e) => return Err(Error::Io(e)),
                 };
                 buf.extend_from_slice(&chunk[..n]);
                 if buf.len() > max_body.saturating_add(MAX_HEAD) {
-                    return Err(SpsError::TooLarge {
+                    return Err(Error::TooLarge {
                         request: label.clone(),
                         limit: max_body as u64,
                         announced: None,
                     });
                 }
             }
-            parse_http_response(&buf)?.ok_or_else(|| SpsError::Decode {
-                status: None,
-                message: "the connection closed before the answer was complete".into(),
+            parse_http_response(&buf)?.ok_or_else(|| {
+                error::decode(None, "the connection closed before the answer was complete")
             })
         };
         let answer = within(limits.answer_timeout, answer, |after| {
@@ -133,14 +131,14 @@ pub(crate) async fn get(
         })
         .await?;
         if answer.body.len() > max_body {
-            return Err(SpsError::TooLarge {
+            return Err(Error::TooLarge {
                 request: label.clone(),
                 limit: max_body as u64,
                 announced: None,
             });
         }
         if let Some(refused) = unfollowed_redirect(url, &answer) {
-            return Err(SpsError::Redirect(refused));
+            return Err(Error::Redirect(refused));
         }
         Ok(answer)
     };
@@ -160,7 +158,7 @@ async fn within<T>(
         None => work.await,
         Some(after) => tokio::time::timeout(after, work)
             .await
-            .unwrap_or_else(|_| Err(SpsError::Timeout(what(after)))),
+            .unwrap_or_else(|_| Err(Error::Timeout(what(after)))),
     }
 }
 
@@ -185,11 +183,8 @@ fn unfollowed_redirect(url: &Url, answer: &RawResponse) -> Option<RedirectRefuse
     })
 }
 
-fn decode_err(m: impl Into<String>) -> SpsError {
-    SpsError::Decode {
-        status: None,
-        message: m.into(),
-    }
+fn decode_err(m: impl Into<String>) -> Error {
+    error::decode(None, m.into())
 }
 
 /// Parses an HTTP/1.1 response. `Ok(None)`: incomplete so far (a body
