@@ -375,6 +375,26 @@ async fn a_server_that_never_answers_times_out() {
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
 }
 
+#[tokio::test]
+async fn an_audit_trail_download_is_cut_by_silence() {
+    let pki = Pki::new();
+    let short = Limits::default().read_timeout(Some(Duration::from_millis(500)));
+    let (_sps, c) = signed_in_to(&pki, short, |_| {
+        Reply::Stall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nsome bytes".to_vec())
+    })
+    .await;
+    let mut trail = bounded(c.download_audit_trail("session-1"))
+        .await
+        .expect("the head arrived");
+    let first = bounded(trail.next())
+        .await
+        .expect("a chunk")
+        .expect("bytes");
+    assert_eq!(&first[..], b"some bytes");
+    let err = bounded(trail.try_next()).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+}
+
 fn page(items: &[&str], next: Option<&str>) -> Reply {
     let items: Vec<_> = items
         .iter()

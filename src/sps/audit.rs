@@ -235,6 +235,8 @@ impl SpsClient {
         let resp = self
             .send(Method::GET, &session_path(id, "/audit_trail")?, None)
             .await?;
+        // A stream: silences longer than the read timeout end it.
+        let resp = crate::limits::watch_silence(resp, self.inner.limits.read_timeout);
         Ok(resp.bytes_stream().map_err(Error::from_reqwest))
     }
 
