@@ -371,6 +371,50 @@ async fn a_token_that_cannot_be_refreshed_stops_the_listener() {
     assert!(eventually(WAIT, || !futures::executor::block_on(listener.is_running())).await);
 }
 
+/// A hub close with `allowReconnect: false` stops a persistent listener for
+/// good with the hub's message; `true` or no `allowReconnect` reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_close_that_forbids_reconnecting_stops_the_listener() {
+    let emu = common::emulator().await;
+    let client = common::admin(&emu).await;
+    let listener = client
+        .persistent_event_listener()
+        .with_reconnect_policy(quick_policy());
+    let connects = count_connects(&listener);
+    listener.start().await.expect("starts");
+    assert!(eventually(WAIT, || connects.load(Ordering::SeqCst) == 1).await);
+    // Allowed, then unstated: reconnects.
+    emu.control().close_websockets("restarting", Some(true));
+    assert!(
+        eventually(WAIT, || connects.load(Ordering::SeqCst) == 2).await,
+        "reconnects after allowReconnect: true"
+    );
+    emu.control().close_websockets("going away", None);
+    assert!(
+        eventually(WAIT, || connects.load(Ordering::SeqCst) == 3).await,
+        "reconnects when allowReconnect is absent"
+    );
+    // Forbidden: stops with the hub's reason and does not come back.
+    emu.control()
+        .close_websockets("the appliance is in maintenance", Some(false));
+    assert!(listener.wait_for_state(ListenerState::Stopped, WAIT).await);
+    let reason = listener.last_error().expect("a reason");
+    match &*reason {
+        Error::Events(EventsError::ClosedByHub {
+            error,
+            allow_reconnect: false,
+            ..
+        }) => assert_eq!(error.as_deref(), Some("the appliance is in maintenance")),
+        other => panic!("expected ClosedByHub, got {other}"),
+    }
+    assert!(eventually(WAIT, || !futures::executor::block_on(listener.is_running())).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(connects.load(Ordering::SeqCst), 3, "no reconnect");
+    assert_eq!(listener.state(), ListenerState::Stopped);
+    assert!(eventually(WAIT, || emu.control().websocket_count() == 0).await);
+    listener.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_out_client_stops_its_listener() {
     let emu = common::emulator().await;

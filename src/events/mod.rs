@@ -268,7 +268,8 @@ pub enum EventsError {
     ClosedByHub {
         /// The hub's reason, when given.
         error: Option<String>,
-        /// Whether the hub allowed reconnecting.
+        /// Whether the hub allows reconnecting: `false` only when it sent
+        /// `allowReconnect: false` (a persistent listener then stops).
         allow_reconnect: bool,
     },
     /// The websocket ended without a close message.
