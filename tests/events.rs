@@ -371,6 +371,146 @@ async fn a_token_that_cannot_be_refreshed_stops_the_listener() {
     assert!(eventually(WAIT, || !futures::executor::block_on(listener.is_running())).await);
 }
 
+/// An async handler that awaits a slow operation gets every event, one at a
+/// time in arrival order, while the connection stays alive: its keep-alive
+/// timeout is far shorter than the handlers' total time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_async_handler_gets_every_event_in_order_without_stalling_the_connection() {
+    let emu = common::emulator().await;
+    emu.control().set_ping_interval(Duration::from_millis(50));
+    let client = common::admin(&emu).await;
+    let listener = client
+        .persistent_event_listener()
+        .with_reconnect_policy(quick_policy())
+        .with_options(
+            ListenerOptions::default()
+                .keepalive(Duration::from_millis(50), Duration::from_millis(600)),
+        );
+    let connects = count_connects(&listener);
+    let drops = count_reports(&listener, ListenerState::Disconnected);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let busy = Arc::new(AtomicUsize::new(0));
+    let max_busy = Arc::new(AtomicUsize::new(0));
+    let (s, b, m) = (seen.clone(), busy.clone(), max_busy.clone());
+    listener.on_async("SlowWork", move |e: Event| {
+        let (s, b, m) = (s.clone(), b.clone(), m.clone());
+        async move {
+            let n = b.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            s.lock().unwrap().push(e.body["Seq"].as_u64().unwrap());
+            b.fetch_sub(1, Ordering::SeqCst);
+            Ok::<(), String>(())
+        }
+    });
+    listener.start().await.expect("starts");
+    assert!(
+        listener
+            .wait_for_state(ListenerState::Connected, WAIT)
+            .await
+    );
+    let started = Instant::now();
+    for seq in 0..6u64 {
+        emu.control().emit_event("SlowWork", json!({ "Seq": seq }));
+    }
+    assert!(
+        eventually(WAIT, || seen.lock().unwrap().len() == 6).await,
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let took = started.elapsed();
+    assert_eq!(*seen.lock().unwrap(), (0..6).collect::<Vec<u64>>());
+    assert_eq!(max_busy.load(Ordering::SeqCst), 1, "one at a time");
+    assert!(took >= Duration::from_millis(1700), "took {took:?}");
+    // 1.8 s of handlers against a 600 ms keep-alive timeout: the connection
+    // kept reading pings all along.
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "{:?}",
+        listener.last_error()
+    );
+    assert_eq!(connects.load(Ordering::SeqCst), 1);
+    assert_eq!(listener.state(), ListenerState::Connected);
+    assert_eq!(listener.dropped_events(), 0);
+    listener.stop().await;
+}
+
+/// The one-shot listener runs async handlers too, and its stream still gets
+/// every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_listener_runs_async_handlers() {
+    let emu = common::emulator().await;
+    let client = common::admin(&emu).await;
+    let listener = client.event_listener();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    listener.on_any_async(move |e: Event| {
+        let s = s.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s.lock().unwrap().push(e.name);
+        }
+    });
+    let mut stream = listener.events();
+    listener.start().await.expect("connects");
+    emu.control().emit_event("First", json!({}));
+    emu.control().emit_event("Second", json!({}));
+    for name in ["First", "Second"] {
+        let e = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("event")
+            .expect("open");
+        assert_eq!(e.name, name);
+    }
+    assert_eq!(*seen.lock().unwrap(), vec!["First", "Second"]);
+    listener.stop().await;
+}
+
+/// A hub close with `allowReconnect: false` stops a persistent listener for
+/// good with the hub's message; `true` or no `allowReconnect` reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_close_that_forbids_reconnecting_stops_the_listener() {
+    let emu = common::emulator().await;
+    let client = common::admin(&emu).await;
+    let listener = client
+        .persistent_event_listener()
+        .with_reconnect_policy(quick_policy());
+    let connects = count_connects(&listener);
+    listener.start().await.expect("starts");
+    assert!(eventually(WAIT, || connects.load(Ordering::SeqCst) == 1).await);
+    // Allowed, then unstated: reconnects.
+    emu.control().close_websockets("restarting", Some(true));
+    assert!(
+        eventually(WAIT, || connects.load(Ordering::SeqCst) == 2).await,
+        "reconnects after allowReconnect: true"
+    );
+    emu.control().close_websockets("going away", None);
+    assert!(
+        eventually(WAIT, || connects.load(Ordering::SeqCst) == 3).await,
+        "reconnects when allowReconnect is absent"
+    );
+    // Forbidden: stops with the hub's reason and does not come back.
+    emu.control()
+        .close_websockets("the appliance is in maintenance", Some(false));
+    assert!(listener.wait_for_state(ListenerState::Stopped, WAIT).await);
+    let reason = listener.last_error().expect("a reason");
+    match &*reason {
+        Error::Events(EventsError::ClosedByHub {
+            error,
+            allow_reconnect: false,
+            ..
+        }) => assert_eq!(error.as_deref(), Some("the appliance is in maintenance")),
+        other => panic!("expected ClosedByHub, got {other}"),
+    }
+    assert!(eventually(WAIT, || !futures::executor::block_on(listener.is_running())).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(connects.load(Ordering::SeqCst), 3, "no reconnect");
+    assert_eq!(listener.state(), ListenerState::Stopped);
+    assert!(eventually(WAIT, || emu.control().websocket_count() == 0).await);
+    listener.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_out_client_stops_its_listener() {
     let emu = common::emulator().await;

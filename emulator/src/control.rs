@@ -92,6 +92,20 @@ impl Control {
         self.app.ws_drop.send_modify(|g| *g += 1);
     }
 
+    /// Closes every SignalR hub connection with a close message
+    /// `{"type":7,"error":error,"allowReconnect":..}` (the field omitted when
+    /// `allow_reconnect` is `None`), then a websocket close frame.
+    pub fn close_websockets(&self, error: &str, allow_reconnect: Option<bool>) {
+        let mut msg = serde_json::json!({"type": 7, "error": error});
+        if let Some(allow) = allow_reconnect {
+            msg["allowReconnect"] = serde_json::Value::Bool(allow);
+        }
+        self.app.ws_close.send_modify(|(g, m)| {
+            *g += 1;
+            *m = msg;
+        });
+    }
+
     /// When `true`, hubs stop sending pings and events and ignore what
     /// clients send, keeping the connections open (a dead connection).
     pub fn set_silent(&self, silent: bool) {

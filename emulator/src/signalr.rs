@@ -177,6 +177,7 @@ async fn run(app: Arc<App>, mut socket: WebSocket, listener: Listener) {
     // the events emitted from then on.
     let mut events = app.events.subscribe();
     let mut drop_rx = app.ws_drop.subscribe();
+    let mut close_rx = app.ws_close.subscribe();
     let mut shutdown = app.shutdown.subscribe();
     if socket
         .send(Message::Text(format!("{{}}{RS}").into()))
@@ -249,6 +250,13 @@ async fn run(app: Arc<App>, mut socket: WebSocket, listener: Listener) {
                 if close {
                     break;
                 }
+            }
+            _ = close_rx.changed() => {
+                // A hub close message, then a websocket close frame.
+                let msg = close_rx.borrow_and_update().1.clone();
+                let _ = socket.send(frame(&msg)).await;
+                let _ = socket.send(Message::Close(None)).await;
+                break;
             }
             _ = drop_rx.changed() => {
                 // Dropped without a close frame, like a broken connection.

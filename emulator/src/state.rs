@@ -205,6 +205,9 @@ pub(crate) struct App {
     db: Mutex<Db>,
     pub events: broadcast::Sender<Event>,
     pub ws_drop: watch::Sender<u64>,
+    /// The latest SignalR close message to send to every hub connection
+    /// (bumped per request): `(generation, close message)`.
+    pub ws_close: watch::Sender<(u64, serde_json::Value)>,
     pub shutdown: watch::Sender<bool>,
     pub silent: AtomicBool,
     pub negotiate_v0: AtomicBool,
@@ -574,11 +577,13 @@ impl App {
 
         let (events, _) = broadcast::channel(1024);
         let (ws_drop, _) = watch::channel(0);
+        let (ws_close, _) = watch::channel((0, serde_json::Value::Null));
         let (shutdown, _) = watch::channel(false);
         Arc::new(App {
             db: Mutex::new(db),
             events,
             ws_drop,
+            ws_close,
             shutdown,
             silent: AtomicBool::new(false),
             negotiate_v0: AtomicBool::new(false),

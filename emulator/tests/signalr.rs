@@ -239,3 +239,54 @@ async fn a2a_hub_gets_only_its_accounts_events() {
     assert_eq!(r.status(), 403);
     assert_eq!(r.json::<Value>().await.unwrap()["Code"], 60094);
 }
+
+/// The next close record (skipping pings).
+async fn next_close(ws: &mut Ws) -> Option<Value> {
+    loop {
+        let text = next_text(ws).await?;
+        for rec in text.split('\u{1e}').filter(|r| !r.is_empty()) {
+            let v: Value = serde_json::from_str(rec).unwrap();
+            if v["type"] == 7 {
+                return Some(v);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn hub_close_messages_with_and_without_allow_reconnect() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let auth = format!("Bearer {t}");
+    for allow in [Some(false), Some(true), None] {
+        let v1 = negotiate(&emu, "/service/event/signalr", &auth, 1, false).await;
+        let mut ws = connect(
+            &emu,
+            "/service/event/signalr",
+            &auth,
+            v1["connectionToken"].as_str().unwrap(),
+            false,
+        )
+        .await;
+        emu.control().close_websockets("maintenance", allow);
+        let close = next_close(&mut ws).await.expect("a close message");
+        assert_eq!(close["error"], "maintenance");
+        match allow {
+            Some(a) => assert_eq!(close["allowReconnect"], a),
+            None => assert!(close.get("allowReconnect").is_none(), "{close}"),
+        }
+        // Then the websocket ends with a close frame.
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(_))) => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(matches!(end, Some(Ok(Message::Close(_))) | None), "{end:?}");
+    }
+}

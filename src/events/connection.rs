@@ -437,12 +437,10 @@ fn handle_record(record: &[u8], events: &EventSender) -> Result<()> {
             Ok(())
         }
         Ok(Message::Ping) | Ok(Message::Other { .. }) => Ok(()),
-        Ok(Message::Close {
+        Ok(Message::Close { error, .. }) => Err(EventsError::ClosedByHub {
             error,
-            allow_reconnect,
-        }) => Err(EventsError::ClosedByHub {
-            error,
-            allow_reconnect,
+            // Only an explicit `allowReconnect: false` forbids reconnecting.
+            allow_reconnect: signalr::stated_allow_reconnect(record).unwrap_or(true),
         }
         .into()),
         Err(e) => {

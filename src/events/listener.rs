@@ -103,7 +103,8 @@ impl Core {
     /// behind a queue bounded by [`DISPATCH_QUEUE`] events and
     /// `queue_bytes`; it ends when the sender is gone. Handlers run on a
     /// blocking thread of the runtime, never on its workers: a handler that
-    /// blocks cannot stall the connection (its reads, pings and timers).
+    /// blocks cannot stall the connection (its reads, pings and timers). The
+    /// thread drives async handlers' futures with this runtime's handle.
     pub(crate) fn spawn_dispatcher(&self, queue_bytes: usize) -> (EventSender, JoinHandle<()>) {
         let (tx, mut rx) = queue::bounded(
             DISPATCH_QUEUE,
@@ -112,10 +113,11 @@ impl Core {
             "the event handlers",
         );
         let registry = self.registry.clone();
+        let rt = tokio::runtime::Handle::current();
         let task = tokio::task::spawn_blocking(move || {
             while let Some(item) = rx.recv_blocking() {
                 match item {
-                    Ok((event, size)) => registry.dispatch(&event, size),
+                    Ok((event, size)) => registry.dispatch(&event, size, Some(&rt)),
                     Err(Lagged(n)) => {
                         tracing::warn!(lost = n, "events were dropped before the handlers");
                         registry.lost(n);
@@ -164,8 +166,9 @@ macro_rules! registration_methods {
         /// next events: they wait in a queue of at most 8,192 events and
         /// [`ListenerOptions::queue_bytes`], beyond which arriving events
         /// are dropped and counted ([`dropped_events`](Self::dropped_events)).
-        /// Hand long work to a task or a thread. A handler returning `Err`
-        /// or panicking is logged and the listener carries on.
+        /// Hand long work to a task or a thread; for async work see
+        /// [`on_async`](Self::on_async). A handler returning `Err` or
+        /// panicking is logged and the listener carries on.
         pub fn on<F, R>(&self, event_name: &str, handler: F) -> HandlerId
         where
             F: Fn(&Event) -> R + Send + Sync + 'static,
@@ -181,6 +184,47 @@ macro_rules! registration_methods {
             R: HandlerOutcome,
         {
             self.core().registry.add(None, handler)
+        }
+
+        /// Calls the async `handler` for every event called `event_name`
+        /// (any case) and awaits its future; it may return `()` or
+        /// `Result<(), E>`.
+        ///
+        /// Policy: a listener's handlers, async or not, run one at a time,
+        /// in the order events arrive and handlers were registered; the
+        /// handler thread awaits each future to completion (on the
+        /// listener's tokio runtime, so timers and the SDK's async calls
+        /// work) before the next handler or event. The connection is never
+        /// held up (pings, keep-alive and reading go on), and events that
+        /// arrive meanwhile wait in the bounded queue described at
+        /// [`on`](Self::on). For concurrency, spawn tasks from the handler.
+        ///
+        /// ```no_run
+        /// # fn f(listener: &safeguard_sdk::events::EventListener) {
+        /// listener.on_async("UserCreated", |event| async move {
+        ///     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        ///     println!("user created: {}", event.body);
+        /// });
+        /// # }
+        /// ```
+        pub fn on_async<F, Fut, R>(&self, event_name: &str, handler: F) -> HandlerId
+        where
+            F: Fn(Event) -> Fut + Send + Sync + 'static,
+            Fut: std::future::Future<Output = R> + Send + 'static,
+            R: HandlerOutcome + 'static,
+        {
+            self.core().registry.add_async(Some(event_name), handler)
+        }
+
+        /// Calls the async `handler` for every event, whatever its name
+        /// (same policy as [`on_async`](Self::on_async)).
+        pub fn on_any_async<F, Fut, R>(&self, handler: F) -> HandlerId
+        where
+            F: Fn(Event) -> Fut + Send + Sync + 'static,
+            Fut: std::future::Future<Output = R> + Send + 'static,
+            R: HandlerOutcome + 'static,
+        {
+            self.core().registry.add_async(None, handler)
         }
 
         /// Removes a handler; `false` when it was not registered.

@@ -7,7 +7,9 @@
 //!   the connection ends.
 //! - [`PersistentEventListener`]: the same, reconnecting after every drop
 //!   with exponential backoff and jitter, signing in again first when the hub
-//!   answers 401, keeping every handler. Use this in services.
+//!   answers 401, keeping every handler. Use this in services. It stops for
+//!   good when the hub closes with `allowReconnect: false`
+//!   ([`EventsError::ClosedByHub`]).
 //! - A2A events (`/service/a2a/signalr`, `Authorization: A2A key1 key2 ...`
 //!   and the client certificate): `A2aContext::event_listener(&[keys])` and
 //!   `A2aContext::persistent_event_listener(&[keys])` (feature `a2a`) deliver
@@ -19,8 +21,12 @@
 //! Handlers are registered per event name (matched case-insensitively,
 //! several per name) or for every event, and receive an [`Event`]. A handler
 //! may return `()` or `Result<(), E>`; an error or a panic is logged with
-//! `tracing` and the listener carries on. Async code can also take events as
-//! a [`Stream`](futures::Stream) with [`EventListener::events`].
+//! `tracing` and the listener carries on. Handlers are closures
+//! ([`EventListener::on`]) or async closures ([`EventListener::on_async`],
+//! awaited on the listener's runtime). A listener's handlers run one at a
+//! time, in the order events arrive and handlers were registered, on a
+//! handler thread apart from the connection. Async code can also take events
+//! as a [`Stream`](futures::Stream) with [`EventListener::events`].
 //!
 //! # Memory: bounded queues that drop the newest events
 //!
@@ -268,7 +274,8 @@ pub enum EventsError {
     ClosedByHub {
         /// The hub's reason, when given.
         error: Option<String>,
-        /// Whether the hub allowed reconnecting.
+        /// Whether the hub allows reconnecting: `false` only when it sent
+        /// `allowReconnect: false` (a persistent listener then stops).
         allow_reconnect: bool,
     },
     /// The websocket ended without a close message.

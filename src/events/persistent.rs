@@ -125,6 +125,8 @@ struct Inner {
 /// restart, dead connection, hub close) it reconnects with exponential
 /// backoff and jitter ([`ReconnectPolicy`]); when the hub answers 401 it
 /// signs in again first ([`SafeguardClient::refresh`](crate::SafeguardClient::refresh)).
+/// A hub close with `allowReconnect: false` stops it for good (state
+/// `Stopped`, the reason an [`EventsError::ClosedByHub`]).
 /// Handlers and streams are kept across reconnects. Cheap to clone; clones
 /// share everything.
 ///
@@ -294,6 +296,16 @@ async fn supervise(core: Arc<Core>, policy: ReconnectPolicy, mut stop: watch::Re
                 core.report(ListenerState::Connected, None, None);
                 match conn.run(&options, &events, &mut stop).await {
                     End::Stopped => break 'outer,
+                    End::Failed(
+                        e @ Error::Events(EventsError::ClosedByHub {
+                            allow_reconnect: false,
+                            ..
+                        }),
+                    ) => {
+                        tracing::error!(error = %e, "the event hub closed the connection and forbade reconnecting; the listener stops");
+                        core.report(ListenerState::Stopped, Some(e), None);
+                        break 'outer;
+                    }
                     End::Failed(e) => core.report(ListenerState::Disconnected, Some(e), None),
                 }
             }

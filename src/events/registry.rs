@@ -1,23 +1,36 @@
 //! Handlers, event streams and state reporting shared by the listeners.
 
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use super::queue::{self, Push};
 use super::{Event, EventStream, HandlerId, HandlerOutcome, ListenerState, StateChange};
 
 type HandlerFn = Arc<dyn Fn(&Event) -> Result<(), String> + Send + Sync>;
+type AsyncHandlerFn = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// A handler: a closure called on the handler thread, or an async one
+/// whose future the handler thread drives to completion.
+#[derive(Clone)]
+enum Handler {
+    Sync(HandlerFn),
+    Async(AsyncHandlerFn),
+}
 type StateFn = Arc<dyn Fn(&StateChange) + Send + Sync>;
 
 struct Entry {
     id: u64,
     /// Lower-case event name; `None` for catch-all handlers.
     name: Option<String>,
-    handler: HandlerFn,
+    handler: Handler,
 }
 
 /// The handlers and event streams of one listener. Shared by every
@@ -53,11 +66,32 @@ impl Registry {
         F: Fn(&Event) -> R + Send + Sync + 'static,
         R: HandlerOutcome,
     {
+        self.insert(
+            name,
+            Handler::Sync(Arc::new(move |e: &Event| handler(e).into_outcome())),
+        )
+    }
+
+    pub(crate) fn add_async<F, Fut, R>(&self, name: Option<&str>, handler: F) -> HandlerId
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerOutcome + 'static,
+    {
+        self.insert(
+            name,
+            Handler::Async(Arc::new(move |e: Event| {
+                handler(e).map(HandlerOutcome::into_outcome).boxed()
+            })),
+        )
+    }
+
+    fn insert(&self, name: Option<&str>, handler: Handler) -> HandlerId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             id,
             name: name.map(|n| n.trim().to_ascii_lowercase()),
-            handler: Arc::new(move |e: &Event| handler(e).into_outcome()),
+            handler,
         };
         write(&self.handlers).push(entry);
         HandlerId(id)
@@ -94,11 +128,14 @@ impl Registry {
         });
     }
 
-    /// Runs every matching handler (a failing or panicking one is logged and
-    /// the others still run), then feeds the streams (`size` is the event's
-    /// [`approx_size`](Event::approx_size)).
-    pub(crate) fn dispatch(&self, event: &Event, size: usize) {
-        let matching: Vec<HandlerFn> = read(&self.handlers)
+    /// Runs every matching handler one at a time in registration order (a
+    /// failing or panicking one is logged and the others still run), then
+    /// feeds the streams (`size` is the event's
+    /// [`approx_size`](Event::approx_size)). An async handler's future is
+    /// driven to completion here, with `rt` (else a local executor): call
+    /// from a thread that may block, never from a runtime worker.
+    pub(crate) fn dispatch(&self, event: &Event, size: usize, rt: Option<&Handle>) {
+        let matching: Vec<Handler> = read(&self.handlers)
             .iter()
             .filter(|e| {
                 e.name
@@ -108,7 +145,22 @@ impl Registry {
             .map(|e| e.handler.clone())
             .collect();
         for handler in matching {
-            match catch_unwind(AssertUnwindSafe(|| handler(event))) {
+            let outcome = match handler {
+                Handler::Sync(f) => catch_unwind(AssertUnwindSafe(|| f(event))),
+                Handler::Async(f) => {
+                    let run = async {
+                        match catch_unwind(AssertUnwindSafe(|| f(event.clone()))) {
+                            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+                            Err(panic) => Err(panic),
+                        }
+                    };
+                    match rt {
+                        Some(rt) => rt.block_on(run),
+                        None => futures::executor::block_on(run),
+                    }
+                }
+            };
+            match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::error!(event = %event.name, error = %e, "event handler failed")
@@ -234,15 +286,93 @@ mod tests {
         let any = r.add(None, move |_: &Event| {
             h.fetch_add(100, Ordering::SeqCst);
         });
-        r.dispatch(&event("UserCreated"), 10);
+        r.dispatch(&event("UserCreated"), 10, None);
         assert_eq!(hits.load(Ordering::SeqCst), 111);
-        r.dispatch(&event("AssetCreated"), 10);
+        r.dispatch(&event("AssetCreated"), 10, None);
         assert_eq!(hits.load(Ordering::SeqCst), 211);
         assert!(r.remove(any));
         assert!(!r.remove(any));
-        r.dispatch(&event("AssetCreated"), 10);
+        r.dispatch(&event("AssetCreated"), 10, None);
         assert_eq!(hits.load(Ordering::SeqCst), 211);
         assert_eq!(r.handler_count(), 4);
+    }
+
+    /// Async handlers run one at a time, in arrival order then registration
+    /// order, interleaved with the synchronous ones; a failing or panicking
+    /// future is logged and the others still run.
+    #[test]
+    fn async_handlers_run_one_at_a_time_in_order() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = Arc::new(Registry::new(16, 1 << 20));
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let busy = Arc::new(AtomicUsize::new(0));
+        let max_busy = Arc::new(AtomicUsize::new(0));
+        let (l, b, m) = (log.clone(), busy.clone(), max_busy.clone());
+        r.add_async(Some("tick"), move |e: Event| {
+            let (l, b, m) = (l.clone(), b.clone(), m.clone());
+            async move {
+                let n = b.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(n, Ordering::SeqCst);
+                let seq = e.body["Seq"].as_u64().unwrap();
+                // Later events sleep less: concurrency would reorder them.
+                tokio::time::sleep(Duration::from_millis(5 * (10 - seq))).await;
+                lock(&l).push(format!("a{seq}"));
+                b.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+        let l = log.clone();
+        r.add(Some("tick"), move |e: &Event| {
+            lock(&l).push(format!("s{}", e.body["Seq"]));
+        });
+        r.add_async(None, |_: Event| async { Err::<(), _>("async failure") });
+        r.add_async(None, |_: Event| async { panic!("async boom") as () });
+        let l = log.clone();
+        r.add_async(None, move |e: Event| {
+            let l = l.clone();
+            async move { lock(&l).push(format!("any{}", e.body["Seq"])) }
+        });
+        let mut stream = r.stream();
+        let handle = rt.handle().clone();
+        let reg = r.clone();
+        rt.block_on(rt.spawn_blocking(move || {
+            for seq in 0..10u64 {
+                let e = Event {
+                    name: "Tick".into(),
+                    body: json!({"Seq": seq}),
+                    raw: json!({}),
+                };
+                reg.dispatch(&e, 10, Some(&handle));
+            }
+        }))
+        .unwrap();
+        let expected: Vec<String> = (0..10)
+            .flat_map(|i| [format!("a{i}"), format!("s{i}"), format!("any{i}")])
+            .collect();
+        assert_eq!(*lock(&log), expected);
+        assert_eq!(max_busy.load(Ordering::SeqCst), 1);
+        // The streams still get every event, after the handlers.
+        let cx = &mut std::task::Context::from_waker(std::task::Waker::noop());
+        for seq in 0..10u64 {
+            match stream.rx.poll_recv(cx) {
+                std::task::Poll::Ready(Some(Ok(e))) => assert_eq!(e.body["Seq"], seq),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Without a runtime handle, a local executor drives the futures.
+        r.dispatch(
+            &Event {
+                name: "Other".into(),
+                body: json!({"Seq": 99}),
+                raw: json!({}),
+            },
+            10,
+            None,
+        );
+        assert_eq!(lock(&log).last().unwrap(), "any99");
     }
 
     #[test]
@@ -258,7 +388,7 @@ mod tests {
         let r = Registry::new(2, 1000);
         let mut s = r.stream();
         for _ in 0..3 {
-            r.dispatch(&event("A"), 10);
+            r.dispatch(&event("A"), 10, None);
         }
         assert!(matches!(next(&mut s), Poll::Ready(Some(Ok(_)))));
         assert!(matches!(next(&mut s), Poll::Ready(Some(Ok(_)))));
@@ -269,13 +399,13 @@ mod tests {
         assert_eq!(next(&mut s), Poll::Ready(Some(Err(Lagged(5)))));
         assert_eq!(s.dropped(), 6);
         drop(s);
-        r.dispatch(&event("A"), 10);
+        r.dispatch(&event("A"), 10, None);
         assert!(lock(&r.streams).is_empty());
         // Three events by bytes.
         r.set_stream_limits(100, 300);
         let mut s = r.stream();
         for _ in 0..5 {
-            r.dispatch(&event("A"), 100);
+            r.dispatch(&event("A"), 100, None);
         }
         for _ in 0..3 {
             assert!(matches!(next(&mut s), Poll::Ready(Some(Ok(_)))));

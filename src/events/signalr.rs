@@ -377,6 +377,16 @@ impl FrameReader {
     }
 }
 
+/// For a close record: the `allowReconnect` it states, `None` when absent
+/// or not a boolean (or when the record is not a close message).
+pub(crate) fn stated_allow_reconnect(record: &[u8]) -> Option<bool> {
+    let map = object_of(record).ok()?;
+    if map.get("type").and_then(Value::as_u64) != Some(message_type::CLOSE) {
+        return None;
+    }
+    map.get("allowReconnect").and_then(Value::as_bool)
+}
+
 fn object_of(record: &[u8]) -> Result<Map<String, Value>, ProtocolError> {
     match serde_json::from_slice::<Value>(record) {
         Ok(Value::Object(map)) => Ok(map),
@@ -624,6 +634,20 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn stated_allow_reconnect_tells_absent_from_false() {
+        let f = |r: &str| stated_allow_reconnect(r.as_bytes());
+        assert_eq!(f(r#"{"type":7,"allowReconnect":false}"#), Some(false));
+        assert_eq!(
+            f(r#"{"type":7,"error":"x","allowReconnect":true}"#),
+            Some(true)
+        );
+        assert_eq!(f(r#"{"type":7,"error":"x"}"#), None);
+        assert_eq!(f(r#"{"type":7,"allowReconnect":"no"}"#), None);
+        assert_eq!(f(r#"{"type":6,"allowReconnect":false}"#), None);
+        assert_eq!(f("not json"), None);
     }
 
     #[test]
