@@ -64,6 +64,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::call_span::CallSpan;
 use crate::cert_transport::{CertTransport, PoolSettings};
 use crate::error::{DecodeError, Error, Result, StsError};
 use crate::limits::Limits;
@@ -815,10 +816,15 @@ impl A2aContext {
         body: Option<Zeroizing<Vec<u8>>>,
     ) -> Result<Bytes> {
         let label = format!("{method} {}", url.path());
+        let span = CallSpan::for_url(&method, &url);
         let mut request = reqwest::Request::new(method, url);
         prepare(&mut request, Some(&auth), body);
-        let response = self.inner.transport.execute(request).await?;
-        crate::limits::read_success(response, &label, self.limits()).await
+        let call = async {
+            let response = self.inner.transport.execute(request).await?;
+            span.status(response.status().as_u16());
+            crate::limits::read_success(response, &label, self.limits()).await
+        };
+        span.run(call, |_| None).await
     }
 
     /// Sends a request with an optional `Authorization`.
@@ -830,9 +836,13 @@ impl A2aContext {
         body: Option<Zeroizing<Vec<u8>>>,
     ) -> Result<reqwest::Response> {
         let url = url::Url::parse(url).map_err(|e| Error::Config(format!("bad URL: {e}")))?;
+        let span = CallSpan::for_url(&method, &url);
         let mut request = reqwest::Request::new(method, url);
         prepare(&mut request, authorization, body);
-        self.inner.transport.execute(request).await
+        span.run(self.inner.transport.execute(request), |r| {
+            Some(r.status().as_u16())
+        })
+        .await
     }
 
     async fn send_ok(

@@ -474,6 +474,14 @@ impl CarriedError {
     pub(crate) fn take(&self) -> Option<Error> {
         self.0.lock().ok().and_then(|mut e| e.take())
     }
+
+    /// The kind of the error carried (for the call's span).
+    pub(crate) fn kind(&self) -> Option<&'static str> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|e| e.as_ref().map(crate::call_span::kind))
+    }
 }
 
 /// An error answer read by the request hook, kept on the response.

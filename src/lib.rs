@@ -32,6 +32,7 @@ pub mod a2a;
 pub mod api;
 pub mod auth;
 pub mod blocking;
+mod call_span;
 mod cert_transport;
 mod client;
 pub mod error;

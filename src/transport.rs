@@ -15,6 +15,7 @@ use futures::future::{ready, Either, Ready};
 use futures::FutureExt;
 use reqwest::StatusCode;
 
+use crate::call_span::{CallSpan, Generated};
 use crate::error::{ApiError, CarriedApiError, CarriedError, Error, Result};
 use crate::limits::Limits;
 
@@ -113,10 +114,12 @@ impl<E: Execute> ForGenerated<E> {
     {
         let method = request.method().clone();
         let max_error_bytes = self.0.limits().max_error_bytes;
-        Box::pin(
+        let span = CallSpan::for_url(request.method(), request.url());
+        Box::pin(Generated::new(
             answer(&self.0, request)
                 .then(move |answer| for_generated(method, answer, max_error_bytes)),
-        )
+            span,
+        ))
     }
 }
 

@@ -9,8 +9,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use safeguard_emulator as emu_consts;
+use safeguard_sdk::a2a::A2aContext;
 use safeguard_sdk::auth::{Auth, DeviceCodeAuth, PasswordAuth, PkceAuth, TokenAuth};
-use safeguard_sdk::tls::ClientIdentity;
+use safeguard_sdk::sps::SpsClient;
+use safeguard_sdk::tls::{ClientIdentity, TlsOptions};
 use safeguard_sdk::{ExposeSecret, SafeguardClient, SecretString, Service};
 
 #[derive(Clone, Default)]
@@ -36,6 +38,8 @@ async fn secrets_never_appear_in_logs_display_or_debug() {
         .with_env_filter("trace,safeguard_emulator=off")
         .with_writer(move || writer.clone())
         .with_ansi(false)
+        // Every span's fields as it closes (the calls' spans included).
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .init();
 
     let emu = common::emulator().await;
@@ -105,11 +109,46 @@ async fn secrets_never_appear_in_logs_display_or_debug() {
         .unwrap();
     formatted += &format!("{anon:?}\n");
 
+    // Calls of every kind (typed, A2A, SPS), their spans logged as they close.
+    let admin = common::admin(&emu).await;
+    secrets.push(admin.user_token().await.unwrap().expose_secret().to_owned());
+    admin.core().me_get_me().send().await.unwrap();
+    let tls = TlsOptions::default().with_ca_pem(emu.ca_pem()).unwrap();
+    let a2a = A2aContext::builder(emu.spp_host())
+        .pem_files(&cert.cert, &cert.key)
+        .tls(tls.clone())
+        .build()
+        .unwrap();
+    let api_key = emu.connection().spp.a2a.password_api_key.clone();
+    let retrieved = a2a
+        .retrieve_password(&SecretString::from(api_key.clone()))
+        .await
+        .unwrap();
+    secrets.push(api_key);
+    secrets.push(retrieved.expose_secret().to_owned());
+    let s = emu.connection().sps.clone();
+    secrets.push(s.password.clone());
+    let sps = SpsClient::builder(emu.sps_host())
+        .credentials(s.user, s.password)
+        .tls(tls)
+        .build()
+        .unwrap();
+    sps.get_json("configuration").await.unwrap();
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("signed in"),
         "the capture works: {}",
         &logs[..logs.len().min(2000)]
+    );
+    assert!(
+        logs.contains("safeguard.call"),
+        "the calls' spans are logged"
+    );
+    // The SPS session cookie (its name never appears, nor its value).
+    assert!(
+        !logs.contains("session_id="),
+        "the SPS cookie appears in the logs"
     );
     for secret in &secrets {
         assert!(!secret.is_empty());

@@ -9,8 +9,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tracing::Instrument;
 
+use crate::call_span::CallSpan;
 use crate::error::{DecodeError, Error, Result};
 use crate::limits::{self, Limits};
 use crate::transport::request_label;
@@ -123,8 +123,12 @@ impl RequestBuilder {
     pub async fn send_raw(self) -> Result<ApiResponse> {
         let (client, request) = self.build()?;
         let label = request_label(&request);
-        let span = tracing::debug_span!("safeguard.request", request = %label);
-        let response = client.session.send(request, true).instrument(span).await?;
+        let call = CallSpan::for_url(request.method(), request.url());
+        let response = call
+            .run(client.session.send(request, true), |r| {
+                Some(r.status().as_u16())
+            })
+            .await?;
         Ok(ApiResponse {
             response,
             label,
@@ -148,10 +152,11 @@ impl RequestBuilder {
     pub async fn send_json<T: DeserializeOwned>(self) -> Result<T> {
         let (client, request) = self.build()?;
         let label = request_label(&request);
-        let span = tracing::debug_span!("safeguard.request", request = %label);
+        let span = CallSpan::for_url(request.method(), request.url());
         let limits = &client.session.limits;
         let call = async {
             let response = client.session.send(request, false).await?;
+            span.status(response.status().as_u16());
             if !response.status().is_success() {
                 return Err(limits::read_error(response, label.clone(), limits).await);
             }
@@ -161,7 +166,8 @@ impl RequestBuilder {
             serde_json::from_slice(&body)
                 .map_err(|e| Error::Decode(DecodeError::new(Some(status), e, &body)))
         };
-        limits.head(|| label.clone(), call).instrument(span).await
+        span.run(limits.head(|| label.clone(), call), |_| None)
+            .await
     }
 }
 

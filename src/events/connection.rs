@@ -23,6 +23,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::listener::EventSender;
 use super::signalr::{self, FrameReader, Message, NegotiateResponse};
 use super::{Event, EventsError, ListenerOptions};
+use crate::call_span::CallSpan;
 use crate::error::ApiError;
 use crate::limits::Limits;
 use crate::{Error, Result, SafeguardClient};
@@ -210,19 +211,26 @@ pub(crate) async fn connect(
 async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Result<Connection> {
     let path = hub.hub_path();
     let authorization = hub.authorization().await?;
-    let (status, body) = hub
-        .negotiate(
-            format!("https://{}{path}/negotiate?negotiateVersion=1", hub.host()),
-            authorization.clone(),
-        )
-        .await?;
-    if !status.is_success() {
-        return Err(Error::from_api(ApiError::from_parts(
-            status,
-            format!("POST {path}/negotiate"),
-            body,
-        )));
-    }
+    let negotiating = CallSpan::new("events", "POST", &format!("{path}/negotiate"));
+    let negotiation = async {
+        let (status, body) = hub
+            .negotiate(
+                format!("https://{}{path}/negotiate?negotiateVersion=1", hub.host()),
+                authorization.clone(),
+            )
+            .await?;
+        negotiating.status(status.as_u16());
+        if !status.is_success() {
+            return Err(Error::from_api(ApiError::from_parts(
+                status,
+                format!("POST {path}/negotiate"),
+                body,
+            )));
+        }
+        Ok(body)
+    };
+    let body = negotiating.run(negotiation, |_| None).await?;
+    drop(negotiating);
     let negotiated = NegotiateResponse::parse(&body)?;
     if !negotiated.offers_websockets() {
         return Err(EventsError::WebSocket("the hub does not offer websockets".into()).into());
@@ -237,17 +245,24 @@ async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Res
     request
         .headers_mut()
         .insert(http::header::AUTHORIZATION, authorization);
-    let opening = open_websocket(hub, request, options);
-    match hub.limits().connect_timeout {
-        None => opening.await,
-        Some(limit) => match tokio::time::timeout(limit, opening).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout(format!(
-                "opening the websocket of the event hub {path} (TCP, TLS, upgrade and \
-                 handshake) took longer than {limit:?} (Limits::connect_timeout)"
-            ))),
-        },
-    }
+    // The upgrade: the span's status is 101 once the hub switched protocols.
+    let upgrading = CallSpan::new("events", "GET", path);
+    let opening = async {
+        let opening = open_websocket(hub, request, options);
+        match hub.limits().connect_timeout {
+            None => opening.await,
+            Some(limit) => match tokio::time::timeout(limit, opening).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout(format!(
+                    "opening the websocket of the event hub {path} (TCP, TLS, upgrade and \
+                     handshake) took longer than {limit:?} (Limits::connect_timeout)"
+                ))),
+            },
+        }
+    };
+    upgrading
+        .run(opening, |_| Some(StatusCode::SWITCHING_PROTOCOLS.as_u16()))
+        .await
 }
 
 /// TCP and TLS, the websocket upgrade, then the SignalR handshake.

@@ -19,6 +19,7 @@ use url::Url;
 
 use super::error::{self, SpsApiError, SpsError};
 use super::model::{self, ListItem, LoginMethod, SpsPage, SpsResponse};
+use crate::call_span::CallSpan;
 use crate::limits::{Limits, RedirectPolicy};
 use crate::paging::PagingError;
 use crate::tls::{ClientIdentity, TlsOptions};
@@ -534,6 +535,20 @@ impl SpsClient {
         body: Option<&Value>,
     ) -> Result<reqwest::Response> {
         let url = self.url(path)?;
+        let span = CallSpan::new("sps", method.as_str(), url.path());
+        span.run(self.send_to(method, url, body), |r| {
+            Some(r.status().as_u16())
+        })
+        .await
+    }
+
+    /// [`send`](Self::send) to `url`.
+    async fn send_to(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response> {
         let payload: Option<Vec<u8>> = match body {
             Some(v) => Some(serde_json::to_vec(v).map_err(|e| Error::Config(e.to_string()))?),
             None if method == Method::POST || method == Method::PUT => Some(b"{}".to_vec()),
