@@ -102,6 +102,86 @@ async fn a_download_broken_midway_leaves_the_target_as_it_was() {
     assert_eq!(names(dir.path()), ["backup.sgb"]);
 }
 
+/// What is not a plain file is written through, never replaced: a named
+/// pipe stays a pipe and its reader gets the body (a download once renamed
+/// a file over `/dev/null` and broke every program on the host), a link
+/// stays a link and its file gets the body, and a file keeps its
+/// permissions.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_download_writes_through_pipes_and_links_and_keeps_permissions() {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    let server =
+        Hostile::https(|_| vec![head(200, Some(4096)), Step::Send(vec![b'z'; 4096])]).await;
+    let client = client(&server, Limits::default());
+    let dir = tempfile::tempdir().unwrap();
+
+    // A named pipe, read by another thread.
+    let pipe = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader_path = pipe.clone();
+    std::thread::spawn(move || {
+        let mut read = Vec::new();
+        let _ = std::fs::File::open(&reader_path).and_then(|mut f| f.read_to_end(&mut read));
+        let _ = tx.send(read);
+    });
+    let written = bounded(client.download(Service::Appliance, "Whole", &pipe, None))
+        .await
+        .unwrap();
+    assert_eq!(written, 4096);
+    let kind = std::fs::symlink_metadata(&pipe).unwrap().file_type();
+    assert!(kind.is_fifo(), "the pipe was replaced by {kind:?}");
+    let read = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the pipe's reader got the body");
+    assert_eq!(read, vec![b'z'; 4096]);
+
+    // A symbolic link to a file in another directory.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("backup.sgb");
+    std::fs::write(&file, b"old").unwrap();
+    let link = dir.path().join("latest.sgb");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    bounded(client.download(Service::Appliance, "Whole", &link, None))
+        .await
+        .unwrap();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&file).unwrap(), vec![b'z'; 4096]);
+    assert_eq!(
+        names(elsewhere.path()),
+        ["backup.sgb"],
+        "no partial file is left"
+    );
+
+    // A file only its owner may read stays so.
+    let private = dir.path().join("private.sgb");
+    std::fs::write(&private, b"old").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    bounded(client.download(Service::Appliance, "Whole", &private, None))
+        .await
+        .unwrap();
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(std::fs::read(&private).unwrap(), vec![b'z'; 4096]);
+
+    // A directory is refused, untouched.
+    let err = bounded(client.download(Service::Appliance, "Whole", elsewhere.path(), None))
+        .await
+        .expect_err("a directory");
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert_eq!(names(elsewhere.path()), ["backup.sgb"]);
+}
+
 /// An upload source of `chunks` chunks of `size` bytes, and its length.
 fn source(chunks: usize, size: usize) -> UploadSource {
     let chunk = Bytes::from(vec![7u8; size]);

@@ -28,9 +28,13 @@ impl SafeguardClient {
     /// returns the bytes written. `progress(written, total)` is called as
     /// chunks arrive.
     ///
-    /// The answer goes to a temporary file beside `to` (`.name.partial-…`),
-    /// which replaces `to` once the whole answer is on disk; a download that
-    /// fails or is dropped midway removes it and leaves `to` as it was.
+    /// When `to` is a file or does not exist yet, the answer goes to a
+    /// temporary file beside it (`.name.partial-…`), which replaces it once
+    /// the whole answer is on disk, keeping an existing file's permissions;
+    /// a download that fails or is dropped midway removes the temporary file
+    /// and leaves `to` as it was. A symbolic link is followed (the link
+    /// stays, its file is replaced). Anything else that already exists (a
+    /// device such as `/dev/null`, a named pipe) is written directly.
     pub async fn download(
         &self,
         service: Service,
@@ -44,13 +48,27 @@ impl SafeguardClient {
             .send()
             .await?;
         let total = response.content_length();
-        let to = to.as_ref();
-        let partial = Partial::beside(to)?;
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&partial.path)
-            .await?;
+        let (file, partial) = match Destination::of(to.as_ref()).await? {
+            Destination::Stream(path) => {
+                let file = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .await?;
+                (file, None)
+            }
+            Destination::File { target, mode } => {
+                let partial = Partial::beside(&target)?;
+                let file = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&partial.path)
+                    .await?;
+                if let Some(mode) = mode {
+                    file.set_permissions(mode).await?;
+                }
+                (file, Some((partial, target)))
+            }
+        };
         // Chunks arrive as TLS records do (16 KiB or less), and every write
         // to a tokio `File` is a trip to the blocking pool: gather them into
         // writes of `DOWNLOAD_WRITE_BUFFER` bytes.
@@ -67,9 +85,11 @@ impl SafeguardClient {
         }
         file.flush().await?;
         let file = file.into_inner();
-        file.sync_all().await?;
-        drop(file);
-        partial.replace(to).await?;
+        if let Some((partial, target)) = partial {
+            file.sync_all().await?;
+            drop(file);
+            partial.replace(&target).await?;
+        }
         Ok(written)
     }
 
@@ -110,6 +130,44 @@ impl SafeguardClient {
             Ok(response)
         } else {
             Err(response.into_error().await)
+        }
+    }
+}
+
+/// Where a download's bytes go.
+enum Destination {
+    /// A regular file (or none yet): written beside `target`, renamed over
+    /// it when whole; `mode` is the permissions of the file it replaces.
+    File {
+        target: PathBuf,
+        mode: Option<std::fs::Permissions>,
+    },
+    /// Something that exists and is not a regular file (a device, a named
+    /// pipe): written in place, since renaming over it would replace it
+    /// (a file renamed over `/dev/null` breaks every program on the host
+    /// that reads or writes it).
+    Stream(PathBuf),
+}
+
+impl Destination {
+    /// Looks at `to`, following symbolic links.
+    async fn of(to: &Path) -> Result<Self> {
+        match tokio::fs::metadata(to).await {
+            Ok(meta) if meta.is_file() => Ok(Destination::File {
+                // The link's file is replaced, not the link.
+                target: tokio::fs::canonicalize(to).await?,
+                mode: Some(meta.permissions()),
+            }),
+            Ok(meta) if meta.is_dir() => Err(Error::Config(format!(
+                "{} is a directory, not a file to download into",
+                to.display()
+            ))),
+            Ok(_) => Ok(Destination::Stream(to.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Destination::File {
+                target: to.to_path_buf(),
+                mode: None,
+            }),
+            Err(e) => Err(e.into()),
         }
     }
 }
