@@ -67,6 +67,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::call_span::CallSpan;
 use crate::cert_transport::{CertTransport, PoolSettings};
 use crate::error::{DecodeError, Error, Result, StsError};
+use crate::host::Host;
 use crate::limits::Limits;
 use crate::tls::{ClientIdentity, TlsOptions};
 use crate::transport::{Execute, Transport};
@@ -488,7 +489,7 @@ impl A2aContextBuilder {
         })?;
         let identity = source.load()?;
         let transport = CertTransport::with_pool(
-            &self.host,
+            &Host::parse(&self.host)?,
             &self.tls,
             identity,
             self.timeout,
@@ -539,7 +540,7 @@ impl A2aContext {
 
     fn from_transport(transport: Arc<CertTransport>, tls: &TlsOptions) -> Result<Self> {
         let url = |path: &str| {
-            url::Url::parse(&format!("{}{path}", transport.base_url()))
+            url::Url::parse(&transport.host().url(path))
                 .map_err(|e| Error::Config(format!("bad host: {e}")))
         };
         Ok(Self {
@@ -556,8 +557,8 @@ impl A2aContext {
         })
     }
 
-    /// The appliance (`name[:port]`).
-    pub fn host(&self) -> &str {
+    /// The appliance.
+    pub fn host(&self) -> &crate::Host {
         self.inner.transport.host()
     }
 
@@ -674,7 +675,7 @@ impl A2aContext {
             authorization: authorization(api_key.expose_api_key())?,
         };
         Ok(crate::api::a2a::Client::with_inner(
-            &format!("{}/service/a2a", self.inner.transport.base_url()),
+            &self.inner.transport.host().url("/service/a2a"),
             self.inner.request_builder.clone(),
             Transport::new(Arc::new(exec)).into(),
         ))
@@ -696,11 +697,11 @@ impl A2aContext {
     }
 
     async fn read_registrations(&self, token: &HeaderValue) -> Result<Vec<A2aRegistration>> {
-        let base = self.inner.transport.base_url();
+        let host = self.inner.transport.host();
         let body = self
             .send_ok(
                 Method::GET,
-                &format!("{base}/service/core/v4/A2ARegistrations"),
+                &host.url("/service/core/v4/A2ARegistrations"),
                 Some(token),
                 None,
             )
@@ -711,10 +712,10 @@ impl A2aContext {
             let body = self
                 .send_ok(
                     Method::GET,
-                    &format!(
-                        "{base}/service/core/v4/A2ARegistrations/{}/RetrievableAccounts",
+                    &host.url(&format!(
+                        "/service/core/v4/A2ARegistrations/{}/RetrievableAccounts",
                         r.id
-                    ),
+                    )),
                     Some(token),
                     None,
                 )
@@ -747,8 +748,7 @@ impl A2aContext {
             #[serde(rename = "UserToken")]
             user_token: Option<SecretString>,
         }
-        let base = self.inner.transport.base_url();
-        let token_url = format!("{base}/RSTS/oauth2/token");
+        let token_url = self.inner.transport.host().url("/RSTS/oauth2/token");
         let body = json_body(&json!({
             "grant_type": "client_credentials",
             "scope": CERTIFICATE_SCOPE,
@@ -768,7 +768,11 @@ impl A2aContext {
         let bytes = self
             .send_ok(
                 Method::POST,
-                &format!("{base}/service/core/v4/Token/LoginResponse"),
+                &self
+                    .inner
+                    .transport
+                    .host()
+                    .url("/service/core/v4/Token/LoginResponse"),
                 None,
                 Some(body),
             )
@@ -797,10 +801,11 @@ impl A2aContext {
     }
 
     async fn sign_out(&self, token: &HeaderValue) {
-        let url = format!(
-            "{}/service/core/v4/Token/Logout",
-            self.inner.transport.base_url()
-        );
+        let url = self
+            .inner
+            .transport
+            .host()
+            .url("/service/core/v4/Token/Logout");
         if let Err(e) = self.send_ok(Method::POST, &url, Some(token), None).await {
             tracing::debug!("signing out the certificate user failed: {e}");
         }

@@ -57,6 +57,7 @@ use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
 use crate::error::{error_chain, Error, Result};
+use crate::host::Host;
 use crate::limits::{Limits, WatchedBody};
 use crate::tls::{ClientIdentity, OpensslConnector, TlsOptions};
 use crate::transport::Execute;
@@ -91,10 +92,7 @@ impl Default for PoolSettings {
 /// same connections. Connections are served by tasks on the tokio runtime
 /// that opened them.
 pub(crate) struct CertTransport {
-    host: String,
-    // Read by the A2A context only.
-    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
-    base_url: String,
+    host: Host,
     thumbprint: String,
     connector: TlsConnector,
     client: Client<TlsConnector, reqwest::Body>,
@@ -113,14 +111,13 @@ impl fmt::Debug for CertTransport {
 }
 
 impl CertTransport {
-    /// A transport to `host` (`name`, `name:port`, `ip:port` or `[v6]:port`)
-    /// presenting `identity`, trusting what `tls` trusts. `timeout` bounds a
+    /// A transport to `host` presenting `identity`, trusting what `tls` trusts. `timeout` bounds a
     /// whole request (connect, handshake, answer and body); `limits` bound
     /// connecting, waiting for an answer and silences while reading. It
     /// follows no redirect: every request it sends carries a certificate's
     /// or an API key's authority.
     pub(crate) fn new(
-        host: &str,
+        host: &Host,
         tls: &TlsOptions,
         identity: ClientIdentity,
         timeout: Option<Duration>,
@@ -138,14 +135,13 @@ impl CertTransport {
 
     /// Like [`CertTransport::new`], with explicit pool settings.
     pub(crate) fn with_pool(
-        host: &str,
+        host: &Host,
         tls: &TlsOptions,
         identity: ClientIdentity,
         timeout: Option<Duration>,
         limits: Limits,
         pool: PoolSettings,
     ) -> Result<Self> {
-        let (host, base_url, tcp_host, port) = parse_host(host)?;
         let mut builder = tls.openssl_connector_builder(Some(&identity))?;
         let sessions = Arc::new(SessionCache::default());
         let key_index = session_key_index()?;
@@ -160,7 +156,7 @@ impl CertTransport {
             ssl: OpensslConnector(builder.build()),
             sessions,
             key_index,
-            default_target: (tcp_host, port),
+            default_target: (host.name().to_owned(), host.port()),
             connect_timeout: earliest(timeout, limits.connect_timeout),
         };
         let client = Client::builder(TokioExecutor::new())
@@ -169,8 +165,7 @@ impl CertTransport {
             .pool_max_idle_per_host(pool.max_idle)
             .build(connector.clone());
         Ok(Self {
-            host,
-            base_url,
+            host: host.clone(),
             thumbprint: identity.thumbprint().to_owned(),
             connector,
             client,
@@ -185,16 +180,10 @@ impl CertTransport {
         &self.limits
     }
 
-    /// The host as given (`name[:port]`).
+    /// The appliance it connects to.
     #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
-    pub(crate) fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &Host {
         &self.host
-    }
-
-    /// `https://{host}`, without a trailing slash.
-    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
-    pub(crate) fn base_url(&self) -> &str {
-        &self.base_url
     }
 
     /// SHA-1 thumbprint of the client certificate (upper-case hex).
@@ -275,32 +264,6 @@ impl Execute for CertTransport {
     fn limits(&self) -> &Limits {
         &self.limits
     }
-}
-
-/// `(host as given, base URL, TCP host without brackets, port)`.
-fn parse_host(host: &str) -> Result<(String, String, String, u16)> {
-    let trimmed = host.trim().trim_end_matches('/');
-    if trimmed.is_empty() || trimmed.contains("://") || trimmed.contains(['/', '?', '#', '@']) {
-        return Err(Error::Config(format!(
-            "the host must be `name` or `name:port`, not `{host}`"
-        )));
-    }
-    let url = url::Url::parse(&format!("https://{trimmed}/"))
-        .map_err(|e| Error::Config(format!("bad host `{host}`: {e}")))?;
-    let name = url
-        .host_str()
-        .ok_or_else(|| Error::Config(format!("bad host `{host}`: no host name")))?;
-    let port = url.port_or_known_default().unwrap_or(443);
-    let tcp_host = name
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    Ok((
-        trimmed.to_owned(),
-        format!("https://{trimmed}"),
-        tcp_host,
-        port,
-    ))
 }
 
 /// Reads a pool failure into the SDK's error.
@@ -571,41 +534,5 @@ fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_host;
-
-    #[test]
-    fn hosts_parse_with_and_without_ports() {
-        let (h, base, tcp, port) = parse_host("safeguard.example.com").unwrap();
-        assert_eq!(
-            (h.as_str(), base.as_str(), tcp.as_str(), port),
-            (
-                "safeguard.example.com",
-                "https://safeguard.example.com",
-                "safeguard.example.com",
-                443
-            )
-        );
-        let (_, base, tcp, port) = parse_host("127.0.0.1:8443").unwrap();
-        assert_eq!(
-            (base.as_str(), tcp.as_str(), port),
-            ("https://127.0.0.1:8443", "127.0.0.1", 8443)
-        );
-        let (_, _, tcp, port) = parse_host("[::1]:9443").unwrap();
-        assert_eq!((tcp.as_str(), port), ("::1", 9443));
-    }
-
-    #[test]
-    fn bad_hosts_are_config_errors() {
-        for bad in ["", "https://x", "x/y", "a@b", "host:notaport", "host:99999"] {
-            assert!(
-                matches!(parse_host(bad), Err(crate::Error::Config(_))),
-                "{bad} was accepted"
-            );
-        }
     }
 }

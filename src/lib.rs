@@ -37,6 +37,7 @@ mod cert_transport;
 mod client;
 pub mod error;
 pub mod events;
+mod host;
 pub mod limits;
 #[cfg(feature = "core")]
 pub mod lists;
@@ -50,5 +51,6 @@ pub use client::{
     UploadSource, TOKEN_LIFETIME_HEADER,
 };
 pub use error::{Error, Result};
+pub use host::Host;
 pub use safeguard_api::Timestamp;
 pub use secrecy::{ExposeSecret, SecretString};

@@ -150,8 +150,8 @@ impl A2aContext {
         self.runtime.block_on(future)
     }
 
-    /// The appliance (`name[:port]`).
-    pub fn host(&self) -> &str {
+    /// The appliance.
+    pub fn host(&self) -> &crate::Host {
         self.inner.host()
     }
 

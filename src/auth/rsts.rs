@@ -42,7 +42,7 @@ pub struct DeviceCodePrompt {
 /// token of its own (see [`crate::limits`]).
 pub(crate) struct Sts<'a> {
     pub(crate) http: &'a reqwest::Client,
-    pub(crate) host: &'a str,
+    pub(crate) host: &'a crate::Host,
     pub(crate) limits: &'a Limits,
     /// The provider ids resolved so far (one client's).
     pub(crate) providers: &'a ProviderIds,
@@ -91,7 +91,7 @@ struct Provider {
 
 impl<'a> Sts<'a> {
     fn url(&self, path: &str) -> String {
-        format!("https://{}{}", self.host, path)
+        self.host.url(path)
     }
 
     /// The status and body of an answer, read within the limits.

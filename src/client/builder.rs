@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::auth::Auth;
 use crate::error::{Error, Result};
+use crate::host::Host;
 use crate::limits::{Limits, RedirectPolicy};
 use crate::tls::{TlsOptions, TlsVersion};
 
@@ -135,12 +136,7 @@ impl SafeguardClientBuilder {
     /// Builds the client. No request is made: call [`SafeguardClient::login`]
     /// to sign in now, or let the first call do it.
     pub fn build(self) -> Result<SafeguardClient> {
-        if self.host.is_empty() || self.host.contains('/') {
-            return Err(Error::Config(format!(
-                "host must be a name or address with an optional port, not {:?}",
-                self.host
-            )));
-        }
+        let host = Host::parse(&self.host)?;
         let rustls = self.tls.rustls_config()?;
         // Two clients over one TLS configuration: requests that carry a
         // secret of their own (sign-in) follow no redirect at all.
@@ -178,7 +174,7 @@ impl SafeguardClientBuilder {
             _ => None,
         };
         Ok(SafeguardClient::with_session(Session {
-            host: self.host,
+            host,
             http,
             secret_http,
             limits: self.limits,
@@ -206,7 +202,7 @@ mod tests {
 
     #[test]
     fn a_host_with_a_path_is_refused() {
-        for host in ["", "https://sg.example", "sg.example/x"] {
+        for host in ["", "http://sg.example", "sg.example/x", "sg:port"] {
             let built = SafeguardClient::builder(host).build();
             assert!(matches!(built, Err(Error::Config(_))), "{host:?}");
         }

@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::Auth;
 use crate::error::{DecodeError, Error, Result};
+use crate::host::Host;
 use crate::limits::Limits;
 use crate::tls::TlsOptions;
 #[cfg(any(feature = "core", feature = "appliance", feature = "notification"))]
@@ -145,8 +146,8 @@ impl SafeguardClient {
         }
     }
 
-    /// The appliance's host (with port when given).
-    pub fn host(&self) -> &str {
+    /// The appliance.
+    pub fn host(&self) -> &Host {
         &self.session.host
     }
 
@@ -272,7 +273,7 @@ impl SafeguardClient {
     pub fn url(&self, service: Service, path: &str) -> String {
         format!(
             "https://{}/service/{}/{}/{}",
-            self.session.host,
+            self.session.host.authority(),
             service,
             self.session.api_version,
             path.trim_start_matches('/')
@@ -288,7 +289,7 @@ impl SafeguardClient {
         with_inner: fn(&str, reqwest::Client, safeguard_api::Inner) -> C,
     ) -> C {
         with_inner(
-            &format!("https://{}/service/{}", self.session.host, service),
+            &self.session.host.url(&format!("/service/{service}")),
             self.http().clone(),
             Transport::new(self.session.clone()).into(),
         )

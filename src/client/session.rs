@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use crate::auth::rsts::{ProviderIds, Sts};
 use crate::auth::Auth;
 use crate::error::{Error, Result};
+use crate::host::Host;
 use crate::limits::{self, Limits};
 use crate::tls::TlsOptions;
 use crate::transport::{BoxFuture, Execute};
@@ -105,7 +106,7 @@ impl Tokens {
 
 /// Everything a client's clones share.
 pub(crate) struct Session {
-    pub(super) host: String,
+    pub(super) host: Host,
     pub(super) http: reqwest::Client,
     /// `http` without redirects, for requests that carry a secret of their own.
     pub(super) secret_http: reqwest::Client,
@@ -386,7 +387,13 @@ impl Session {
         request: reqwest::Request,
         streamed: bool,
     ) -> impl Future<Output = Result<reqwest::Response>> + Send + '_ {
-        limits::send_within(&self.http, &self.limits, &self.host, request, streamed)
+        limits::send_within(
+            &self.http,
+            &self.limits,
+            self.host.authority(),
+            request,
+            streamed,
+        )
     }
 }
 

@@ -55,7 +55,7 @@ mod hub {
     }
 
     impl HubConnector for A2aHub {
-        fn host(&self) -> &str {
+        fn host(&self) -> &crate::Host {
             self.transport.host()
         }
 

@@ -26,7 +26,7 @@ use super::{Event, EventsError, ListenerOptions};
 use crate::call_span::CallSpan;
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::{Error, Result, SafeguardClient};
+use crate::{Error, Host, Result, SafeguardClient};
 
 /// A byte stream a websocket can run on (TLS over TCP, in practice).
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -37,8 +37,8 @@ pub(crate) type BoxIo = Box<dyn Io>;
 
 /// What a hub needs from its owner.
 pub(crate) trait HubConnector: Send + Sync + 'static {
-    /// `name[:port]` of the appliance.
-    fn host(&self) -> &str;
+    /// The appliance.
+    fn host(&self) -> &Host;
     /// The hub path (`/service/event/signalr`).
     fn hub_path(&self) -> &'static str;
     /// The Authorization header for negotiate and the upgrade.
@@ -83,7 +83,7 @@ impl UserHub {
 }
 
 impl HubConnector for UserHub {
-    fn host(&self) -> &str {
+    fn host(&self) -> &Host {
         self.client.host()
     }
 
@@ -130,13 +130,13 @@ impl HubConnector for UserHub {
     fn open(&self) -> BoxFuture<'_, Result<BoxIo>> {
         Box::pin(async move {
             let config = self.tls_config()?;
-            let (name, port) = split_host(self.host());
-            let tcp = tokio::net::TcpStream::connect((name.as_str(), port))
+            let host = self.host();
+            let tcp = tokio::net::TcpStream::connect((host.name(), host.port()))
                 .await
-                .map_err(|e| EventsError::Connect(format!("{}: {e}", self.host())))?;
+                .map_err(|e| EventsError::Connect(format!("{}: {e}", host.endpoint())))?;
             let _ = tcp.set_nodelay(true);
-            let server_name = rustls::pki_types::ServerName::try_from(name.clone())
-                .map_err(|e| Error::Config(format!("bad host name {name:?}: {e}")))?;
+            let server_name = rustls::pki_types::ServerName::try_from(host.name().to_owned())
+                .map_err(|e| Error::Config(format!("bad host name {:?}: {e}", host.name())))?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(server_name, tcp)
                 .await
@@ -151,27 +151,6 @@ impl HubConnector for UserHub {
 
     fn limits(&self) -> Limits {
         *self.client.limits()
-    }
-}
-
-/// `name[:port]` or `[v6][:port]` into the name (without brackets) and the
-/// port (443 when absent).
-pub(crate) fn split_host(host: &str) -> (String, u16) {
-    if let Some(rest) = host.strip_prefix('[') {
-        if let Some((name, tail)) = rest.split_once(']') {
-            let port = tail
-                .strip_prefix(':')
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(443);
-            return (name.to_owned(), port);
-        }
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => match port.parse() {
-            Ok(p) => (name.to_owned(), p),
-            Err(_) => (host.to_owned(), 443),
-        },
-        _ => (host.to_owned(), 443),
     }
 }
 
@@ -215,7 +194,8 @@ async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Res
     let negotiation = async {
         let (status, body) = hub
             .negotiate(
-                format!("https://{}{path}/negotiate?negotiateVersion=1", hub.host()),
+                hub.host()
+                    .url(&format!("{path}/negotiate?negotiateVersion=1")),
                 authorization.clone(),
             )
             .await?;
@@ -237,7 +217,7 @@ async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Res
     }
     let id: String =
         url::form_urlencoded::byte_serialize(negotiated.connection_key().as_bytes()).collect();
-    let url = format!("wss://{}{path}?id={id}", hub.host());
+    let url = format!("wss://{}{path}?id={id}", hub.host().authority());
     let mut request = url
         .as_str()
         .into_client_request()
@@ -479,12 +459,12 @@ mod tests {
     /// A hub at `addr` whose negotiate answers at once; the websocket goes
     /// over plain TCP to `addr`.
     struct FakeHub {
-        host: String,
+        host: Host,
         limits: Limits,
     }
 
     impl HubConnector for FakeHub {
-        fn host(&self) -> &str {
+        fn host(&self) -> &Host {
             &self.host
         }
         fn hub_path(&self) -> &'static str {
@@ -507,8 +487,7 @@ mod tests {
         }
         fn open(&self) -> BoxFuture<'_, Result<BoxIo>> {
             Box::pin(async move {
-                let (name, port) = split_host(&self.host);
-                let tcp = tokio::net::TcpStream::connect((name.as_str(), port))
+                let tcp = tokio::net::TcpStream::connect((self.host.name(), self.host.port()))
                     .await
                     .map_err(|e| EventsError::Connect(e.to_string()))?;
                 Ok(Box::new(tcp) as BoxIo)
@@ -553,7 +532,7 @@ mod tests {
         for upgrade in [false, true] {
             let addr = silent_server(upgrade).await;
             let hub = FakeHub {
-                host: addr.to_string(),
+                host: Host::parse(&addr.to_string()).unwrap(),
                 limits: Limits::default().connect_timeout(Some(Duration::from_millis(300))),
             };
             // The listener's own limit is far: only the client's limit can end it.
@@ -578,7 +557,7 @@ mod tests {
     async fn without_a_connect_limit_the_listener_limit_still_holds() {
         let addr = silent_server(true).await;
         let hub = FakeHub {
-            host: addr.to_string(),
+            host: Host::parse(&addr.to_string()).unwrap(),
             limits: Limits::default().without_timeouts(),
         };
         let options = ListenerOptions::default().connect_timeout(Duration::from_millis(300));
@@ -668,15 +647,5 @@ mod tests {
             prop_assert_eq!(lost, dropped.load(std::sync::atomic::Ordering::Relaxed));
             prop_assert!(got > 0 || lost == 0, "an empty queue accepts any event");
         }
-    }
-
-    #[test]
-    fn hosts_split_into_name_and_port() {
-        assert_eq!(split_host("127.0.0.1:8443"), ("127.0.0.1".into(), 8443));
-        assert_eq!(split_host("sg.example.com"), ("sg.example.com".into(), 443));
-        assert_eq!(split_host("[::1]:9443"), ("::1".into(), 9443));
-        assert_eq!(split_host("[::1]"), ("::1".into(), 443));
-        assert_eq!(split_host("::1"), ("::1".into(), 443));
-        assert_eq!(split_host("host:notaport"), ("host:notaport".into(), 443));
     }
 }

@@ -23,7 +23,7 @@ use crate::call_span::CallSpan;
 use crate::limits::{Limits, RedirectPolicy};
 use crate::paging::PagingError;
 use crate::tls::{ClientIdentity, TlsOptions};
-use crate::{Error, Result};
+use crate::{Error, Host, Result};
 
 /// The User-Agent the client sends: not browser-like, so SPS 7.5+ does not
 /// ask for an `X-Token` header on writes.
@@ -161,7 +161,7 @@ impl SpsClientBuilder {
     /// Builds the client. No request is made: the client signs in on its
     /// first call (or with [`SpsClient::sign_in`]).
     pub fn build(self) -> Result<SpsClient> {
-        let base = parse_host(&self.host)?;
+        let base = base_url(&Host::parse(&self.host)?)?;
         if let SignIn::Basic { user, .. } = &self.sign_in {
             if user.is_empty() {
                 return Err(Error::Config(
@@ -210,30 +210,9 @@ impl SpsClientBuilder {
     }
 }
 
-fn parse_host(host: &str) -> Result<Url> {
-    let host = host.trim();
-    if host.is_empty() {
-        return Err(Error::Config("the SPS host is empty".into()));
-    }
-    let with_scheme = if host.contains("://") {
-        host.to_string()
-    } else {
-        format!("https://{host}")
-    };
-    let mut url = Url::parse(&with_scheme)
-        .map_err(|e| Error::Config(format!("invalid SPS host {host:?}: {e}")))?;
-    if url.scheme() != "https" {
-        return Err(Error::Config(
-            "the SPS REST API is served over https only".into(),
-        ));
-    }
-    if url.host_str().is_none() {
-        return Err(Error::Config(format!("invalid SPS host {host:?}")));
-    }
-    url.set_path("/");
-    url.set_query(None);
-    url.set_fragment(None);
-    Ok(url)
+/// `https://{host}/`, the root every SPS path is joined to.
+fn base_url(host: &Host) -> Result<Url> {
+    Url::parse(&host.url("/")).map_err(|e| Error::Config(format!("bad SPS host {host}: {e}")))
 }
 
 pub(crate) struct Inner {
@@ -835,19 +814,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts() {
-        assert_eq!(
-            parse_host("10.0.0.5:8443").expect("ok").as_str(),
-            "https://10.0.0.5:8443/"
-        );
-        assert_eq!(
-            parse_host("https://sps.example.com/x?y")
-                .expect("ok")
-                .as_str(),
-            "https://sps.example.com/"
-        );
-        assert!(parse_host("http://sps").is_err());
-        assert!(parse_host("").is_err());
+    fn base_urls() {
+        for (host, base) in [
+            ("10.0.0.5:8443", "https://10.0.0.5:8443/"),
+            ("https://sps.example.com/", "https://sps.example.com/"),
+            ("[::1]:9", "https://[::1]:9/"),
+        ] {
+            let c = SpsClient::builder(host).build().expect(host);
+            assert_eq!(c.base_url().as_str(), base);
+        }
+        for bad in ["http://sps", "", "https://sps/x?y"] {
+            assert!(SpsClient::builder(bad).build().is_err(), "{bad:?}");
+        }
     }
 
     #[test]
