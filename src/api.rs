@@ -11,7 +11,11 @@
 //!
 //! Get the clients from a signed-in [`SafeguardClient`](crate::SafeguardClient)
 //! (`client.core()`, ...) so that they share its connection pool and its
-//! current token; every call's error converts into [`crate::Error`] with `?`.
+//! current token. A call fails with [`CallError`]: progenitor's error
+//! (`Call`), an answer refused by the [limits](crate::limits) (`Limit`), or
+//! the SDK's own failure (`Exec`, a boxed [`crate::Error`], say a sign-in
+//! that failed during a refresh); each converts into [`crate::Error`] with
+//! `?`, the SDK's own failure as the error it was.
 //!
 //! Generated code is walled off in crates of its own: nothing handwritten
 //! lives in these modules (so an edit to the SDK never recompiles them),
@@ -19,6 +23,7 @@
 //! [`Transport`](crate::transport::Transport), which sends each of their
 //! requests through `safeguard_api::Exec`.
 
+pub use safeguard_api::CallError;
 #[cfg(feature = "a2a")]
 pub use safeguard_api_a2a as a2a;
 #[cfg(feature = "appliance")]

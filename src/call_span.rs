@@ -147,7 +147,10 @@ impl<F> Generated<F> {
     }
 }
 
-impl<F: Future<Output = reqwest::Result<reqwest::Response>>> Future for Generated<F> {
+impl<F> Future for Generated<F>
+where
+    F: Future<Output = std::result::Result<reqwest::Response, safeguard_api::ExecError>>,
+{
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -162,16 +165,17 @@ impl<F: Future<Output = reqwest::Result<reqwest::Response>>> Future for Generate
         match &answer {
             Ok(response) => {
                 this.call.status(response.status().as_u16());
-                if let Some(e) = response.extensions().get::<crate::error::CarriedError>() {
-                    if let Some(k) = e.kind() {
-                        active.span.record("error", k);
-                    }
-                } else if !response.status().is_success() {
+                if !response.status().is_success() {
                     active.span.record("error", "api");
                 }
             }
             Err(e) => {
-                active.span.record("error", reqwest_kind(e));
+                if let Some(e) = e.downcast_ref::<crate::Error>() {
+                    if let Some(status) = e.status() {
+                        this.call.status(status.as_u16());
+                    }
+                    active.span.record("error", kind(e));
+                }
             }
         }
         Poll::Ready(answer)
@@ -244,7 +248,8 @@ pub(crate) fn kind(e: &Error) -> &'static str {
         Error::SignInIncomplete(_) => "sign_in_incomplete",
         Error::Tls(_) => "tls",
         Error::Timeout(_) => "timeout",
-        Error::Transport(e) => reqwest_kind(e),
+        Error::Transport(e) if e.is_connect() => "connect",
+        Error::Transport(_) => "transport",
         Error::Decode(_) => "decode",
         Error::TooLarge { .. } => "too_large",
         Error::Redirect(_) => "redirect",
@@ -252,16 +257,6 @@ pub(crate) fn kind(e: &Error) -> &'static str {
         Error::Config(_) => "config",
         Error::Events(_) => "events",
         _ => "other",
-    }
-}
-
-fn reqwest_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "transport"
     }
 }
 

@@ -56,7 +56,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
-use crate::error::{error_chain, Error, Result};
+use crate::error::{error_chain, Error, Result, TransportError};
 use crate::host::Host;
 use crate::limits::{Limits, WatchedBody};
 use crate::tls::{ClientIdentity, OpensslConnector, TlsOptions};
@@ -282,6 +282,7 @@ fn client_error(e: hyper_util::client::legacy::Error, label: &str) -> Error {
         transport_error(
             io::ErrorKind::ConnectionAborted,
             format!("{label}: {chain}"),
+            false,
         )
     }
 }
@@ -304,12 +305,14 @@ fn has_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// A connection failure that is neither TLS nor a timeout. `Error::Transport`
-/// needs a `reqwest::Error`, which only reqwest can make; until the error type
-/// has a variant for other transports, these travel as [`Error::Io`] with the
-/// original kind (`ConnectionRefused`, `ConnectionReset`, ...).
-fn transport_error(kind: io::ErrorKind, message: String) -> Error {
-    Error::Io(io::Error::new(kind, message))
+/// A connection failure that is neither TLS nor a timeout, with its
+/// original kind (`ConnectionRefused`, `ConnectionReset`, ...); `connect`:
+/// the connection was never opened.
+fn transport_error(kind: io::ErrorKind, message: String, connect: bool) -> Error {
+    Error::Transport(TransportError::from_io(
+        io::Error::new(kind, message),
+        connect,
+    ))
 }
 
 /// Why a connection could not be opened.
@@ -324,7 +327,7 @@ impl ConnectError {
     fn to_error(&self) -> Error {
         match self {
             ConnectError::Tls(m) => Error::Tls(m.clone()),
-            ConnectError::Io(k, m) => transport_error(*k, m.clone()),
+            ConnectError::Io(k, m) => transport_error(*k, m.clone(), true),
             ConnectError::Timeout(m) => Error::Timeout(m.clone()),
         }
     }

@@ -7,7 +7,7 @@
 //! are kept but only their length shows in `Debug`.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
@@ -16,8 +16,10 @@ use serde::Deserialize;
 /// `Result` with the SDK's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in the SDK.
-#[derive(Debug, thiserror::Error)]
+/// Everything that can go wrong in the SDK. Cheap to clone (an event
+/// listener reports the error that stopped it to its caller and in its
+/// state).
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The appliance refused the credentials or the token (HTTP 401).
@@ -58,9 +60,10 @@ pub enum Error {
     /// The request or the sign-in took longer than allowed.
     #[error("timed out: {0}")]
     Timeout(String),
-    /// The connection failed or broke (DNS, refused, reset, closed).
+    /// The connection failed or broke (DNS, refused, reset, closed), over
+    /// whichever connection carried the request.
     #[error("transport: {0}")]
-    Transport(#[source] reqwest::Error),
+    Transport(#[source] TransportError),
     /// A response could not be decoded into the expected type.
     #[error("{0}")]
     Decode(DecodeError),
@@ -101,7 +104,57 @@ pub enum Error {
     Sps(#[from] crate::sps::SpsError),
     /// A local file could not be read or written (downloads, uploads).
     #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[source] Arc<std::io::Error>),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(Arc::new(e))
+    }
+}
+
+/// A connection that could not be opened or broke, from whichever HTTP
+/// stack carried it (the bearer connections or the client-certificate
+/// ones); its source is that stack's own error.
+#[derive(Clone, Debug)]
+pub struct TransportError {
+    source: Arc<dyn std::error::Error + Send + Sync>,
+    connect: bool,
+}
+
+impl TransportError {
+    /// The connection could not be opened (DNS, refused, unreachable): the
+    /// request never reached the server.
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+
+    pub(crate) fn from_reqwest(e: reqwest::Error) -> Self {
+        Self {
+            connect: e.is_connect(),
+            source: Arc::new(e),
+        }
+    }
+
+    /// An I/O failure of a connection; `connect`: while opening it.
+    pub(crate) fn from_io(e: std::io::Error, connect: bool) -> Self {
+        Self {
+            source: Arc::new(e),
+            connect,
+        }
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
 }
 
 impl Error {
@@ -115,7 +168,6 @@ impl Error {
             Error::Sts(e) => Some(e.status),
             Error::Sps(e) => e.status(),
             Error::Decode(e) => e.status,
-            Error::Transport(e) => e.status(),
             _ => None,
         }
     }
@@ -161,7 +213,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Timeout(_) => true,
-            Error::Transport(e) => e.is_connect() || e.is_timeout(),
+            Error::Transport(e) => e.is_connect(),
             Error::Api(e) => matches!(e.status.as_u16(), 502..=504),
             Error::Sps(e) => e.is_retryable(),
             _ => false,
@@ -193,7 +245,7 @@ impl Error {
         if is_tls_failure(&error) {
             return Error::Tls(error_chain(&error));
         }
-        Error::Transport(error)
+        Error::Transport(TransportError::from_reqwest(error))
     }
 }
 
@@ -460,30 +512,6 @@ impl fmt::Display for DecodeError {
     }
 }
 
-/// An [`Error`] carried through a `reqwest::Response`'s extensions, so that
-/// failures inside the generated clients' request hook (a sign-in that failed
-/// while refreshing, say) come out of the generated call as the SDK error.
-#[derive(Clone, Default)]
-pub(crate) struct CarriedError(Arc<Mutex<Option<Error>>>);
-
-impl CarriedError {
-    pub(crate) fn new(error: Error) -> Self {
-        Self(Arc::new(Mutex::new(Some(error))))
-    }
-
-    pub(crate) fn take(&self) -> Option<Error> {
-        self.0.lock().ok().and_then(|mut e| e.take())
-    }
-
-    /// The kind of the error carried (for the call's span).
-    pub(crate) fn kind(&self) -> Option<&'static str> {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|e| e.as_ref().map(crate::call_span::kind))
-    }
-}
-
 /// An error answer read by the request hook, kept on the response.
 #[derive(Clone)]
 pub(crate) struct CarriedApiError(pub(crate) ApiError);
@@ -504,17 +532,6 @@ impl From<progenitor_client::Error<()>> for Error {
             )),
             P::InvalidResponsePayload(body, e) => Error::Decode(DecodeError::new(None, e, &body)),
             P::UnexpectedResponse(response) => {
-                if let Some(failure) = response
-                    .extensions()
-                    .get::<safeguard_api::answer::ReadFailure>()
-                {
-                    return crate::limits::refused(*failure, response.url().path());
-                }
-                if let Some(carried) = response.extensions().get::<CarriedError>() {
-                    if let Some(e) = carried.take() {
-                        return e;
-                    }
-                }
                 if let Some(CarriedApiError(api)) = response.extensions().get::<CarriedApiError>() {
                     return Error::from_api(api.clone());
                 }
@@ -524,9 +541,27 @@ impl From<progenitor_client::Error<()>> for Error {
                     Bytes::new(),
                 ))
             }
-            P::Custom(m) => match m.strip_prefix(safeguard_api::answer::TIMED_OUT) {
-                Some(after) => Error::Timeout(format!("no whole answer within {after}")),
-                None => Error::Config(m),
+            P::Custom(m) => Error::Config(m),
+        }
+    }
+}
+
+/// Turns a generated call's failure into the SDK's: the executor's own
+/// failure is the SDK error it was.
+impl From<safeguard_api::CallError<()>> for Error {
+    fn from(e: safeguard_api::CallError<()>) -> Self {
+        use safeguard_api::CallError as C;
+        match e {
+            C::Call(e) => e.into(),
+            C::Limit { failure, path } => {
+                crate::limits::refused(failure, path.as_deref().unwrap_or("the call"))
+            }
+            C::Exec(e) => match e.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(e) => match e.downcast::<reqwest::Error>() {
+                    Ok(e) => Error::from_reqwest(*e),
+                    Err(e) => Error::Config(format!("the request was not sent: {e}")),
+                },
             },
         }
     }

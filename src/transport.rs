@@ -3,24 +3,23 @@
 //! A [`Transport`] wraps whatever adds authentication to a request and sends
 //! it (a signed-in [`SafeguardClient`](crate::SafeguardClient) session, an
 //! A2A context, or nothing for anonymous calls). Error answers are read here,
-//! once, so that every generated call fails with the SDK's [`Error`]
+//! once, so that every generated call fails with the SDK's [`Error`](crate::Error)
 //! carrying the status, the appliance's `Code` and `Message`, and the body.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::future::{ready, Either, Ready};
 use futures::FutureExt;
-use reqwest::StatusCode;
 
 use crate::call_span::{CallSpan, Generated};
-use crate::error::{ApiError, CarriedApiError, CarriedError, Error, Result};
+use crate::error::{ApiError, CarriedApiError, Result};
 use crate::limits::Limits;
 
 /// A boxed, sendable future (the one the generated clients' seam uses).
 pub(crate) use safeguard_api::BoxFuture;
+use safeguard_api::ExecError;
 
 /// Sends one request with whatever authentication it needs.
 pub(crate) trait Execute: Send + Sync + 'static {
@@ -67,7 +66,7 @@ impl Execute for Anonymous {
 }
 
 /// The request path of the generated clients: authentication, then the
-/// error answer read into an [`Error`].
+/// error answer read into an [`Error`](crate::Error).
 #[derive(Clone)]
 pub struct Transport {
     inner: safeguard_api::Inner,
@@ -108,7 +107,7 @@ impl<E: Execute> ForGenerated<E> {
         &'a self,
         request: reqwest::Request,
         answer: impl FnOnce(&'a E, reqwest::Request) -> Fut,
-    ) -> BoxFuture<'a, reqwest::Result<reqwest::Response>>
+    ) -> BoxFuture<'a, std::result::Result<reqwest::Response, ExecError>>
     where
         Fut: Future<Output = Result<reqwest::Response>> + Send + 'a,
     {
@@ -124,14 +123,17 @@ impl<E: Execute> ForGenerated<E> {
 }
 
 impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
-    fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+    fn exec(
+        &self,
+        request: reqwest::Request,
+    ) -> BoxFuture<'_, std::result::Result<reqwest::Response, ExecError>> {
         self.call(request, |e, r| e.execute(r))
     }
 
     fn exec_stream(
         &self,
         request: reqwest::Request,
-    ) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+    ) -> BoxFuture<'_, std::result::Result<reqwest::Response, ExecError>> {
         self.call(request, |e, r| e.execute_stream(r))
     }
 
@@ -143,22 +145,21 @@ impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
 /// What a generated call receives for an executor's answer. Success answers
 /// pass through untouched (streamed); an error answer's body is read (error
 /// bodies are small) and kept on the response so that the generated call's
-/// error converts into [`Error`] with everything the appliance said; a
-/// failure of the SDK itself (a refresh that could not sign in) travels the
-/// same way.
+/// error converts into [`Error`](crate::Error) with everything the appliance said; a
+/// failure of the SDK itself (a refresh that could not sign in, a refused
+/// redirect) is the call's `CallError::Exec`, the SDK's [`Error`](crate::Error) inside.
 fn for_generated(
     method: reqwest::Method,
     answer: Result<reqwest::Response>,
     max_error_bytes: usize,
 ) -> Either<
-    Ready<reqwest::Result<reqwest::Response>>,
-    BoxFuture<'static, reqwest::Result<reqwest::Response>>,
+    Ready<std::result::Result<reqwest::Response, ExecError>>,
+    BoxFuture<'static, std::result::Result<reqwest::Response, ExecError>>,
 > {
     Either::Left(ready(match answer {
         Ok(response) if response.status().is_success() => Ok(response),
         Ok(response) => return Either::Right(carry_api_error(method, response, max_error_bytes)),
-        Err(Error::Transport(e)) => Err(e),
-        Err(e) => Ok(carry_error(e)),
+        Err(e) => Err(Box::new(e)),
     }))
 }
 
@@ -170,7 +171,7 @@ fn carry_api_error(
     method: reqwest::Method,
     response: reqwest::Response,
     max_error_bytes: usize,
-) -> BoxFuture<'static, reqwest::Result<reqwest::Response>> {
+) -> BoxFuture<'static, std::result::Result<reqwest::Response, ExecError>> {
     Box::pin(async move {
         let label = label(&method, response.url());
         let status = response.status();
@@ -183,19 +184,6 @@ fn carry_api_error(
         rebuilt.extensions_mut().insert(CarriedApiError(api));
         Ok(reqwest::Response::from(rebuilt))
     })
-}
-
-/// A failure of the SDK itself as an answer carrying it (with its status
-/// when it has one, 599 otherwise).
-fn carry_error(e: Error) -> reqwest::Response {
-    let status = e
-        .status()
-        .filter(|s| !s.is_success())
-        .unwrap_or(StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY));
-    let mut rebuilt = http::Response::new(reqwest::Body::from(Bytes::new()));
-    *rebuilt.status_mut() = status;
-    rebuilt.extensions_mut().insert(CarriedError::new(e));
-    reqwest::Response::from(rebuilt)
 }
 
 impl From<Transport> for safeguard_api::Inner {
@@ -218,6 +206,7 @@ fn label(method: &reqwest::Method, url: &reqwest::Url) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use safeguard_api::Exec;
 
     /// An executor whose future is large, like a signed-in session's.
@@ -255,10 +244,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_sdk_failure_travels_as_an_answer_carrying_it() {
+    async fn an_sdk_failure_is_the_calls_failure_not_an_answer() {
         let answer = ForGenerated(Arc::new(Large)).exec(request()).await;
-        let response = answer.expect("carried as an answer");
-        assert_eq!(response.status().as_u16(), 599);
-        assert!(response.extensions().get::<CarriedError>().is_some());
+        let failure = answer.expect_err("no made-up answer");
+        let sdk = failure.downcast::<Error>().expect("the SDK's own error");
+        assert!(matches!(*sdk, Error::Config(_)), "{sdk:?}");
     }
 }

@@ -793,6 +793,12 @@ async fn refused_connection_and_timeout_are_typed() {
     let err = a2a.retrieve_password("key").await.unwrap_err();
     assert_failure(&err, A2aFailure::Transport);
     assert!(err.to_string().contains("connect"), "{err}");
+    // The same variant a bearer call's refused connection is.
+    assert!(
+        matches!(&err, Error::Transport(t) if t.is_connect()),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
 
     emu.control().set_latency(Duration::from_secs(3));
     let a2a = A2aContext::builder(emu.spp_host())
@@ -812,7 +818,7 @@ async fn refused_connection_and_timeout_are_typed() {
 
 #[tokio::test]
 async fn bad_hosts_are_config_errors() {
-    for host in ["https://example.com", "a/b", "host:notaport", ""] {
+    for host in ["http://example.com", "a/b", "host:notaport", ""] {
         let err = A2aContext::builder(host)
             .identity(unregistered_identity())
             .build()

@@ -249,7 +249,10 @@ async fn error_variants() {
         .send()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Transport(_)), "{err:?}");
+    assert!(
+        matches!(&err, Error::Transport(t) if t.is_connect()),
+        "{err:?}"
+    );
 
     // Configuration.
     assert!(matches!(

@@ -202,6 +202,45 @@ async fn a_call_never_follows_a_redirect_to_plain_http_or_to_another_host() {
     assert_eq!(plain.connections() + other.connections(), 0);
 }
 
+/// A typed call's own error says what happened: the SDK's failure (here a
+/// refused redirect) is `CallError::Exec` holding that `Error`, a refused
+/// answer is `CallError::Limit`; neither is a made-up HTTP answer.
+#[cfg(feature = "core")]
+#[tokio::test]
+async fn a_typed_call_fails_with_what_happened_not_a_made_up_answer() {
+    use safeguard_sdk::api::CallError;
+    let other = elsewhere_https().await;
+    let to_other = format!("https://{}/service/core/v4/Me", other.host);
+    let server = Hostile::https(move |r| {
+        if r.target().contains("/Me") {
+            vec![redirect(302, &to_other)]
+        } else {
+            vec![head(200, None), Step::Hang]
+        }
+    })
+    .await;
+    let client = client(&server, short_timeouts());
+    let failure = bounded(client.core().me_get_me().send())
+        .await
+        .expect_err("refused");
+    let CallError::Exec(e) = failure else {
+        panic!("not the SDK's own failure: {failure:?}");
+    };
+    match e.downcast::<Error>().map(|e| *e) {
+        Ok(Error::Redirect(r)) => assert_eq!(r.status.as_u16(), 302),
+        other => panic!("not the refused redirect: {other:?}"),
+    }
+    let failure = bounded(client.core().users_get_users().send())
+        .await
+        .expect_err("no whole answer");
+    assert!(
+        matches!(failure, CallError::Limit { .. }),
+        "not a refusal: {failure:?}"
+    );
+    assert!(matches!(Error::from(failure), Error::Timeout(_)));
+    assert_eq!(other.connections(), 0);
+}
+
 #[tokio::test]
 async fn a_same_origin_redirect_is_followed_unless_the_policy_says_never() {
     let server = Hostile::https(|r| {

@@ -22,16 +22,6 @@ pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 128 << 20;
 /// read.
 pub const DEFAULT_MAX_ERROR_BYTES: usize = 64 << 10;
 
-/// How a generated call's answer timeout begins its message in
-/// `progenitor_client::Error::Custom` (the only variant a hook can fill):
-/// the SDK turns such an error back into its timeout.
-pub const TIMED_OUT: &str = "safeguard-api: no whole answer within ";
-
-/// The message of an answer timeout after `after` (see [`TIMED_OUT`]).
-pub fn timed_out(after: Duration) -> String {
-    format!("{TIMED_OUT}{after:?}")
-}
-
 /// How much of an answer may be held in memory, and how long its body may
 /// take to arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,8 +42,8 @@ impl Default for AnswerLimits {
     }
 }
 
-/// Why a body was not read in full. Also put on the response's extensions
-/// when a generated call fails for it, so that the caller's error says so.
+/// Why a body was not read in full (a generated call fails with
+/// [`CallError::Limit`](crate::CallError::Limit) for it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadFailure {
     /// The body is larger than `limit` (`announced`: its `Content-Length`,

@@ -19,11 +19,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub mod answer;
+mod call_error;
 #[doc(hidden)]
 pub mod sending;
 #[doc(hidden)]
 pub mod setting;
 
+#[doc(hidden)]
+pub use call_error::as_reqwest_error;
+pub use call_error::{CallError, ExecError};
 pub use safeguard_api_types::Timestamp;
 // The generated-module macros the service crates' macros expand to.
 #[doc(hidden)]
@@ -36,11 +40,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// `safeguard-sdk` implements it with authentication, token refresh and its
 /// error model; an implementation answers every status with `Ok` and keeps
-/// `Err` for failures to send.
+/// `Err` for failures to get an answer (which a generated call returns as
+/// [`CallError::Exec`]).
 pub trait Exec: Send + Sync + 'static {
     /// Sends one request built by a generated operation whose answer the
     /// caller reads whole (within [`answer_limits`](Exec::answer_limits)).
-    fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, reqwest::Result<reqwest::Response>>;
+    fn exec(
+        &self,
+        request: reqwest::Request,
+    ) -> BoxFuture<'_, Result<reqwest::Response, ExecError>>;
 
     /// Sends one request whose answer is streamed to the caller (a
     /// download): the executor bounds the wait for its head and watches
@@ -48,7 +56,7 @@ pub trait Exec: Send + Sync + 'static {
     fn exec_stream(
         &self,
         request: reqwest::Request,
-    ) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+    ) -> BoxFuture<'_, Result<reqwest::Response, ExecError>> {
         self.exec(request)
     }
 
@@ -70,7 +78,7 @@ impl Inner {
     }
 
     /// Sends `request` through the wrapped [`Exec`].
-    pub async fn exec(&self, request: reqwest::Request) -> reqwest::Result<reqwest::Response> {
+    pub async fn exec(&self, request: reqwest::Request) -> Result<reqwest::Response, ExecError> {
         self.0.exec(request).await
     }
 
@@ -78,7 +86,7 @@ impl Inner {
     pub async fn exec_stream(
         &self,
         request: reqwest::Request,
-    ) -> reqwest::Result<reqwest::Response> {
+    ) -> Result<reqwest::Response, ExecError> {
         self.0.exec_stream(request).await
     }
 
@@ -143,7 +151,12 @@ macro_rules! __generated_client {
                     request: reqwest::Request,
                     _info: &progenitor_client::OperationInfo,
                 ) -> reqwest::Result<reqwest::Response> {
-                    self.inner.exec(request).await
+                    // Only `send`s left as progenitor wrote them come here
+                    // (the interface styles kept for measuring builds).
+                    match self.inner.exec(request).await {
+                        Ok(response) => Ok(response),
+                        Err(e) => Err($crate::as_reqwest_error(e).await),
+                    }
                 }
             }
 

@@ -8,8 +8,8 @@
 use progenitor_client::{ByteStream, Error, ResponseValue};
 use serde::de::DeserializeOwned;
 
-use crate::answer::{read_bounded, AnswerLimits, ReadError};
-use crate::Inner;
+use crate::answer::{read_bounded, AnswerLimits, ReadError, ReadFailure};
+use crate::{CallError, Inner};
 
 /// Sends `request` (or returns its building error) and keeps the answer if
 /// its status is one of `ok`. `streamed`: the answer's body is handed to the
@@ -21,37 +21,37 @@ async fn answer<E>(
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
     streamed: bool,
-) -> Result<reqwest::Response, Error<E>> {
+) -> Result<reqwest::Response, CallError<E>> {
     let request = request?;
     let response = if streamed {
-        inner.exec_stream(request).await?
+        inner.exec_stream(request).await
     } else {
-        inner.exec(request).await?
-    };
+        inner.exec(request).await
+    }
+    .map_err(CallError::Exec)?;
     if ok.contains(&response.status().as_u16()) {
         Ok(response)
     } else {
-        Err(Error::UnexpectedResponse(response))
+        Err(CallError::Call(Error::UnexpectedResponse(response)))
     }
 }
 
-/// Runs `call` (a request and the reading of its whole answer) within the
-/// answer timeout of `inner`'s executor. The timer lives in the caller's
-/// future, not in the executor's boxed one, and costs no allocation.
-/// progenitor's error has no variant for a timeout: it comes back as
-/// [`Error::Custom`] with a message that starts with
-/// [`TIMED_OUT`](crate::answer::TIMED_OUT), which the SDK reads.
-// progenitor's error type, as the generated `send`s return it.
-#[allow(clippy::result_large_err)]
+/// Runs `call` (a request and the reading of its whole answer) within
+/// `timeout`, the answer timeout of the executor. The timer lives in the
+/// caller's future, not in the executor's boxed one, and costs no
+/// allocation.
 async fn within_answer_timeout<T, E>(
-    inner: &Inner,
-    call: impl std::future::Future<Output = Result<T, Error<E>>>,
-) -> Result<T, Error<E>> {
-    match inner.answer_limits().timeout {
+    timeout: Option<std::time::Duration>,
+    call: impl std::future::Future<Output = Result<T, CallError<E>>>,
+) -> Result<T, CallError<E>> {
+    match timeout {
         None => call.await,
-        Some(after) => tokio::time::timeout(after, call)
-            .await
-            .unwrap_or_else(|_| Err(Error::Custom(crate::answer::timed_out(after)))),
+        Some(after) => tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
+            Err(CallError::Limit {
+                failure: ReadFailure::TimedOut { after },
+                path: None,
+            })
+        }),
     }
 }
 
@@ -66,22 +66,27 @@ pub async fn json<T: DeserializeOwned, E>(
     inner: &Inner,
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
-) -> Result<ResponseValue<T>, Error<E>> {
-    within_answer_timeout(inner, async {
+) -> Result<ResponseValue<T>, CallError<E>> {
+    let limits = inner.answer_limits();
+    within_answer_timeout(limits.timeout, async {
         let mut response = answer(inner, request, ok, false).await?;
         // The answer timeout covers the body: no second timer.
-        let limits = AnswerLimits {
-            timeout: None,
-            ..inner.answer_limits()
-        };
-        let body = match read_bounded(&mut response, limits).await {
+        let body = match read_bounded(
+            &mut response,
+            AnswerLimits {
+                timeout: None,
+                ..limits
+            },
+        )
+        .await
+        {
             Ok(body) => body,
-            Err(ReadError::Body(e)) => return Err(Error::ResponseBodyError(e)),
-            // progenitor's error has no variant for a refused body: the
-            // answer travels back with the refusal on it, which the SDK reads.
+            Err(ReadError::Body(e)) => return Err(Error::ResponseBodyError(e).into()),
             Err(ReadError::Refused(failure)) => {
-                response.extensions_mut().insert(failure);
-                return Err(Error::UnexpectedResponse(response));
+                return Err(CallError::Limit {
+                    failure,
+                    path: Some(response.url().path().to_owned()),
+                })
             }
         };
         let (status, headers) = head(&mut response);
@@ -97,8 +102,8 @@ pub async fn empty<E>(
     inner: &Inner,
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
-) -> Result<ResponseValue<()>, Error<E>> {
-    within_answer_timeout(inner, async {
+) -> Result<ResponseValue<()>, CallError<E>> {
+    within_answer_timeout(inner.answer_limits().timeout, async {
         let mut response = answer(inner, request, ok, false).await?;
         let (status, headers) = head(&mut response);
         Ok(ResponseValue::new((), status, headers))
@@ -111,7 +116,7 @@ pub async fn stream<E>(
     inner: &Inner,
     request: Result<reqwest::Request, Error<E>>,
     ok: &[u16],
-) -> Result<ResponseValue<ByteStream>, Error<E>> {
+) -> Result<ResponseValue<ByteStream>, CallError<E>> {
     let mut response = answer(inner, request, ok, true).await?;
     let (status, headers) = head(&mut response);
     let bytes = ByteStream::new(Box::pin(response.bytes_stream()));
@@ -133,10 +138,12 @@ mod tests {
     impl Exec for Fixed {
         fn exec(
             &self,
-            _request: reqwest::Request,
-        ) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+            request: reqwest::Request,
+        ) -> BoxFuture<'_, Result<reqwest::Response, crate::ExecError>> {
+            use reqwest::ResponseBuilderExt;
             self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let response = http::Response::builder()
+                .url(request.url().clone())
                 .status(self.status)
                 .header("content-type", "application/json")
                 .header("x-tokenlifetimeremaining", "42")
@@ -198,18 +205,27 @@ mod tests {
     fn an_unlisted_status_is_an_unexpected_response_with_its_status() {
         let (inner, _) = answering(404, r#"{"Code": 70000, "Message": "gone"}"#);
         let err = block_on(json::<serde_json::Value, ()>(&inner, get(), &[200])).unwrap_err();
+        let CallError::Call(err) = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
         assert!(matches!(err, Error::UnexpectedResponse(_)), "{err:?}");
         let (inner, _) = answering(500, "");
         let err = block_on(empty::<()>(&inner, get(), &[204])).unwrap_err();
-        assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
+        assert!(
+            matches!(&err, CallError::Call(e) if e.status().map(|s| s.as_u16()) == Some(500)),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn an_undecodable_body_is_an_invalid_payload() {
         let (inner, _) = answering(200, "{not json");
         let err = block_on(json::<serde_json::Value, ()>(&inner, get(), &[200])).unwrap_err();
-        assert!(matches!(err, Error::InvalidResponsePayload(..)), "{err:?}");
+        assert!(
+            matches!(err, CallError::Call(Error::InvalidResponsePayload(..))),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -234,7 +250,7 @@ mod tests {
         fn exec(
             &self,
             request: reqwest::Request,
-        ) -> BoxFuture<'_, reqwest::Result<reqwest::Response>> {
+        ) -> BoxFuture<'_, Result<reqwest::Response, crate::ExecError>> {
             self.0.exec(request)
         }
 
@@ -247,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_over_the_limit_comes_back_with_the_refusal_on_it() {
+    fn an_answer_over_the_limit_is_refused_naming_the_limit_and_path() {
         let (Inner(_), sent) = answering(200, "");
         let limited = |max| {
             Inner::new(Limited(
@@ -260,23 +276,59 @@ mod tests {
             ))
         };
         let err = block_on(json::<serde_json::Value, ()>(&limited(8), get(), &[200])).unwrap_err();
-        let Error::UnexpectedResponse(response) = err else {
-            panic!("not an unexpected response: {err:?}");
+        let CallError::Limit { failure, path } = err else {
+            panic!("not a refusal: {err:?}");
         };
         assert_eq!(
-            response.status().as_u16(),
-            200,
-            "the real status, not a made-up one"
-        );
-        assert_eq!(
-            response.extensions().get::<crate::answer::ReadFailure>(),
-            Some(&crate::answer::ReadFailure::TooLarge {
+            failure,
+            ReadFailure::TooLarge {
                 limit: 8,
                 announced: Some(9)
-            })
+            }
         );
+        assert_eq!(path.as_deref(), Some("/service/core/v4/Me"));
         let value = block_on(json::<serde_json::Value, ()>(&limited(9), get(), &[200]));
         assert_eq!(value.expect("at the limit").into_inner()["Id"], 7);
+    }
+
+    /// Fails every request with `message`.
+    struct Failing(&'static str);
+
+    impl Exec for Failing {
+        fn exec(
+            &self,
+            _request: reqwest::Request,
+        ) -> BoxFuture<'_, Result<reqwest::Response, crate::ExecError>> {
+            Box::pin(async move { Err(self.0.into()) })
+        }
+    }
+
+    #[test]
+    fn an_executor_failure_is_that_failure_not_an_answer() {
+        let inner = Inner::new(Failing("the sign-in was refused"));
+        let err = block_on(json::<serde_json::Value, ()>(&inner, get(), &[200])).unwrap_err();
+        let CallError::Exec(e) = err else {
+            panic!("not the executor's failure: {err:?}");
+        };
+        assert_eq!(e.to_string(), "the sign-in was refused");
+        let streamed = block_on(stream::<()>(&inner, get(), &[200]));
+        assert!(matches!(streamed, Err(CallError::Exec(_))));
+    }
+
+    #[tokio::test]
+    async fn an_executor_failure_through_progenitors_hook_is_the_source_of_its_error() {
+        let e = crate::as_reqwest_error("refused".into()).await;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut chain = Vec::new();
+        while let Some(c) = cause {
+            chain.push(c.to_string());
+            cause = c.source();
+        }
+        assert_eq!(
+            chain.last().map(String::as_str),
+            Some("refused"),
+            "{chain:?}"
+        );
     }
 
     #[test]
@@ -286,7 +338,10 @@ mod tests {
             "conversion to `i32` for limit failed".into(),
         ));
         let err = block_on(json::<serde_json::Value, ()>(&inner, invalid, &[200])).unwrap_err();
-        assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+        assert!(
+            matches!(err, CallError::Call(Error::InvalidRequest(_))),
+            "{err:?}"
+        );
         assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }

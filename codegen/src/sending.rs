@@ -11,10 +11,12 @@
 //! building, now synchronous, inside a closure) and hands the request to one
 //! of three generic functions of `safeguard_api::sending`: `json` (decode
 //! the answer as `T`), `empty` or `stream`, with the statuses that count as
-//! success. Callers see the same `send(self)` returning a future of the same
-//! output type; errors are the same variants in the same order (invalid
-//! parameters, then failures to send, then an unexpected status, then an
-//! undecodable body).
+//! success. Callers see the same `send(self)`, whose future's error is
+//! `safeguard_api::CallError`: progenitor's error in the same order
+//! (invalid parameters, an unexpected status, an undecodable body) as
+//! `CallError::Call`, plus what progenitor has no variant for: an answer
+//! refused by the limits (`Limit`) and the executor's own failure (`Exec`),
+//! which no longer has to travel as a made-up answer.
 //!
 //! The request half loses one allocation on the way: progenitor collects the
 //! `api-version` header (static name, static value) in a `HeaderMap` of its
@@ -114,6 +116,7 @@ fn rewrite_send(f: &syn::ImplItemFn, lifetime: &Lifetime) -> Option<syn::ImplIte
     let ReturnType::Type(_, output) = &sig.output else {
         return None;
     };
+    let output = call_error_output(output)?;
     let stmts = &f.block.stmts;
     let tail_at = stmts.len().checked_sub(TAIL.len() + 1)?;
     let (prefix, tail) = stmts.split_at(tail_at);
@@ -143,6 +146,36 @@ fn rewrite_send(f: &syn::ImplItemFn, lifetime: &Lifetime) -> Option<syn::ImplIte
         #(#attrs)*
         #vis fn send(self) -> impl ::std::future::Future<Output = #output> + #lifetime #block
     })
+}
+
+/// `Result<T, Error<E>>` as the shared sending returns it:
+/// `Result<T, ::safeguard_api::CallError<E>>`, whose `Exec` variant carries
+/// the executor's own failure (progenitor's error has no variant for it).
+fn call_error_output(output: &syn::Type) -> Option<syn::Type> {
+    let (ok, err) = match &last_segment(output)?.arguments {
+        syn::PathArguments::AngleBracketed(a) if a.args.len() == 2 => (&a.args[0], &a.args[1]),
+        _ => return None,
+    };
+    let syn::GenericArgument::Type(err) = err else {
+        return None;
+    };
+    let segment = last_segment(err)?;
+    let syn::PathArguments::AngleBracketed(e) = &segment.arguments else {
+        return None;
+    };
+    if segment.ident != "Error" || last_segment(output)?.ident != "Result" {
+        return None;
+    }
+    let e = &e.args;
+    Some(parse_quote!(Result<#ok, ::safeguard_api::CallError<#e>>))
+}
+
+/// The last segment of a path type.
+fn last_segment(ty: &syn::Type) -> Option<&syn::PathSegment> {
+    match ty {
+        syn::Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
+        _ => None,
+    }
 }
 
 /// `prefix` with its `header_map` replaced by `.header(name, value)` calls
@@ -337,7 +370,7 @@ mod tests {
         assert_eq!(n, 1);
         assert!(!out.contains("async fn send"), "{out}");
         assert!(
-            out.contains("fn send (self) -> impl :: std :: future :: Future < Output = Result < ResponseValue < Vec < types :: User > > , Error < () > > > + 'a"),
+            out.contains("fn send (self) -> impl :: std :: future :: Future < Output = Result < ResponseValue < Vec < types :: User > > , :: safeguard_api :: CallError < () > > > + 'a"),
             "{out}"
         );
         assert!(

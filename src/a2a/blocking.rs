@@ -97,7 +97,7 @@ impl A2aContextBuilder {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(Error::Io)?;
+            .map_err(Error::from)?;
         let inner = {
             let _entered = runtime.enter();
             self.0.build()?

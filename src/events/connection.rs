@@ -435,6 +435,11 @@ fn handle_record(record: &[u8], events: &EventSender) -> Result<()> {
         Ok(Message::Close { error, .. }) => Err(EventsError::ClosedByHub {
             error,
             // Only an explicit `allowReconnect: false` forbids reconnecting.
+            // The SignalR clients read a missing field as false, but they
+            // reconnect only when asked to; a persistent listener exists to
+            // stay connected (as PySafeguard's does after any close), and a
+            // server that predates the field (ASP.NET Core before 3.0) would
+            // otherwise end it for good with every restart.
             allow_reconnect: signalr::stated_allow_reconnect(record).unwrap_or(true),
         }
         .into()),

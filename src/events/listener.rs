@@ -133,28 +133,6 @@ impl Core {
     }
 }
 
-/// A copy of an error for state reports (the original goes to the caller).
-pub(crate) fn copy_error(e: &Error) -> Error {
-    match e {
-        Error::Authentication(a) => Error::Authentication(a.clone()),
-        Error::Authorization(a) => Error::Authorization(a.clone()),
-        Error::NotFound(a) => Error::NotFound(a.clone()),
-        Error::Api(a) => Error::Api(a.clone()),
-        Error::Sts(s) => Error::Sts(s.clone()),
-        Error::CannotRefresh { strategy, reason } => Error::CannotRefresh { strategy, reason },
-        Error::SignedOut => Error::SignedOut,
-        Error::SignInIncomplete(m) => Error::SignInIncomplete(m.clone()),
-        Error::Tls(m) => Error::Tls(m.clone()),
-        Error::Timeout(m) => Error::Timeout(m.clone()),
-        Error::Decode(d) => Error::Decode(d.clone()),
-        Error::Config(m) => Error::Config(m.clone()),
-        Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-        Error::Events(ev) => Error::Events(ev.clone()),
-        #[allow(unreachable_patterns)]
-        other => Error::Events(EventsError::Connect(crate::error::error_chain(other))),
-    }
-}
-
 /// The registration methods both listeners offer.
 macro_rules! registration_methods {
     () => {
@@ -377,7 +355,7 @@ impl EventListener {
             Ok(c) => c,
             Err(e) => {
                 self.core
-                    .report(ListenerState::Stopped, Some(copy_error(&e)), None);
+                    .report(ListenerState::Stopped, Some(e.clone()), None);
                 return Err(e);
             }
         };

@@ -728,9 +728,7 @@ impl SpsClient {
 
     /// Every item of a list, across pages.
     pub fn items(&self, path: &str) -> impl Stream<Item = Result<ListItem>> + Send + 'static {
-        self.pages(path)
-            .map_ok(|p| stream::iter(p.items.into_iter().map(Ok)))
-            .try_flatten()
+        items_of(self.pages(path))
     }
 
     /// The children of a node (every page), e.g. `children("configuration")`.
@@ -807,6 +805,15 @@ pub fn session_cookie(set_cookie: &str) -> Option<SecretString> {
     } else {
         None
     }
+}
+
+/// The items of a stream of pages, in order.
+pub(super) fn items_of(
+    pages: impl Stream<Item = Result<SpsPage>> + Send + 'static,
+) -> impl Stream<Item = Result<ListItem>> + Send + 'static {
+    pages
+        .map_ok(|p| stream::iter(p.items.into_iter().map(Ok)))
+        .try_flatten()
 }
 
 #[cfg(test)]

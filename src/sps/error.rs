@@ -127,7 +127,7 @@ macro_rules! codes {
         /// with an unknown code (or no SPS error body) is [`SpsError::Other`].
         /// Then the client-side failures of the transaction workflow and the
         /// search syntax.
-        #[derive(Debug, thiserror::Error)]
+        #[derive(Clone, Debug, thiserror::Error)]
         #[non_exhaustive]
         pub enum SpsError {
             $(

@@ -407,9 +407,7 @@ impl Transaction {
 
     /// See [`SpsClient::items`].
     pub fn items(&self, path: &str) -> impl Stream<Item = Result<ListItem>> + Send + 'static {
-        self.pages(path)
-            .map_ok(|p| stream::iter(p.items.into_iter().map(Ok)))
-            .try_flatten()
+        super::client::items_of(self.pages(path))
     }
 
     /// See [`SpsClient::children`].

@@ -111,7 +111,7 @@ pub(crate) async fn get(
                     Err(e) if !buf.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => {
                         break
                     }
-                    Err(e) => return Err(Error::Io(e)),
+                    Err(e) => return Err(e.into()),
                 };
                 buf.extend_from_slice(&chunk[..n]);
                 if buf.len() > max_body.saturating_add(MAX_HEAD) {
