@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 
 use crate::api::{json_response, ok, Ctx};
 use crate::control::Control;
-use crate::ClientCertMode;
+use crate::model::{ClientCertMode, ADMIN_USER};
 
 fn error(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({"error": message}))
@@ -185,8 +185,9 @@ pub(crate) async fn handle(mut ctx: Ctx) -> Response {
         (Method::POST, ["device-codes", _, action]) => {
             let code = &segs[1];
             let r = match *action {
-                "approve" => control
-                    .approve_device_code(code, b["user"].as_str().unwrap_or(crate::ADMIN_USER)),
+                "approve" => {
+                    control.approve_device_code(code, b["user"].as_str().unwrap_or(ADMIN_USER))
+                }
                 "deny" => control.deny_device_code(code),
                 "expire" => control.expire_device_code(code),
                 _ => return error(StatusCode::NOT_FOUND, "unknown action"),

@@ -14,7 +14,10 @@ use rcgen::{
 };
 use sha1::{Digest, Sha1};
 
-use crate::EmulatorError;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::model::EmulatorError;
 
 /// Everything generated at start, in memory and on disk.
 pub(crate) struct GeneratedCerts {
@@ -183,4 +186,54 @@ pub(crate) fn issuer_string(cert: &X509) -> String {
         .collect();
     parts.reverse();
     parts.join(", ")
+}
+
+/// A TrustedCertificate (`ServerCertificate` schema) from DER.
+pub(crate) fn trusted_cert_json(der: &[u8]) -> Option<Value> {
+    let cert = X509::from_der(der).ok()?;
+    let is_ca = cert.subject_name().to_der().ok() == cert.issuer_name().to_der().ok()
+        || cert
+            .to_text()
+            .map(|t| String::from_utf8_lossy(&t).contains("CA:TRUE"))
+            .unwrap_or(false);
+    let dns: Vec<String> = cert
+        .subject_alt_names()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.dnsname().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ips: Vec<String> = cert
+        .subject_alt_names()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.ipaddress())
+                .filter_map(|b| match b.len() {
+                    4 => Some(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()),
+                    16 => <[u8; 16]>::try_from(b)
+                        .ok()
+                        .map(|a| std::net::Ipv6Addr::from(a).to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(json!({
+        "Subject": subject_string(&cert),
+        "Base64CertificateData": base64::engine::general_purpose::STANDARD.encode(der),
+        "IssuedBy": issuer_string(&cert),
+        "IsCertificateAuthority": is_ca,
+        "IssuerCertificates": [],
+        "DnsNames": dns,
+        "IpAddresses": ips,
+        "NotBefore": cert.not_before().to_string(),
+        "NotAfter": cert.not_after().to_string(),
+        "Thumbprint": thumbprint(der),
+        "CertificateType": "TrustedRoot",
+        "IsSystemOwned": false,
+        "SystemOwnedPrivateKey": false,
+    }))
 }

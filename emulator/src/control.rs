@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::model::{ClientCertMode, MFA_OTP, MFA_PASSWORD, MFA_USER};
 use crate::state::*;
-use crate::ClientCertMode;
 
 /// Sign-in counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -337,7 +337,7 @@ impl Control {
 
     /// The MFA user's name, password and one-time password.
     pub fn mfa_user(&self) -> (&'static str, &'static str, &'static str) {
-        (crate::MFA_USER, crate::MFA_PASSWORD, crate::MFA_OTP)
+        (MFA_USER, MFA_PASSWORD, MFA_OTP)
     }
 
     /// Id of the seeded password account.
@@ -495,7 +495,7 @@ impl Control {
         let mut h = Sha256::new();
         while left > 0 {
             let n = left.min(1 << 20) as usize;
-            h.update(crate::api::backup_chunk(&mut state, n));
+            h.update(crate::state::backup_chunk(&mut state, n));
             left -= n as u64;
         }
         Some(hex::encode(h.finalize()))

@@ -190,7 +190,7 @@ async fn token(ctx: &mut Ctx) -> Response {
             };
             let found = {
                 let db = ctx.app.db();
-                if !crate::api::is_trusted(&db, &cert.der) {
+                if !crate::state::is_trusted(&db, &cert.der) {
                     Err("The client certificate is not issued by a trusted certificate authority.")
                 } else {
                     let provider_id = provider_by_rsts_id(&provider).unwrap_or(CERT_PROVIDER);
@@ -493,7 +493,7 @@ async fn login_controller(ctx: &mut Ctx) -> Response {
                             StatusCode::NON_AUTHORITATIVE_INFORMATION,
                             &json!({"Message": "The secondary authentication state is invalid; start again."}),
                         )
-                    } else if otp != crate::MFA_OTP {
+                    } else if otp != crate::model::MFA_OTP {
                         json_response(
                             StatusCode::NON_AUTHORITATIVE_INFORMATION,
                             &json!({"Message": "The one-time password is incorrect."}),

@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
-use crate::certs::GeneratedCerts;
+use base64::Engine as _;
+use openssl::x509::X509;
+
+use crate::certs::{trusted_cert_json, GeneratedCerts};
+use crate::model::*;
 use crate::sshkey::SshKey;
 use crate::tls::ModeCell;
-use crate::*;
 
 /// Id of the built-in local provider.
 pub(crate) const LOCAL_PROVIDER: i64 = -1;
@@ -87,6 +90,21 @@ pub(crate) struct Backup {
     pub meta: Value,
     pub size: u64,
     pub seed: u64,
+}
+
+/// Deterministic content of a backup, generated on the fly (xorshift64*).
+pub(crate) fn backup_chunk(state: &mut u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        let mut x = *state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        *state = x;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 pub(crate) struct SshKeyEntry {
@@ -172,6 +190,37 @@ impl Db {
             .iter()
             .find_map(|(reg, v)| (v["ApiKey"].as_str() == Some(key)).then_some(*reg))
     }
+}
+
+/// Whether a client certificate chains to one of the trusted certificates.
+pub(crate) fn is_trusted(db: &Db, der: &[u8]) -> bool {
+    let Ok(cert) = X509::from_der(der) else {
+        return false;
+    };
+    db.trusted_certs.values().any(|tc| {
+        let Some(data) = tc["Base64CertificateData"].as_str() else {
+            return false;
+        };
+        let Ok(ca_der) = base64::engine::general_purpose::STANDARD.decode(data) else {
+            return false;
+        };
+        if ca_der == der {
+            return true;
+        }
+        let Ok(ca) = X509::from_der(&ca_der) else {
+            return false;
+        };
+        let verified = ca
+            .public_key()
+            .and_then(|k| cert.verify(&k))
+            .unwrap_or(false);
+        // A failed verification answers Ok(false) but leaves its error on
+        // this thread's OpenSSL error queue, where the next SSL_read served
+        // by the same worker thread would take it for its own failure and
+        // drop that connection. Drain it.
+        drop(openssl::error::ErrorStack::get());
+        verified
+    })
 }
 
 /// Name of the grant types setting.
@@ -488,7 +537,7 @@ impl App {
 
         // The CA is trusted, as an administrator would have done.
         let ca_der = certs.ca_cert.to_der().unwrap_or_default();
-        if let Some(tc) = crate::api::trusted_cert_json(&ca_der) {
+        if let Some(tc) = trusted_cert_json(&ca_der) {
             let tp = tc["Thumbprint"].as_str().unwrap_or_default().to_string();
             db.trusted_certs.insert(tp, tc);
         }

@@ -46,7 +46,7 @@ use tokio_openssl::SslStream;
 use tower::ServiceExt;
 
 use crate::certs::{subject_string, thumbprint, GeneratedCerts};
-use crate::{ClientCertMode, EmulatorError};
+use crate::model::{ClientCertMode, EmulatorError};
 
 /// The client certificate presented on the TLS connection that carried a
 /// request, inserted into the request's extensions (both ports).

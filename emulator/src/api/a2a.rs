@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::core::{create_access_request, set_account_password, set_account_ssh_key};
 use super::*;
 use crate::sshkey::KeyFormat;
+use crate::state::is_trusted;
 use crate::tls::PeerCertificate;
 
 /// Authorization header keys: `A2A key1 [key2 ...]`.
@@ -73,7 +74,7 @@ fn missing_key() -> Response {
     )
 }
 
-pub(super) async fn handle(ctx: &mut Ctx) -> Response {
+pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
     let (_, lower) = rest(ctx, 3);
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     let m = ctx.method().clone();

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::state::{backup_json, now_string, Backup, Upload};
+use crate::state::{backup_chunk, backup_json, now_string, Backup, Upload};
 
-pub(super) async fn handle(ctx: &mut Ctx) -> Response {
+pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
     let (_, lower) = rest(ctx, 3);
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     let m = ctx.method().clone();
@@ -112,21 +112,6 @@ fn find_backup(ctx: &Ctx, id: &str) -> Option<Backup> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(id))
         .map(|(_, b)| b.clone())
-}
-
-/// Deterministic content of a backup, generated on the fly (xorshift64*).
-pub(crate) fn backup_chunk(state: &mut u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        let mut x = *state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        *state = x;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn download(b: &Backup) -> Response {
@@ -275,7 +260,7 @@ async fn upload(ctx: &mut Ctx) -> Response {
     json_response(StatusCode::CREATED, &meta)
 }
 
-pub(super) async fn notification(ctx: &mut Ctx) -> Response {
+pub(crate) async fn notification(ctx: &mut Ctx) -> Response {
     let (_, lower) = rest(ctx, 3);
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     let status = json!({
@@ -307,7 +292,7 @@ pub(super) async fn notification(ctx: &mut Ctx) -> Response {
 }
 
 /// `GET /service/{svc}/swagger/v4/swagger.json`, gzip-compressed when accepted.
-pub(super) async fn swagger(ctx: &mut Ctx, service: &str) -> Response {
+pub(crate) async fn swagger(ctx: &mut Ctx, service: &str) -> Response {
     if ctx.method() != Method::GET {
         return bad_method(ctx);
     }

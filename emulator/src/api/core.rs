@@ -9,92 +9,11 @@ use openssl::x509::X509;
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::certs::{issuer_string, subject_string, thumbprint};
+use crate::certs::trusted_cert_json;
 use crate::sshkey::{KeyFormat, SshKey};
 use crate::state::*;
 
-/// A TrustedCertificate (`ServerCertificate` schema) from DER.
-pub(crate) fn trusted_cert_json(der: &[u8]) -> Option<Value> {
-    let cert = X509::from_der(der).ok()?;
-    let is_ca = cert.subject_name().to_der().ok() == cert.issuer_name().to_der().ok()
-        || cert
-            .to_text()
-            .map(|t| String::from_utf8_lossy(&t).contains("CA:TRUE"))
-            .unwrap_or(false);
-    let dns: Vec<String> = cert
-        .subject_alt_names()
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.dnsname().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let ips: Vec<String> = cert
-        .subject_alt_names()
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.ipaddress())
-                .filter_map(|b| match b.len() {
-                    4 => Some(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()),
-                    16 => <[u8; 16]>::try_from(b)
-                        .ok()
-                        .map(|a| std::net::Ipv6Addr::from(a).to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(json!({
-        "Subject": subject_string(&cert),
-        "Base64CertificateData": base64::engine::general_purpose::STANDARD.encode(der),
-        "IssuedBy": issuer_string(&cert),
-        "IsCertificateAuthority": is_ca,
-        "IssuerCertificates": [],
-        "DnsNames": dns,
-        "IpAddresses": ips,
-        "NotBefore": cert.not_before().to_string(),
-        "NotAfter": cert.not_after().to_string(),
-        "Thumbprint": thumbprint(der),
-        "CertificateType": "TrustedRoot",
-        "IsSystemOwned": false,
-        "SystemOwnedPrivateKey": false,
-    }))
-}
-
-/// Whether a client certificate chains to one of the trusted certificates.
-pub(crate) fn is_trusted(db: &Db, der: &[u8]) -> bool {
-    let Ok(cert) = X509::from_der(der) else {
-        return false;
-    };
-    db.trusted_certs.values().any(|tc| {
-        let Some(data) = tc["Base64CertificateData"].as_str() else {
-            return false;
-        };
-        let Ok(ca_der) = base64::engine::general_purpose::STANDARD.decode(data) else {
-            return false;
-        };
-        if ca_der == der {
-            return true;
-        }
-        let Ok(ca) = X509::from_der(&ca_der) else {
-            return false;
-        };
-        let verified = ca
-            .public_key()
-            .and_then(|k| cert.verify(&k))
-            .unwrap_or(false);
-        // A failed verification answers Ok(false) but leaves its error on
-        // this thread's OpenSSL error queue, where the next SSL_read served
-        // by the same worker thread would take it for its own failure and
-        // drop that connection. Drain it.
-        drop(openssl::error::ErrorStack::get());
-        verified
-    })
-}
-
-pub(super) async fn handle(ctx: &mut Ctx) -> Response {
+pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
     let (segs, lower) = rest(ctx, 3);
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     let m = ctx.method().clone();
