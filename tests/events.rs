@@ -11,7 +11,8 @@ use futures::StreamExt;
 use safeguard_emulator::Emulator;
 use safeguard_sdk::auth::TokenAuth;
 use safeguard_sdk::events::{
-    Event, EventsError, ListenerOptions, ListenerState, PersistentEventListener, ReconnectPolicy,
+    Event, EventsError, ListenerOptions, ListenerState, Missed, PersistentEventListener,
+    ReconnectPolicy,
 };
 use safeguard_sdk::{Error, ExposeSecret, Service};
 use serde_json::json;
@@ -277,6 +278,17 @@ async fn persistent_listener_survives_100_drops_in_a_row() {
         a.fetch_add(1, Ordering::SeqCst);
     });
     let handlers = listener.handler_count();
+    // Every reconnect reports its gap: to the state callbacks, and in its
+    // place in the stream.
+    let gaps = Arc::new(Mutex::new(Vec::new()));
+    let g = gaps.clone();
+    listener.on_state_change(move |s| {
+        if let Some(gap) = s.gap {
+            assert_eq!(s.state, ListenerState::Connected);
+            g.lock().unwrap().push(gap);
+        }
+    });
+    let mut stream = listener.events();
     listener.start().await.expect("starts");
     let started = Instant::now();
     for i in 0..100u64 {
@@ -302,6 +314,29 @@ async fn persistent_listener_survives_100_drops_in_a_row() {
     assert_eq!(seen.lock().unwrap().len(), 101);
     assert!(also.load(Ordering::SeqCst) >= 101);
     eprintln!("100 drops and reconnects in {:?}", started.elapsed());
+    let gaps = gaps.lock().unwrap().clone();
+    assert_eq!(gaps.len(), 100, "one gap per reconnect");
+    for pair in gaps.windows(2) {
+        assert!(pair[0].since <= pair[0].until && pair[0].until <= pair[1].since);
+    }
+    // In the stream, gap `k` stands between the ticks of connection `k` and
+    // those of connection `k + 1`.
+    let (mut in_stream, mut last_seq) = (0u64, 0u64);
+    while last_seq < 100 || in_stream < 100 {
+        match tokio::time::timeout(WAIT, stream.recv()).await {
+            Ok(Some(Ok(e))) => {
+                let seq = e.body["Seq"].as_u64().expect("a tick");
+                assert!(seq == in_stream, "tick {seq} after {in_stream} gaps");
+                last_seq = seq;
+            }
+            Ok(Some(Err(Missed::Disconnected(gap)))) => {
+                assert_eq!(gap, gaps[in_stream as usize]);
+                assert_eq!(last_seq, in_stream, "the gap follows the ticks before it");
+                in_stream += 1;
+            }
+            other => panic!("after {in_stream} gaps: {other:?}"),
+        }
+    }
     listener.stop().await;
     assert_eq!(listener.state(), ListenerState::Stopped);
     assert!(!listener.is_running().await);

@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use safeguard_sdk::auth::TokenAuth;
-use safeguard_sdk::events::{Event, Lagged, ListenerOptions};
+use safeguard_sdk::events::{Event, ListenerOptions, Missed};
 use safeguard_sdk::{ExposeSecret, SafeguardClient};
 use serde_json::{json, Value};
 
@@ -324,7 +324,7 @@ fn child() {
             while taken + lagged < EVENTS {
                 match tokio::time::timeout(Duration::from_secs(10), stalled.recv()).await {
                     Ok(Some(Ok(_))) => taken += 1,
-                    Ok(Some(Err(Lagged(n)))) => lagged += n,
+                    Ok(Some(Err(Missed::Dropped(n)))) => lagged += n,
                     other => panic!("the stream ended early: {other:?}"),
                 }
             }

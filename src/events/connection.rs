@@ -22,7 +22,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::listener::EventSender;
 use super::signalr::{self, FrameReader, Message, NegotiateResponse};
-use super::{Event, EventsError, ListenerOptions};
+use super::{Delivery, Event, EventsError, ListenerOptions};
 use crate::call_span::CallSpan;
 use crate::error::ApiError;
 use crate::limits::Limits;
@@ -427,7 +427,7 @@ fn handle_record(record: &[u8], events: &EventSender) -> Result<()> {
                 // Full: counted and reported by the queue. Closed: the
                 // listener is going away.
                 let size = event.approx_size();
-                let _ = events.push((event, size), size);
+                let _ = events.push(Delivery::Event(event, size), size);
             }
             Ok(())
         }

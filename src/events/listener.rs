@@ -12,8 +12,8 @@ use super::connection::{self, End, HubConnector};
 use super::queue;
 use super::registry::{Registry, StateReporter};
 use super::{
-    Event, EventStream, EventsError, HandlerId, HandlerOutcome, Lagged, ListenerOptions,
-    ListenerState, StateChange,
+    Delivery, Event, EventStream, EventsError, Gap, HandlerId, HandlerOutcome, Lagged,
+    ListenerOptions, ListenerState, StateChange, GAP_SIZE,
 };
 use crate::{Error, Result};
 
@@ -22,8 +22,8 @@ use crate::{Error, Result};
 pub(crate) const DISPATCH_QUEUE: usize = 8192;
 
 /// The producing side of the queue before the handlers: events with their
-/// [`approx_size`](Event::approx_size).
-pub(crate) type EventSender = queue::Sender<(Event, usize)>;
+/// [`approx_size`](Event::approx_size), and the gaps of reconnects.
+pub(crate) type EventSender = queue::Sender<Delivery>;
 
 /// What both listeners share: the hub, the handlers, the state and the options.
 pub(crate) struct Core {
@@ -76,6 +76,19 @@ impl Core {
         self.state.set(state, reason, retry_in);
     }
 
+    /// Reports `Connected` after a reconnect: the gap goes to the state
+    /// callbacks and, through `events` (in its place among the events), to
+    /// the streams.
+    pub(crate) fn report_reconnected(&self, gap: Gap, events: &EventSender) {
+        let _ = events.push(Delivery::Gap(gap), GAP_SIZE);
+        self.state.publish(StateChange {
+            state: ListenerState::Connected,
+            reason: None,
+            retry_in: None,
+            gap: Some(gap),
+        });
+    }
+
     pub(crate) fn last_error(&self) -> Option<Arc<Error>> {
         self.last_error
             .lock()
@@ -117,7 +130,8 @@ impl Core {
         let task = tokio::task::spawn_blocking(move || {
             while let Some(item) = rx.recv_blocking() {
                 match item {
-                    Ok((event, size)) => registry.dispatch(&event, size, Some(&rt)),
+                    Ok(Delivery::Event(event, size)) => registry.dispatch(&event, size, Some(&rt)),
+                    Ok(Delivery::Gap(gap)) => registry.gap(gap),
                     Err(Lagged(n)) => {
                         tracing::warn!(lost = n, "events were dropped before the handlers");
                         registry.lost(n);

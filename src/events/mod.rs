@@ -45,9 +45,18 @@
 //!
 //! - handlers: [`EventListener::dropped_events`] counts the events dropped
 //!   before the handlers (and a warning is logged);
-//! - streams: [`EventStream::recv`] yields [`Lagged(n)`](Lagged) in the
-//!   place of the `n` events the stream lost (those dropped before the
+//! - streams: [`EventStream::recv`] yields [`Missed::Dropped(n)`](Missed) in
+//!   the place of the `n` events the stream lost (those dropped before the
 //!   handlers included), and [`EventStream::dropped`] counts them.
+//!
+//! # Gaps: what a reconnect may have missed
+//!
+//! The hub does not replay what it sent while a listener was disconnected.
+//! After every reconnect a [`PersistentEventListener`] reports the outage as
+//! a [`Gap`] (when the connection was lost, when it was back): in the
+//! `Connected` [`StateChange`] ([`StateChange::gap`]) and, in its place
+//! among the events, as [`Missed::Disconnected`] from [`EventStream::recv`].
+//! Re-read what you care about when you see one.
 //!
 //! ```no_run
 //! use safeguard_sdk::{auth::PkceAuth, SafeguardClient};
@@ -194,11 +203,51 @@ fn json_heap_size(value: &Value) -> usize {
     total
 }
 
-/// Events lost by a consumer that fell behind: `Lagged(n)` stands in the
-/// place of `n` events that were dropped (see the [module](self) docs).
+/// Events lost by a consumer that fell behind, counted by a queue: stands
+/// in the place of that many dropped events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Lagged(pub(crate) u64);
+
+/// A time a listener was not connected to its hub: the events the hub sent
+/// meanwhile were not delivered and will not be (see the [module](self)
+/// docs). Times are the listener's wall clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Gap {
+    /// When the connection was found lost.
+    pub since: std::time::SystemTime,
+    /// When the listener was connected again.
+    pub until: std::time::SystemTime,
+}
+
+impl Gap {
+    /// How long the listener was disconnected.
+    pub fn duration(&self) -> Duration {
+        self.until.duration_since(self.since).unwrap_or_default()
+    }
+}
+
+/// Events a stream did not deliver, in their place among the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
-#[error("{0} events were dropped because their consumer fell behind")]
-pub struct Lagged(pub u64);
+pub enum Missed {
+    /// This many events were dropped because a consumer fell behind.
+    #[error("{0} events were dropped because their consumer fell behind")]
+    Dropped(u64),
+    /// The listener was disconnected for a while: whatever happened then was
+    /// not delivered.
+    #[error("the listener was disconnected for {:?}; events may have been missed", .0.duration())]
+    Disconnected(Gap),
+}
+
+/// What travels through a listener's queues: an event (with its
+/// [`approx_size`](Event::approx_size)) or the mark of a reconnect.
+#[derive(Clone, Debug)]
+pub(crate) enum Delivery {
+    Event(Event, usize),
+    Gap(Gap),
+}
+
+/// The queue size of a [`Delivery::Gap`].
+pub(crate) const GAP_SIZE: usize = std::mem::size_of::<Gap>();
 
 fn is_numeric(s: &str) -> bool {
     let t = s.trim();
@@ -254,6 +303,9 @@ pub struct StateChange {
     pub reason: Option<Arc<crate::Error>>,
     /// For `Reconnecting`: how long the listener waits before the attempt.
     pub retry_in: Option<Duration>,
+    /// For a `Connected` after a reconnect: the time the listener was not
+    /// connected, whose events were not delivered.
+    pub gap: Option<Gap>,
 }
 
 /// Errors of the event listeners beyond transport, TLS and authentication.
@@ -378,12 +430,12 @@ impl ListenerOptions {
 /// the listener is dropped. A consumer that falls more than
 /// [`ListenerOptions::stream_capacity`] events or
 /// [`ListenerOptions::queue_bytes`] behind loses the newest events; handlers
-/// are not affected. [`recv`](Self::recv) reports the losses in place as
-/// [`Lagged`]; the [`Stream`](futures::Stream) and
-/// [`next_event`](Self::next_event) skip those notices (the losses are
-/// logged and counted by [`dropped`](Self::dropped)).
+/// are not affected. [`recv`](Self::recv) reports the losses and the gaps
+/// of a reconnect in place as [`Missed`]; the [`Stream`](futures::Stream)
+/// and [`next_event`](Self::next_event) skip those notices (they are logged;
+/// losses are counted by [`dropped`](Self::dropped)).
 pub struct EventStream {
-    rx: queue::Receiver<Event>,
+    rx: queue::Receiver<Delivery>,
 }
 
 impl fmt::Debug for EventStream {
@@ -401,11 +453,25 @@ impl EventStream {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 
-    /// The next event, or `Err(Lagged(n))` where this stream lost `n` events
-    /// (it was full, or the handlers' queue was), or `None` once the
-    /// listener is gone.
-    pub async fn recv(&mut self) -> Option<Result<Event, Lagged>> {
-        self.rx.recv().await
+    /// The next event; or, in its place, what was missed there: `n` events
+    /// this stream lost ([`Missed::Dropped`]: it was full, or the handlers'
+    /// queue was) or the time a persistent listener was disconnected
+    /// ([`Missed::Disconnected`]); or `None` once the listener is gone.
+    pub async fn recv(&mut self) -> Option<Result<Event, Missed>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Event, Missed>>> {
+        self.rx.poll_recv(cx).map(|item| {
+            item.map(|d| match d {
+                Ok(Delivery::Event(e, _)) => Ok(e),
+                Ok(Delivery::Gap(gap)) => Err(Missed::Disconnected(gap)),
+                Err(Lagged(n)) => Err(Missed::Dropped(n)),
+            })
+        })
     }
 
     /// Events this stream has lost since it was made.
@@ -415,9 +481,15 @@ impl EventStream {
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         loop {
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(Err(Lagged(n)))) => {
+            match self.poll_recv(cx) {
+                Poll::Ready(Some(Err(Missed::Dropped(n)))) => {
                     tracing::warn!(lost = n, "an event stream fell behind and lost events");
+                }
+                Poll::Ready(Some(Err(Missed::Disconnected(gap)))) => {
+                    tracing::warn!(
+                        disconnected_for = ?gap.duration(),
+                        "events sent while the listener was disconnected were missed"
+                    );
                 }
                 Poll::Ready(Some(Ok(e))) => return Poll::Ready(Some(e)),
                 Poll::Ready(None) => return Poll::Ready(None),

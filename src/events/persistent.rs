@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::RngExt;
 use tokio::sync::watch;
@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 use super::connection::{self, End, HubConnector};
 use super::listener::{registration_methods, Core};
 use super::{
-    Event, EventStream, EventsError, HandlerId, HandlerOutcome, ListenerOptions, ListenerState,
-    StateChange,
+    Event, EventStream, EventsError, Gap, HandlerId, HandlerOutcome, ListenerOptions,
+    ListenerState, StateChange,
 };
 use crate::{Error, Result};
 
@@ -131,12 +131,15 @@ struct Inner {
 /// share everything.
 ///
 /// States: `Connecting` (first attempt), `Connected`, `Disconnected` (with
-/// the reason), `Reconnecting` (with the delay), `Stopped`. A client whose
+/// the reason), `Reconnecting` (with the delay), `Stopped`. Every
+/// `Connected` after a reconnect carries the [`Gap`] of the outage (the hub
+/// does not replay what it sent meanwhile), and each stream gets it in its
+/// place as [`Missed::Disconnected`](super::Missed::Disconnected). A client whose
 /// sign-in cannot be refreshed (token or anonymous) stops for good on a 401.
 ///
 /// ```no_run
 /// # async fn run(client: safeguard_sdk::SafeguardClient) -> safeguard_sdk::Result<()> {
-/// use std::time::Duration;
+/// use std::time::{Duration, SystemTime};
 /// use safeguard_sdk::events::ListenerState;
 /// let listener = client.persistent_event_listener();
 /// listener.on("AccessRequestCreated", |e| println!("{}", e.body));
@@ -263,6 +266,8 @@ async fn supervise(core: Arc<Core>, policy: ReconnectPolicy, mut stop: watch::Re
     let (events, dispatcher) = core.spawn_dispatcher(core.options().queue_bytes);
     let mut backoff = Backoff::new(policy);
     let mut reauth_first = false;
+    // When a connection that was up was lost: the start of the next gap.
+    let mut lost_at: Option<SystemTime> = None;
     core.report(ListenerState::Connecting, None, None);
     'outer: loop {
         let options: ListenerOptions = core.options();
@@ -293,8 +298,19 @@ async fn supervise(core: Arc<Core>, policy: ReconnectPolicy, mut stop: watch::Re
             None => break 'outer,
             Some(Ok(conn)) => {
                 backoff.reset();
-                core.report(ListenerState::Connected, None, None);
-                match conn.run(&options, &events, &mut stop).await {
+                match lost_at.take() {
+                    Some(since) => core.report_reconnected(
+                        Gap {
+                            since,
+                            until: SystemTime::now(),
+                        },
+                        &events,
+                    ),
+                    None => core.report(ListenerState::Connected, None, None),
+                }
+                let ended = conn.run(&options, &events, &mut stop).await;
+                lost_at = Some(SystemTime::now());
+                match ended {
                     End::Stopped => break 'outer,
                     End::Failed(
                         e @ Error::Events(EventsError::ClosedByHub {

@@ -11,7 +11,6 @@
 //! starves; the queue then holds that one item only.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -216,9 +215,10 @@ impl<T> Receiver<T> {
         }
     }
 
+    #[cfg(test)]
     /// See [`poll_recv`](Self::poll_recv).
     pub(crate) async fn recv(&mut self) -> Option<Result<T, Lagged>> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Items dropped by this queue (and lost before it) in all.

@@ -12,7 +12,10 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use super::queue::{self, Push};
-use super::{Event, EventStream, HandlerId, HandlerOutcome, ListenerState, StateChange};
+use super::{
+    Delivery, Event, EventStream, Gap, HandlerId, HandlerOutcome, ListenerState, StateChange,
+    GAP_SIZE,
+};
 
 type HandlerFn = Arc<dyn Fn(&Event) -> Result<(), String> + Send + Sync>;
 type AsyncHandlerFn = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -38,7 +41,7 @@ struct Entry {
 pub(crate) struct Registry {
     next_id: AtomicU64,
     handlers: RwLock<Vec<Entry>>,
-    streams: Mutex<Vec<queue::Sender<Event>>>,
+    streams: Mutex<Vec<queue::Sender<Delivery>>>,
     stream_capacity: AtomicU64,
     stream_bytes: AtomicU64,
 }
@@ -173,7 +176,16 @@ impl Registry {
             }
         }
         let mut streams = lock(&self.streams);
-        streams.retain(|tx| tx.push_with(size, || event.clone()) != Push::Closed);
+        streams.retain(|tx| {
+            tx.push_with(size, || Delivery::Event(event.clone(), size)) != Push::Closed
+        });
+    }
+
+    /// Tells every stream, in its place among the events, that the listener
+    /// was disconnected for `gap`.
+    pub(crate) fn gap(&self, gap: Gap) {
+        let mut streams = lock(&self.streams);
+        streams.retain(|tx| tx.push(Delivery::Gap(gap), GAP_SIZE) != Push::Closed);
     }
 }
 
@@ -219,16 +231,27 @@ impl StateReporter {
         reason: Option<Arc<crate::Error>>,
         retry_in: Option<Duration>,
     ) {
-        self.tx.send_replace(state);
-        match &reason {
-            Some(r) => tracing::info!(?state, reason = %r, "event listener state"),
-            None => tracing::debug!(?state, "event listener state"),
-        }
-        let change = StateChange {
+        self.publish(StateChange {
             state,
             reason,
             retry_in,
-        };
+            gap: None,
+        });
+    }
+
+    /// Sets the state and tells every callback of `change`.
+    pub(crate) fn publish(&self, change: StateChange) {
+        let state = change.state;
+        self.tx.send_replace(state);
+        match (&change.reason, &change.gap) {
+            (Some(r), _) => tracing::info!(?state, reason = %r, "event listener state"),
+            (None, Some(gap)) => tracing::warn!(
+                ?state,
+                disconnected_for = ?gap.duration(),
+                "event listener reconnected; events of the outage were missed"
+            ),
+            (None, None) => tracing::debug!(?state, "event listener state"),
+        }
         let callbacks: Vec<StateFn> = read(&self.callbacks).clone();
         for cb in callbacks {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| cb(&change))) {
@@ -357,7 +380,7 @@ mod tests {
         // The streams still get every event, after the handlers.
         let cx = &mut std::task::Context::from_waker(std::task::Waker::noop());
         for seq in 0..10u64 {
-            match stream.rx.poll_recv(cx) {
+            match stream.poll_recv(cx) {
                 std::task::Poll::Ready(Some(Ok(e))) => assert_eq!(e.body["Seq"], seq),
                 other => panic!("{other:?}"),
             }
@@ -377,12 +400,10 @@ mod tests {
 
     #[test]
     fn streams_get_events_and_full_ones_drop() {
-        fn next(
-            s: &mut EventStream,
-        ) -> std::task::Poll<Option<Result<Event, crate::events::Lagged>>> {
-            s.rx.poll_recv(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        fn next(s: &mut EventStream) -> std::task::Poll<Option<Result<Event, Missed>>> {
+            s.poll_recv(&mut std::task::Context::from_waker(std::task::Waker::noop()))
         }
-        use crate::events::Lagged;
+        use crate::events::Missed::{self, Disconnected, Dropped};
         use std::task::Poll;
         // Two events by count.
         let r = Registry::new(2, 1000);
@@ -392,11 +413,11 @@ mod tests {
         }
         assert!(matches!(next(&mut s), Poll::Ready(Some(Ok(_)))));
         assert!(matches!(next(&mut s), Poll::Ready(Some(Ok(_)))));
-        assert_eq!(next(&mut s), Poll::Ready(Some(Err(Lagged(1)))));
+        assert_eq!(next(&mut s), Poll::Ready(Some(Err(Dropped(1)))));
         assert_eq!(next(&mut s), Poll::Pending);
         // Losses before the handlers reach the streams.
         r.lost(5);
-        assert_eq!(next(&mut s), Poll::Ready(Some(Err(Lagged(5)))));
+        assert_eq!(next(&mut s), Poll::Ready(Some(Err(Dropped(5)))));
         assert_eq!(s.dropped(), 6);
         drop(s);
         r.dispatch(&event("A"), 10, None);
@@ -410,7 +431,16 @@ mod tests {
         for _ in 0..3 {
             assert!(matches!(next(&mut s), Poll::Ready(Some(Ok(_)))));
         }
-        assert_eq!(next(&mut s), Poll::Ready(Some(Err(Lagged(2)))));
+        assert_eq!(next(&mut s), Poll::Ready(Some(Err(Dropped(2)))));
+        // A gap takes its place among the events.
+        let gap = Gap {
+            since: std::time::UNIX_EPOCH,
+            until: std::time::UNIX_EPOCH + Duration::from_secs(3),
+        };
+        r.gap(gap);
+        r.dispatch(&event("B"), 100, None);
+        assert_eq!(next(&mut s), Poll::Ready(Some(Err(Disconnected(gap)))));
+        assert!(matches!(next(&mut s), Poll::Ready(Some(Ok(e))) if e.name == "B"));
     }
 
     #[test]
