@@ -24,6 +24,9 @@
 //! # let _ = key; Ok(()) }
 //! ```
 //!
+//! [`A2aContext::credential_watch`] holds credentials current across
+//! rotations and outages ([`watch`]).
+//!
 //! API keys and every returned secret are [`SecretString`]s (zeroized on
 //! drop, redacted in `Debug`); API keys never appear in errors or logs.
 //!
@@ -48,6 +51,8 @@
 //! other operation of the A2A OpenAPI document.
 
 pub mod blocking;
+pub mod watch;
+pub use watch::{CredentialWatch, Current, WatchStatus, Watched};
 
 use std::fmt;
 use std::future::Future;
