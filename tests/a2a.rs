@@ -12,7 +12,7 @@ use base64::Engine;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::symm::Cipher;
-use safeguard_emulator::{ClientCertMode, Emulator, EmulatorConfig};
+use safeguard_emulator::{ClientCertMode, Emulator};
 use safeguard_sdk::a2a::{
     A2aContext, A2aFailure, AccessRequestTypeKnown, BrokeredAccessRequest, KeyFormat,
 };
@@ -23,13 +23,11 @@ use serde_json::{json, Value};
 const MODES: [ClientCertMode; 2] = [ClientCertMode::InHandshake, ClientCertMode::PostHandshake];
 
 async fn emulator(mode: ClientCertMode) -> Emulator {
-    Emulator::start(EmulatorConfig {
-        client_cert_mode: mode,
-        post_handshake_timeout: Duration::from_secs(3),
-        ..EmulatorConfig::default()
+    common::emulator_with(|c| {
+        c.client_cert_mode = mode;
+        c.post_handshake_timeout = Duration::from_secs(3);
     })
     .await
-    .expect("emulator starts")
 }
 
 fn tls(emu: &Emulator) -> TlsOptions {

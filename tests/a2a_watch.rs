@@ -8,8 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use safeguard_emulator::{ClientCertMode, Emulator, EmulatorConfig};
-use safeguard_sdk::a2a::{A2aContext, CredentialWatch, KeyFormat};
+use safeguard_emulator::{ClientCertMode, Emulator};
+use safeguard_sdk::a2a::{A2aContext, CredentialWatch, KeyFormat, Watched};
 use safeguard_sdk::events::ListenerState;
 use safeguard_sdk::tls::TlsOptions;
 use safeguard_sdk::{ExposeSecret, SafeguardClient, SecretString, Service};
@@ -18,13 +18,30 @@ const MODES: [ClientCertMode; 2] = [ClientCertMode::InHandshake, ClientCertMode:
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn emulator(mode: ClientCertMode) -> Emulator {
-    Emulator::start(EmulatorConfig {
-        client_cert_mode: mode,
-        post_handshake_timeout: Duration::from_secs(3),
-        ..EmulatorConfig::default()
+    common::emulator_with(|c| {
+        c.client_cert_mode = mode;
+        c.post_handshake_timeout = Duration::from_secs(3);
     })
     .await
-    .expect("emulator starts")
+}
+
+/// An emulator in `mode`, its admin, and a started watch of the password
+/// credential pulling every `safety` when no event comes.
+async fn watching(
+    mode: ClientCertMode,
+    safety: Duration,
+) -> (
+    Emulator,
+    SafeguardClient,
+    CredentialWatch,
+    Watched<SecretString>,
+) {
+    let emu = emulator(mode).await;
+    let admin = common::admin(&emu).await;
+    let watch = context(&emu).credential_watch().safety_interval(safety);
+    let password = watch.password(password_key(&emu));
+    watch.start().await.expect("the first pull");
+    (emu, admin, watch, password)
 }
 
 fn context(emu: &Emulator) -> A2aContext {
@@ -115,13 +132,7 @@ async fn a_rotation_arrives_by_its_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_missed_while_disconnected_arrives_after_the_reconnect() {
     for mode in MODES {
-        let emu = emulator(mode).await;
-        let admin = common::admin(&emu).await;
-        let watch = context(&emu)
-            .credential_watch()
-            .safety_interval(Duration::from_secs(3600));
-        let password = watch.password(password_key(&emu));
-        watch.start().await.expect("the first pull");
+        let (emu, admin, watch, password) = watching(mode, Duration::from_secs(3600)).await;
         assert!(connected(&watch).await);
         let listener = watch.listener().expect("running");
         let reconnected = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -151,13 +162,7 @@ async fn a_rotation_missed_while_disconnected_arrives_after_the_reconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotations_and_drops_interleaved_end_on_the_last_value_never_going_back() {
     for mode in MODES {
-        let emu = emulator(mode).await;
-        let admin = common::admin(&emu).await;
-        let watch = context(&emu)
-            .credential_watch()
-            .safety_interval(Duration::from_secs(3600));
-        let password = watch.password(password_key(&emu));
-        watch.start().await.expect("the first pull");
+        let (emu, admin, watch, password) = watching(mode, Duration::from_secs(3600)).await;
         assert!(connected(&watch).await);
         // Every value the watch reports, in order.
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -187,13 +192,7 @@ async fn rotations_and_drops_interleaved_end_on_the_last_value_never_going_back(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_events_lost_the_safety_interval_refreshes_the_value() {
     for mode in MODES {
-        let emu = emulator(mode).await;
-        let admin = common::admin(&emu).await;
-        let watch = context(&emu)
-            .credential_watch()
-            .safety_interval(Duration::from_millis(700));
-        let password = watch.password(password_key(&emu));
-        watch.start().await.expect("the first pull");
+        let (emu, admin, watch, password) = watching(mode, Duration::from_millis(700)).await;
         assert!(connected(&watch).await);
         // The hub stays up but says nothing: no event, no ping.
         emu.control().set_silent(true);
@@ -212,13 +211,7 @@ async fn with_events_lost_the_safety_interval_refreshes_the_value() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_that_cannot_pull_keeps_the_last_value_and_reports_why() {
     for mode in MODES {
-        let emu = emulator(mode).await;
-        let admin = common::admin(&emu).await;
-        let watch = context(&emu)
-            .credential_watch()
-            .safety_interval(Duration::from_millis(300));
-        let password = watch.password(password_key(&emu));
-        watch.start().await.expect("the first pull");
+        let (emu, admin, watch, password) = watching(mode, Duration::from_millis(300)).await;
         let before = password.current().unwrap();
         // Every request fails from now on (the hub keeps its connection).
         emu.control().fail_next(1_000_000, 503);
