@@ -167,7 +167,9 @@ async fn rotations_and_drops_interleaved_end_on_the_last_value_never_going_back(
         // Every value the watch reports, in order.
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let s = seen.clone();
-        password.on_change(move |c| s.lock().unwrap().push(c.value.expose_secret().to_owned()));
+        password
+            .on_change(move |c| s.lock().unwrap().push(c.value.expose_secret().to_owned()))
+            .expect("inside the runtime");
         for i in 0..100u32 {
             rotate(&emu, &admin, &format!("pw-{i:03}")).await;
             if i % 5 == 4 {

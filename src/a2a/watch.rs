@@ -26,7 +26,7 @@
 //! let watch = a2a.credential_watch();
 //! let db = watch.password("db-api-key");
 //! watch.start().await?;
-//! db.on_change(|new| println!("rotated: {} characters", new.value.expose_secret().len()));
+//! db.on_change(|new| println!("rotated: {} characters", new.value.expose_secret().len()))?;
 //! let current = db.current().expect("start pulled it");
 //! # let _ = current; Ok(()) }
 //! ```
@@ -294,18 +294,27 @@ impl<T: Credential> Watched<T> {
     }
 
     /// Calls `handler` with each value that replaces the present one, on a
-    /// task of the runtime, until the watch is dropped.
-    pub fn on_change(&self, handler: impl Fn(&Current<T>) + Send + 'static) -> JoinHandle<()> {
+    /// task of the current tokio runtime, until the watch is dropped (abort
+    /// the handle to stop sooner). Outside a runtime: [`Error::Config`].
+    pub fn on_change(
+        &self,
+        handler: impl Fn(&Current<T>) + Send + 'static,
+    ) -> Result<JoinHandle<()>> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Config(
+                "on_change runs its handler on a tokio runtime; call it inside one".into(),
+            )
+        })?;
         let mut rx = self.subscribe();
         rx.mark_unchanged();
-        tokio::spawn(async move {
+        Ok(runtime.spawn(async move {
             while rx.changed().await.is_ok() {
                 let current = rx.borrow_and_update().clone();
                 if let Some(current) = current {
                     handler(&current);
                 }
             }
-        })
+        }))
     }
 
     /// How its pulls are going: the last error and the value's age.
@@ -555,6 +564,19 @@ async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_change_outside_a_runtime_is_an_error_not_a_panic() {
+        let entry = Arc::new(Entry::<SecretString> {
+            api_key: SecretString::from("k"),
+            format: KeyFormat::default(),
+            kind: PASSWORDS,
+            tx: watch::Sender::new(None),
+            status: Mutex::default(),
+        });
+        let watched = Watched { entry };
+        assert!(matches!(watched.on_change(|_| {}), Err(Error::Config(_))));
+    }
 
     #[test]
     fn events_name_the_kinds_they_change() {
