@@ -74,6 +74,7 @@ use crate::cert_transport::{CertTransport, PoolSettings};
 use crate::error::{DecodeError, Error, Result, StsError};
 use crate::host::Host;
 use crate::limits::Limits;
+use crate::proxy::Proxy;
 use crate::tls::{ClientIdentity, TlsOptions};
 use crate::transport::{Execute, Transport};
 
@@ -378,6 +379,7 @@ pub struct A2aContextBuilder {
     timeout: Option<Duration>,
     limits: Limits,
     pool: PoolSettings,
+    proxy: Proxy,
 }
 
 impl fmt::Debug for A2aContextBuilder {
@@ -386,6 +388,7 @@ impl fmt::Debug for A2aContextBuilder {
             .field("host", &self.host)
             .field("has_identity", &self.identity.is_some())
             .field("timeout", &self.timeout)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -467,6 +470,14 @@ impl A2aContextBuilder {
         self
     }
 
+    /// Which HTTP proxy the context's connections (credential calls and its
+    /// event listeners) go through (default [`Proxy::from_env`]; see
+    /// [`crate::proxy`]).
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
     /// How many idle connections to keep for reuse (default 8). `0` opens
     /// a new connection (and TLS handshake) for every call.
     pub fn max_idle_connections(mut self, max: usize) -> Self {
@@ -500,6 +511,7 @@ impl A2aContextBuilder {
             self.timeout,
             self.limits,
             self.pool,
+            &self.proxy.rules()?,
         )?;
         A2aContext::from_transport(Arc::new(transport), &self.tls)
     }
@@ -540,6 +552,7 @@ impl A2aContext {
             timeout: Some(DEFAULT_TIMEOUT),
             limits: Limits::default(),
             pool: PoolSettings::default(),
+            proxy: Proxy::default(),
         }
     }
 

@@ -67,8 +67,9 @@ impl SafeguardClientBuilder {
         fn connect_timeout(t: Duration);
         /// What the client accepts from the appliance (see [`crate::limits`]).
         fn limits(limits: crate::limits::Limits);
-        /// An HTTP(S) proxy.
-        fn proxy(url: impl Into<String>);
+        /// Which HTTP proxy every connection goes through (default: the
+        /// environment's; see [`crate::proxy`]).
+        fn proxy(proxy: crate::proxy::Proxy);
         /// The User-Agent header.
         fn user_agent(agent: impl Into<String>);
         /// The API version of the generic verbs.

@@ -59,6 +59,7 @@ use tokio_openssl::SslStream;
 use crate::error::{error_chain, Error, Result, TransportError};
 use crate::host::Host;
 use crate::limits::{Limits, WatchedBody};
+use crate::proxy::{ConnectFailure, ProxyFailure, Rules as ProxyRules};
 use crate::tls::{ClientIdentity, OpensslConnector, TlsOptions};
 use crate::transport::Execute;
 
@@ -115,13 +116,15 @@ impl CertTransport {
     /// whole request (connect, handshake, answer and body); `limits` bound
     /// connecting, waiting for an answer and silences while reading. It
     /// follows no redirect: every request it sends carries a certificate's
-    /// or an API key's authority.
+    /// or an API key's authority. Connections go through the proxy that
+    /// `proxy` names for the host, in a `CONNECT` tunnel.
     pub(crate) fn new(
         host: &Host,
         tls: &TlsOptions,
         identity: ClientIdentity,
         timeout: Option<Duration>,
         limits: Limits,
+        proxy: &ProxyRules,
     ) -> Result<Self> {
         Self::with_pool(
             host,
@@ -130,6 +133,7 @@ impl CertTransport {
             timeout,
             limits,
             PoolSettings::default(),
+            proxy,
         )
     }
 
@@ -141,6 +145,7 @@ impl CertTransport {
         timeout: Option<Duration>,
         limits: Limits,
         pool: PoolSettings,
+        proxy: &ProxyRules,
     ) -> Result<Self> {
         let mut builder = tls.openssl_connector_builder(Some(&identity))?;
         let sessions = Arc::new(SessionCache::default());
@@ -158,6 +163,7 @@ impl CertTransport {
             key_index,
             default_target: (host.name().to_owned(), host.port()),
             connect_timeout: earliest(timeout, limits.connect_timeout),
+            proxy: proxy.clone(),
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -321,6 +327,8 @@ enum ConnectError {
     Tls(String),
     Io(io::ErrorKind, String),
     Timeout(String),
+    /// The proxy could not be reached or refused the tunnel.
+    Proxy(ProxyFailure),
 }
 
 impl ConnectError {
@@ -329,6 +337,7 @@ impl ConnectError {
             ConnectError::Tls(m) => Error::Tls(m.clone()),
             ConnectError::Io(k, m) => transport_error(*k, m.clone(), true),
             ConnectError::Timeout(m) => Error::Timeout(m.clone()),
+            ConnectError::Proxy(p) => p.to_error(),
         }
     }
 
@@ -343,6 +352,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Tls(m) | ConnectError::Io(_, m) | ConnectError::Timeout(m) => {
                 f.write_str(m)
             }
+            ConnectError::Proxy(p) => f.write_str(&p.message),
         }
     }
 }
@@ -395,6 +405,8 @@ struct TlsConnector {
     key_index: Index<Ssl, String>,
     default_target: (String, u16),
     connect_timeout: Option<Duration>,
+    /// Which proxy, if any, connections go through.
+    proxy: ProxyRules,
 }
 
 impl TlsConnector {
@@ -415,10 +427,16 @@ impl TlsConnector {
         host: &str,
         port: u16,
     ) -> Result<SslStream<TcpStream>, ConnectError> {
-        let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
-            ConnectError::Io(e.kind(), format!("cannot connect to {host}:{port}: {e}"))
-        })?;
-        let _ = tcp.set_nodelay(true);
+        // Directly or through a CONNECT tunnel; TLS runs end to end with
+        // `host` either way.
+        let tcp = crate::proxy::connect(self.proxy.server_for(host), host, port)
+            .await
+            .map_err(|e| match e {
+                ConnectFailure::Direct(e) => {
+                    ConnectError::Io(e.kind(), format!("cannot connect to {host}:{port}: {e}"))
+                }
+                ConnectFailure::Proxy(p) => ConnectError::Proxy(p),
+            })?;
         let tls = |e: openssl::error::ErrorStack| {
             ConnectError::Tls(format!("TLS setup for {host}:{port}: {e}"))
         };

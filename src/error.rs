@@ -60,6 +60,19 @@ pub enum Error {
     /// The request or the sign-in took longer than allowed.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The HTTP proxy the client goes through (see [`crate::proxy`]) could
+    /// not be reached or refused to open a tunnel to the appliance: `407`
+    /// (it wants credentials, or refused the ones given), `403`, `502`, ...
+    /// The message names the proxy and the target, never the credentials.
+    #[error("proxy: {message}")]
+    Proxy {
+        /// The proxy's answer to the `CONNECT`, when it answered one. The
+        /// SPP and SPS REST calls (over reqwest) report `407` only; their
+        /// other refusals carry no status.
+        status: Option<u16>,
+        /// What happened.
+        message: String,
+    },
     /// The connection failed or broke (DNS, refused, reset, closed), over
     /// whichever connection carried the request.
     #[error("transport: {0}")]
@@ -207,12 +220,13 @@ impl Error {
         self.sps().is_some_and(crate::sps::SpsError::is_conflict)
     }
 
-    /// Worth redoing: a timeout, a failure to connect, an answer 502/503/504,
-    /// or an SPS answer that says so (see
+    /// Worth redoing: a timeout, a failure to connect, an answer 502/503/504
+    /// (of the appliance or of a proxy), a proxy that cannot be reached, or an SPS answer that says so (see
     /// [`SpsError::is_retryable`](crate::sps::SpsError::is_retryable)).
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Timeout(_) => true,
+            Error::Proxy { status, .. } => matches!(status, None | Some(502..=504)),
             Error::Transport(e) => e.is_connect(),
             Error::Api(e) => matches!(e.status.as_u16(), 502..=504),
             Error::Sps(e) => e.is_retryable(),
@@ -241,6 +255,9 @@ impl Error {
         }
         if error.is_timeout() {
             return Error::Timeout(error_chain(&error));
+        }
+        if let Some(proxy) = crate::proxy::from_reqwest_tunnel(&error) {
+            return proxy;
         }
         if is_tls_failure(&error) {
             return Error::Tls(error_chain(&error));

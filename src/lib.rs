@@ -42,6 +42,7 @@ pub mod limits;
 #[cfg(feature = "core")]
 pub mod lists;
 pub mod paging;
+pub mod proxy;
 pub mod sps;
 pub mod tls;
 pub mod transport;

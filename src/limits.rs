@@ -70,7 +70,8 @@ pub enum RedirectPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Opening a connection, TLS handshake included.
+    /// Opening a connection: TCP, the proxy's tunnel when there is one (see
+    /// [`crate::proxy`]) and the TLS handshake.
     pub connect_timeout: Option<Duration>,
     /// From sending a request to the end of its answer, for a call whose
     /// answer is read into memory; to its status and headers for a stream

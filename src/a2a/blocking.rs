@@ -82,6 +82,11 @@ impl A2aContextBuilder {
         Self(self.0.limits(limits))
     }
 
+    /// Which HTTP proxy the context goes through (see [`crate::proxy`]).
+    pub fn proxy(self, proxy: crate::proxy::Proxy) -> Self {
+        Self(self.0.proxy(proxy))
+    }
+
     /// Idle connections kept for reuse (default 8; 0 = a new connection per call).
     pub fn max_idle_connections(self, max: usize) -> Self {
         Self(self.0.max_idle_connections(max))

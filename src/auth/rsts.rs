@@ -381,6 +381,7 @@ impl<'a> Sts<'a> {
         &self,
         auth: &super::CertificateAuth,
         tls: &crate::tls::TlsOptions,
+        proxy: &crate::proxy::Rules,
         timeout: Option<Duration>,
     ) -> Result<SecretString> {
         let scope = self
@@ -392,6 +393,7 @@ impl<'a> Sts<'a> {
             auth.identity.clone(),
             timeout,
             *self.limits,
+            proxy,
         )?;
         let mut request = reqwest::Request::new(
             Method::POST,

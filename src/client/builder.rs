@@ -7,6 +7,7 @@ use crate::auth::Auth;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::limits::{Limits, RedirectPolicy};
+use crate::proxy::Proxy;
 use crate::tls::{TlsOptions, TlsVersion};
 
 use super::session::{Session, Tokens};
@@ -20,7 +21,7 @@ pub struct SafeguardClientBuilder {
     tls: TlsOptions,
     timeout: Option<Duration>,
     limits: Limits,
-    proxy: Option<String>,
+    proxy: Proxy,
     user_agent: String,
     api_version: String,
     refresh_margin: Duration,
@@ -35,7 +36,7 @@ impl SafeguardClientBuilder {
             tls: TlsOptions::default(),
             timeout: None,
             limits: Limits::default(),
-            proxy: None,
+            proxy: Proxy::default(),
             user_agent: format!("safeguard-sdk-rust/{}", env!("CARGO_PKG_VERSION")),
             api_version: "v4".into(),
             refresh_margin: DEFAULT_REFRESH_MARGIN,
@@ -107,9 +108,22 @@ impl SafeguardClientBuilder {
         self
     }
 
-    /// Sends everything through this HTTP(S) proxy (`http://proxy:3128`).
-    pub fn proxy(mut self, url: impl Into<String>) -> Self {
-        self.proxy = Some(url.into());
+    /// Which HTTP proxy every connection of the client goes through: the
+    /// REST calls, every sign-in (certificate sign-in included) and the
+    /// event listeners' websockets (default [`Proxy::from_env`]:
+    /// `HTTPS_PROXY` and `NO_PROXY`, read by [`build`](Self::build); see
+    /// [`crate::proxy`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> safeguard_sdk::Result<()> {
+    /// use safeguard_sdk::{proxy::Proxy, SafeguardClient};
+    /// let client = SafeguardClient::builder("sg.example.com")
+    ///     .proxy(Proxy::http("http://proxy.example:3128")?)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = proxy;
         self
     }
 
@@ -137,6 +151,7 @@ impl SafeguardClientBuilder {
     /// to sign in now, or let the first call do it.
     pub fn build(self) -> Result<SafeguardClient> {
         let host = Host::parse(&self.host)?;
+        let proxy = self.proxy.rules()?;
         let rustls = self.tls.rustls_config()?;
         // Two clients over one TLS configuration: requests that carry a
         // secret of their own (sign-in) follow no redirect at all.
@@ -150,15 +165,9 @@ impl SafeguardClientBuilder {
                 if let Some(t) = whole {
                     http = http.timeout(t);
                 }
-                if let Some(p) = &self.proxy {
-                    http = http.proxy(
-                        reqwest::Proxy::all(p)
-                            .map_err(|e| Error::Config(format!("bad proxy {p:?}: {e}")))?,
-                    );
-                } else {
-                    http = http.no_proxy();
-                }
-                http.build()
+                proxy
+                    .apply(http, &host)?
+                    .build()
                     .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
             };
         let http = client(self.limits.redirects, self.timeout)?;
@@ -179,6 +188,7 @@ impl SafeguardClientBuilder {
             secret_http,
             limits: self.limits,
             tls: self.tls,
+            proxy,
             auth: self.auth,
             api_version: self.api_version,
             refresh_margin: self.refresh_margin,

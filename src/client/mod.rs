@@ -181,6 +181,11 @@ impl SafeguardClient {
         &self.session.tls
     }
 
+    /// The proxy policy, the environment read when the client was built.
+    pub(crate) fn proxy_rules(&self) -> &crate::proxy::Rules {
+        &self.session.proxy
+    }
+
     /// The current user token, signing in first when there is none.
     pub(crate) async fn bearer_token(&self) -> Result<SecretString> {
         self.session

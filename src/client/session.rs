@@ -112,6 +112,8 @@ pub(crate) struct Session {
     pub(super) secret_http: reqwest::Client,
     pub(super) limits: Limits,
     pub(super) tls: TlsOptions,
+    /// The proxy policy, the environment read when the client was built.
+    pub(super) proxy: crate::proxy::Rules,
     pub(super) auth: Auth,
     pub(super) api_version: String,
     pub(super) refresh_margin: Duration,
@@ -192,7 +194,10 @@ impl Session {
                 Auth::Pkce(a) => sts.pkce(a).await?,
                 Auth::DeviceCode(a) => sts.device_code(a).await?,
                 Auth::BrowserPkce(a) => sts.browser_pkce(a).await?,
-                Auth::Certificate(a) => sts.certificate(a, &self.tls, self.timeout).await?,
+                Auth::Certificate(a) => {
+                    sts.certificate(a, &self.tls, &self.proxy, self.timeout)
+                        .await?
+                }
             };
             let user_token = Arc::new(Bearer::new(sts.login_response(&sts_token).await?)?);
             let mut state = self.state_mut();

@@ -131,10 +131,17 @@ impl HubConnector for UserHub {
         Box::pin(async move {
             let config = self.tls_config()?;
             let host = self.host();
-            let tcp = tokio::net::TcpStream::connect((host.name(), host.port()))
+            // Directly or through the client's proxy (a CONNECT tunnel);
+            // TLS runs end to end with the appliance either way.
+            let via = self.client.proxy_rules().server_for(host.name());
+            let tcp = crate::proxy::connect(via, host.name(), host.port())
                 .await
-                .map_err(|e| EventsError::Connect(format!("{}: {e}", host.endpoint())))?;
-            let _ = tcp.set_nodelay(true);
+                .map_err(|e| match e {
+                    crate::proxy::ConnectFailure::Direct(e) => {
+                        Error::from(EventsError::Connect(format!("{}: {e}", host.endpoint())))
+                    }
+                    crate::proxy::ConnectFailure::Proxy(p) => p.to_error(),
+                })?;
             let server_name = rustls::pki_types::ServerName::try_from(host.name().to_owned())
                 .map_err(|e| Error::Config(format!("bad host name {:?}: {e}", host.name())))?;
             let tls = tokio_rustls::TlsConnector::from(config)

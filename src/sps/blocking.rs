@@ -73,6 +73,11 @@ impl SpsClientBuilder {
         Self(self.0.limits(limits))
     }
 
+    /// See [`super::SpsClientBuilder::proxy`].
+    pub fn proxy(self, proxy: crate::proxy::Proxy) -> Self {
+        Self(self.0.proxy(proxy))
+    }
+
     /// Builds the client and its runtime (one worker thread).
     pub fn build(self) -> Result<SpsClient> {
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -22,6 +22,7 @@ use super::model::{self, ListItem, LoginMethod, SpsPage, SpsResponse};
 use crate::call_span::CallSpan;
 use crate::limits::{Limits, RedirectPolicy};
 use crate::paging::PagingError;
+use crate::proxy::Proxy;
 use crate::tls::{ClientIdentity, TlsOptions};
 use crate::{Error, Host, Result};
 
@@ -74,6 +75,7 @@ pub struct SpsClientBuilder {
     user_agent: String,
     timeout: Option<Duration>,
     limits: Limits,
+    proxy: Proxy,
 }
 
 impl SpsClientBuilder {
@@ -158,10 +160,35 @@ impl SpsClientBuilder {
         self
     }
 
+    /// Which HTTP proxy the client's connections go through (default
+    /// [`Proxy::from_env`]: `HTTPS_PROXY` and `NO_PROXY`, read by
+    /// [`build`](Self::build), the same rules as every client of the SDK;
+    /// see [`crate::proxy`]). For now a client that signs in with a
+    /// certificate ([`client_certificate`](Self::client_certificate)) and
+    /// whose policy names a proxy for the host fails to build with
+    /// [`Error::Config`], rather than sign in around the proxy.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
     /// Builds the client. No request is made: the client signs in on its
     /// first call (or with [`SpsClient::sign_in`]).
     pub fn build(self) -> Result<SpsClient> {
-        let base = base_url(&Host::parse(&self.host)?)?;
+        let host = Host::parse(&self.host)?;
+        let base = base_url(&host)?;
+        let proxy = self.proxy.rules()?;
+        // The certificate sign-in opens its own connection (`x509.rs`),
+        // which cannot tunnel through a proxy until it moves onto the
+        // certificate transport: refuse rather than go around the proxy.
+        if matches!(self.sign_in, SignIn::Certificate(_)) {
+            if let Some(server) = proxy.server_for(host.name()) {
+                return Err(Error::Config(format!(
+                    "SPS certificate sign-in cannot go through a proxy yet (the policy names \
+                     {server} for {host}): use Proxy::none() or a no_proxy exception"
+                )));
+            }
+        }
         if let SignIn::Basic { user, .. } = &self.sign_in {
             if user.is_empty() {
                 return Err(Error::Config(
@@ -184,7 +211,8 @@ impl SpsClientBuilder {
             if let Some(t) = self.timeout {
                 builder = builder.timeout(t);
             }
-            builder
+            proxy
+                .apply(builder, &host)?
                 .build()
                 .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
         };
@@ -197,6 +225,7 @@ impl SpsClientBuilder {
                 limits: self.limits,
                 base,
                 tls: self.tls,
+                proxy,
                 sign_in: self.sign_in,
                 user_agent: self.user_agent,
                 timeout: self.timeout,
@@ -224,6 +253,11 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(crate) base: Url,
     pub(crate) tls: TlsOptions,
+    /// The proxy policy, the environment read when the client was built
+    /// (for the certificate sign-in once it runs over the certificate
+    /// transport).
+    #[allow(dead_code)]
+    pub(crate) proxy: crate::proxy::Rules,
     pub(crate) sign_in: SignIn,
     pub(crate) user_agent: String,
     pub(crate) timeout: Option<Duration>,
@@ -293,6 +327,7 @@ impl SpsClient {
             user_agent: USER_AGENT.to_string(),
             timeout: None,
             limits: Limits::default(),
+            proxy: Proxy::default(),
         }
     }
 
