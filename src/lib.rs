@@ -41,6 +41,7 @@ pub mod limits;
 #[cfg(feature = "core")]
 pub mod lists;
 pub mod paging;
+mod secret;
 pub mod sps;
 pub mod tls;
 pub mod transport;

@@ -11,12 +11,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode};
-use secrecy::ExposeSecret;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 
@@ -92,13 +90,7 @@ impl HubConnector for UserHub {
     }
 
     fn authorization(&self) -> BoxFuture<'_, Result<HeaderValue>> {
-        Box::pin(async move {
-            let token = self.client.bearer_token().await?;
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                .map_err(|_| Error::Config("the user token is not a valid header value".into()))?;
-            value.set_sensitive(true);
-            Ok(value)
-        })
+        Box::pin(self.client.bearer_header())
     }
 
     fn negotiate(
@@ -237,18 +229,11 @@ async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Res
     }
     let id: String =
         url::form_urlencoded::byte_serialize(negotiated.connection_key().as_bytes()).collect();
-    let url = format!("wss://{}{path}?id={id}", hub.host());
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| Error::Config(format!("bad hub address {url}: {e}")))?;
-    request
-        .headers_mut()
-        .insert(http::header::AUTHORIZATION, authorization);
+    let target = format!("{path}?id={id}");
     // The upgrade: the span's status is 101 once the hub switched protocols.
     let upgrading = CallSpan::new("events", "GET", path);
     let opening = async {
-        let opening = open_websocket(hub, request, options);
+        let opening = open_websocket(hub, &target, &authorization, options);
         match hub.limits().connect_timeout {
             None => opening.await,
             Some(limit) => match tokio::time::timeout(limit, opening).await {
@@ -268,18 +253,19 @@ async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Res
 /// TCP and TLS, the websocket upgrade, then the SignalR handshake.
 async fn open_websocket(
     hub: &dyn HubConnector,
-    request: http::Request<()>,
+    target: &str,
+    authorization: &HeaderValue,
     options: &ListenerOptions,
 ) -> Result<Connection> {
     let path = hub.hub_path();
-    let io = hub.open().await?;
+    let mut io = hub.open().await?;
+    let read_ahead = upgrade(&mut io, hub.host(), target, authorization, path).await?;
     let limit = options.max_record_size.max(1024);
     let config = WebSocketConfig::default()
         .max_message_size(Some(limit.saturating_mul(4)))
         .max_frame_size(Some(limit.saturating_mul(4)));
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, io, Some(config))
-        .await
-        .map_err(|e| upgrade_error(e, path))?;
+    let mut ws =
+        WebSocketStream::from_partially_read(io, read_ahead, Role::Client, Some(config)).await;
     ws.send(WsMessage::binary(signalr::handshake_request()))
         .await
         .map_err(ws_error)?;
@@ -305,16 +291,79 @@ async fn open_websocket(
     }
 }
 
-fn upgrade_error(e: tungstenite::Error, path: &str) -> Error {
-    match e {
-        tungstenite::Error::Http(response) => {
-            let status = response.status();
-            let body = response.body().clone().map(Bytes::from).unwrap_or_default();
-            Error::from_api(ApiError::from_parts(status, format!("GET {path}"), body))
+/// The largest answer to the upgrade read (an error answer's body included).
+const MAX_UPGRADE_ANSWER: usize = 64 * 1024;
+
+/// The websocket upgrade of `target` on `io`, sent here rather than by
+/// tungstenite, which logs its whole request (the `Authorization` header
+/// included) at TRACE. Returns what arrived after the `101` answer's head.
+async fn upgrade(
+    io: &mut BoxIo,
+    host: &str,
+    target: &str,
+    authorization: &HeaderValue,
+    path: &str,
+) -> Result<Vec<u8>> {
+    let key = tungstenite::handshake::client::generate_key();
+    let mut request = crate::secret::SecretBuf::with_capacity(256 + authorization.len());
+    request.push(
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nAuthorization: "
+        )
+        .as_bytes(),
+    );
+    request.push(authorization.as_bytes());
+    request.push(b"\r\n\r\n");
+    // The TLS stream's buffers own their copy of the request from here on.
+    io.write_all(request.as_slice()).await.map_err(lost)?;
+    io.flush().await.map_err(lost)?;
+    drop(request);
+
+    let mut answer = Vec::with_capacity(1024);
+    let mut chunk = vec![0u8; 4096];
+    let head = loop {
+        let n = io.read(&mut chunk).await.map_err(lost)?;
+        answer.extend_from_slice(&chunk[..n]);
+        if let Some(head) = crate::sps::parse_http_response(&answer)? {
+            break head;
         }
-        tungstenite::Error::Tls(e) => Error::Tls(e.to_string()),
-        other => ws_error(other),
+        if n == 0 || answer.len() > MAX_UPGRADE_ANSWER {
+            return Err(EventsError::WebSocket("no complete answer to the upgrade".into()).into());
+        }
+    };
+    if head.status != StatusCode::SWITCHING_PROTOCOLS {
+        let label = format!("GET {path}");
+        return Err(Error::from_api(ApiError::from_parts(
+            head.status,
+            label,
+            head.body.into(),
+        )));
     }
+    let header = |name: &str| {
+        head.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if !header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        || header("sec-websocket-accept") != Some(accept.as_str())
+    {
+        return Err(
+            EventsError::WebSocket("the hub's answer is not a websocket upgrade".into()).into(),
+        );
+    }
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(0)
+        + 4;
+    Ok(answer.split_off(head_end))
+}
+
+fn lost(e: std::io::Error) -> Error {
+    EventsError::WebSocket(format!("the websocket upgrade failed: {e}")).into()
 }
 
 fn ws_error(e: tungstenite::Error) -> Error {
@@ -520,6 +569,69 @@ mod tests {
         fn limits(&self) -> Limits {
             self.limits
         }
+    }
+
+    /// Sends the upgrade to a server that answers `answer` (with
+    /// `{accept}` replaced by the key's accept value); the request it read
+    /// and the outcome.
+    async fn upgrade_against(answer: &'static str) -> (String, Result<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                tcp.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            let key = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap();
+            let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let answer = answer.replace("{accept}", &accept);
+            tcp.write_all(answer.as_bytes()).await.unwrap();
+            head
+        });
+        let mut io: BoxIo = Box::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let auth = crate::secret::header(&["Bearer ", "t0ken"]).unwrap();
+        let outcome = upgrade(&mut io, "sg.example", "/hub?id=1", &auth, "/hub").await;
+        (server.await.unwrap(), outcome)
+    }
+
+    #[tokio::test]
+    async fn the_upgrade_is_sent_here_with_the_token_and_checked() {
+        let (request, outcome) = upgrade_against(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\nframes",
+        )
+        .await;
+        assert!(request.starts_with("GET /hub?id=1 HTTP/1.1\r\nHost: sg.example\r\n"));
+        assert!(request.contains("\r\nAuthorization: Bearer t0ken\r\n"));
+        assert_eq!(
+            outcome.unwrap(),
+            b"frames",
+            "what came after the head is kept"
+        );
+
+        let (_, outcome) = upgrade_against(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 21\r\n\r\n{\"Message\":\"expired\"}",
+        )
+        .await;
+        let err = outcome.unwrap_err();
+        assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("t0ken"));
+
+        let (_, outcome) = upgrade_against(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: wrong\r\n\r\n",
+        )
+        .await;
+        assert!(matches!(
+            outcome,
+            Err(Error::Events(EventsError::WebSocket(_)))
+        ));
     }
 
     /// A server that accepts connections and, when `upgrade`, completes the
