@@ -637,7 +637,7 @@ impl A2aContext {
     /// registration must be bidirectional).
     pub async fn set_password(&self, api_key: impl ApiKey, password: &SecretString) -> Result<()> {
         let auth = authorization(api_key.expose_api_key())?;
-        let body = json_body(&json!(password.expose_secret()))?;
+        let body = json_body(password.expose_secret())?;
         let url = self.inner.password_url.clone();
         self.call(Method::PUT, url, auth, Some(body))
             .await
@@ -654,16 +654,15 @@ impl A2aContext {
         format: KeyFormat,
     ) -> Result<()> {
         let auth = authorization(api_key.expose_api_key())?;
-        let mut value = json!({ "PrivateKey": private_key.expose_secret() });
+        let mut fields = vec![("PrivateKey", private_key.expose_secret())];
         if let Some(p) = passphrase {
-            value["Passphrase"] = json!(p.expose_secret());
+            fields.push(("Passphrase", p.expose_secret()));
         }
-        let body = json_body(&value);
-        wipe_json(value);
+        let body = crate::secret::json_object(&fields);
         let mut url = self.inner.ssh_key_url.clone();
         url.query_pairs_mut()
             .append_pair("keyFormat", format.as_str());
-        self.call(Method::PUT, url, auth, Some(body?))
+        self.call(Method::PUT, url, auth, Some(body))
             .await
             .map(wipe)
     }
@@ -782,7 +781,8 @@ impl A2aContext {
         let sts: StsAnswer = decode_json(&bytes)?;
         wipe(bytes);
 
-        let body = json_body(&json!({ "StsAccessToken": sts.access_token.expose_secret() }))?;
+        let body =
+            crate::secret::json_object(&[("StsAccessToken", sts.access_token.expose_secret())]);
         let bytes = self
             .send_ok(
                 Method::POST,
@@ -799,13 +799,9 @@ impl A2aContext {
         wipe(bytes);
         match (login.status.as_deref(), login.user_token) {
             (Some("Success") | None, Some(token)) => {
-                let mut value = Zeroizing::new(String::from("Bearer "));
-                value.push_str(token.expose_secret());
-                let mut header = HeaderValue::from_str(&value).map_err(|_| {
+                crate::secret::header(&["Bearer ", token.expose_secret()]).ok_or_else(|| {
                     Error::Config("the user token is not a valid header value".into())
-                })?;
-                header.set_sensitive(true);
-                Ok(header)
+                })
             }
             (other, _) => Err(Error::Sts(StsError {
                 status: StatusCode::OK,
@@ -921,13 +917,8 @@ fn authorization(key: &str) -> Result<HeaderValue> {
                 .into(),
         ));
     }
-    let mut value = Zeroizing::new(String::with_capacity(4 + key.len()));
-    value.push_str("A2A ");
-    value.push_str(key);
-    let mut header = HeaderValue::from_str(&value)
-        .map_err(|_| Error::Config("the A2A API key is not a valid header value".into()))?;
-    header.set_sensitive(true);
-    Ok(header)
+    crate::secret::header(&["A2A ", key])
+        .ok_or_else(|| Error::Config("the A2A API key is not a valid header value".into()))
 }
 
 fn prepare(
@@ -942,15 +933,12 @@ fn prepare(
     }
     if let Some(body) = body {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        // The request body leaves our hands here; the transport sends and drops it.
-        *request.body_mut() = Some(reqwest::Body::from(body.to_vec()));
+        *request.body_mut() = Some(crate::secret::body(body));
     }
 }
 
-fn json_body(value: &serde_json::Value) -> Result<Zeroizing<Vec<u8>>> {
-    serde_json::to_vec(value)
-        .map(Zeroizing::new)
-        .map_err(|e| Error::Config(format!("cannot encode the request: {e}")))
+fn json_body<T: serde::Serialize + ?Sized>(value: &T) -> Result<Zeroizing<Vec<u8>>> {
+    crate::secret::json(value).map_err(|e| Error::Config(format!("cannot encode the request: {e}")))
 }
 
 /// Decodes a JSON string answer (password, private key) into a secret and
@@ -973,16 +961,6 @@ fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
 fn wipe(body: Bytes) {
     if let Ok(mut owned) = body.try_into_mut() {
         owned.as_mut().zeroize();
-    }
-}
-
-/// Zeroes the strings of a JSON value.
-fn wipe_json(value: serde_json::Value) {
-    match value {
-        serde_json::Value::String(mut s) => s.zeroize(),
-        serde_json::Value::Array(items) => items.into_iter().for_each(wipe_json),
-        serde_json::Value::Object(map) => map.into_iter().for_each(|(_, v)| wipe_json(v)),
-        _ => {}
     }
 }
 
@@ -1041,6 +1019,26 @@ mod tests {
         let header = authorization(" abc+/= ").unwrap();
         assert!(header.is_sensitive());
         assert_eq!(header.to_str().unwrap(), "A2A abc+/=");
+    }
+
+    #[test]
+    fn a_secret_body_is_moved_into_the_request_not_copied() {
+        let body = json_body("p\"w").unwrap();
+        assert_eq!(&body[..], br#""p\"w""#);
+        let at = body.as_ptr();
+        let mut request = reqwest::Request::new(
+            Method::PUT,
+            "https://sg.example/service/a2a/v4/Credentials/Password"
+                .parse()
+                .unwrap(),
+        );
+        prepare(&mut request, Some(&authorization("k").unwrap()), Some(body));
+        let sent = request
+            .body()
+            .and_then(|b| b.as_bytes())
+            .map(<[u8]>::as_ptr);
+        assert_eq!(sent, Some(at));
+        assert!(request.headers()[AUTHORIZATION].is_sensitive());
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub mod limits;
 pub mod lists;
 pub mod paging;
 pub mod proxy;
+mod secret;
 pub mod sps;
 pub mod tls;
 pub mod transport;

@@ -1,16 +1,22 @@
-//! No secret (password, one-time password, token, key passphrase) appears in
-//! `Display`, `Debug` or logs: every sign-in runs with TRACE logging
-//! captured, then every error and configuration type is formatted, and none
-//! of the secrets may appear anywhere.
+//! No secret (password, one-time password, token, key passphrase, A2A API
+//! key, SPS session) appears in `Display`, `Debug` or logs: every sign-in,
+//! A2A and SPS call, and both event hubs (negotiate, websocket upgrade,
+//! events, reconnects, a sign-in again after a 401) run with TRACE logging
+//! captured (the `log` records of the HTTP and websocket stacks included),
+//! then every error and configuration type is formatted, and none of the
+//! secrets may appear anywhere.
 
 mod common;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use safeguard_emulator as emu_consts;
 use safeguard_sdk::a2a::A2aContext;
 use safeguard_sdk::auth::{Auth, DeviceCodeAuth, PasswordAuth, PkceAuth, TokenAuth};
+use safeguard_sdk::events::{Event, ListenerState, PersistentEventListener, ReconnectPolicy};
 use safeguard_sdk::sps::SpsClient;
 use safeguard_sdk::tls::{ClientIdentity, TlsOptions};
 use safeguard_sdk::{ExposeSecret, SafeguardClient, SecretString, Service};
@@ -111,7 +117,8 @@ async fn secrets_never_appear_in_logs_display_or_debug() {
 
     // Calls of every kind (typed, A2A, SPS), their spans logged as they close.
     let admin = common::admin(&emu).await;
-    secrets.push(admin.user_token().await.unwrap().expose_secret().to_owned());
+    let admin_token = admin.user_token().await.unwrap();
+    secrets.push(admin_token.expose_secret().to_owned());
     admin.core().me_get_me().send().await.unwrap();
     let tls = TlsOptions::default().with_ca_pem(emu.ca_pem()).unwrap();
     let a2a = A2aContext::builder(emu.spp_host())
@@ -124,7 +131,7 @@ async fn secrets_never_appear_in_logs_display_or_debug() {
         .retrieve_password(&SecretString::from(api_key.clone()))
         .await
         .unwrap();
-    secrets.push(api_key);
+    secrets.push(api_key.clone());
     secrets.push(retrieved.expose_secret().to_owned());
     let s = emu.connection().sps.clone();
     secrets.push(s.password.clone());
@@ -134,6 +141,62 @@ async fn secrets_never_appear_in_logs_display_or_debug() {
         .build()
         .unwrap();
     sps.get_json("configuration").await.unwrap();
+
+    // Both event hubs: negotiate, upgrade, an event each, a reconnect after
+    // a drop, and (user hub) a sign-in again after the hub refused the
+    // expired token.
+    let quick = ReconnectPolicy::new(Duration::from_millis(5), Duration::from_millis(50));
+    let user_hub = Hub::watch(
+        admin
+            .persistent_event_listener()
+            .with_reconnect_policy(quick.clone()),
+    );
+    let a2a_hub = Hub::watch(
+        a2a.persistent_event_listener(&[api_key.as_str()])
+            .with_reconnect_policy(quick),
+    );
+    let control = emu.control();
+    let account = control.password_account_id();
+    let emit_user = || control.emit_event("UserCreated", serde_json::json!({ "UserId": 7 }));
+    let emit_a2a = || {
+        control.emit_a2a_event(
+            "AssetAccountPasswordUpdated",
+            account,
+            serde_json::json!({ "AccountId": account }),
+        )
+    };
+    for (round, expire) in [(1, false), (2, false), (3, true)] {
+        if round > 1 {
+            if expire {
+                control.expire_all_tokens();
+            }
+            control.drop_websockets();
+        }
+        user_hub.receives(round, &emit_user).await;
+        a2a_hub.receives(round, &emit_a2a).await;
+    }
+    let renewed = admin.user_token().await.unwrap();
+    assert_ne!(
+        renewed.expose_secret(),
+        admin_token.expose_secret(),
+        "signed in again for the hub"
+    );
+    secrets.push(renewed.expose_secret().to_owned());
+    for hub in [&user_hub, &a2a_hub] {
+        formatted += &format!("{:?} {:?}\n", hub.listener, hub.listener.last_error());
+        formatted += &hub.reasons.lock().unwrap().join("\n");
+        hub.listener.stop().await;
+    }
+    assert!(
+        user_hub
+            .reasons
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains("401")),
+        "the user hub refused the expired token: {:?}",
+        user_hub.reasons.lock().unwrap()
+    );
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -145,20 +208,91 @@ async fn secrets_never_appear_in_logs_display_or_debug() {
         logs.contains("safeguard.call"),
         "the calls' spans are logged"
     );
+    assert!(
+        logs.contains("/service/event/signalr") && logs.contains("/service/a2a/signalr"),
+        "both hubs' calls are logged"
+    );
     // The SPS session cookie (its name never appears, nor its value).
     assert!(
         !logs.contains("session_id="),
         "the SPS cookie appears in the logs"
     );
-    for secret in &secrets {
+    for (i, secret) in secrets.iter().enumerate() {
         assert!(!secret.is_empty());
+        // The line, with the secret masked (a failing test must not leak it).
+        let line = logs.lines().find(|l| l.contains(secret.as_str()));
         assert!(
-            !logs.contains(secret.as_str()),
-            "a secret appears in the logs"
+            line.is_none(),
+            "secret #{i} appears in the logs: {}",
+            line.unwrap_or_default()
+                .replace(secret.as_str(), "<SECRET>")
         );
         assert!(
             !formatted.contains(secret.as_str()),
             "a secret appears in Display/Debug: {formatted}"
         );
+    }
+}
+
+/// A persistent listener, what it received and why it dropped.
+struct Hub {
+    listener: PersistentEventListener,
+    connects: Arc<AtomicUsize>,
+    events: Arc<AtomicUsize>,
+    /// Each drop's reason, as `Display` and `Debug`.
+    reasons: Arc<Mutex<Vec<String>>>,
+}
+
+impl Hub {
+    fn watch(listener: PersistentEventListener) -> Self {
+        let (connects, events, reasons) =
+            <(Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>)>::default();
+        let (c, r) = (connects.clone(), reasons.clone());
+        listener.on_state_change(move |change| {
+            if change.state == ListenerState::Connected {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(e) = &change.reason {
+                r.lock()
+                    .unwrap()
+                    .push(format!("{:?} {e} {e:?}", e.status()));
+            }
+        });
+        let e = events.clone();
+        listener.on_any(move |_: &Event| {
+            e.fetch_add(1, Ordering::SeqCst);
+        });
+        Self {
+            listener,
+            connects,
+            events,
+            reasons,
+        }
+    }
+
+    /// Starts (the first time), waits for connection number `round`, then
+    /// emits until an event arrives.
+    async fn receives(&self, round: usize, emit: &dyn Fn()) {
+        if round == 1 {
+            self.listener.start().await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.connects.load(Ordering::SeqCst) < round {
+            assert!(
+                Instant::now() < deadline,
+                "connection {round}: {:?}",
+                self.listener.last_error()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let seen = self.events.load(Ordering::SeqCst);
+        while self.events.load(Ordering::SeqCst) == seen {
+            assert!(
+                Instant::now() < deadline,
+                "no event after connection {round}"
+            );
+            emit();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

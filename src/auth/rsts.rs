@@ -15,10 +15,12 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeroize::Zeroizing;
 
 use super::{BrowserPkceAuth, DeviceCodeAuth, PasswordAuth, PkceAuth};
 use crate::error::{ApiError, DecodeError, Error, Result, StsError};
 use crate::limits::Limits;
+use crate::secret;
 
 /// The redirect address of installed applications (no browser involved).
 const INSTALLED_APP: &str = "urn:InstalledApplication";
@@ -156,13 +158,15 @@ impl<'a> Sts<'a> {
         ))
     }
 
-    /// Posts a JSON body to the token endpoint and reads the access token.
-    async fn token_request(&self, body: serde_json::Value) -> Result<SecretString> {
+    /// Posts a JSON object of string fields (a credential among them) to
+    /// the token endpoint and reads the access token.
+    async fn token_request(&self, fields: &[(&str, &str)]) -> Result<SecretString> {
         let response = self
             .http
             .post(self.url("/RSTS/oauth2/token"))
             .header(reqwest::header::ACCEPT, "application/json")
-            .json(&body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(secret::body(secret::json_object(fields)))
             .send()
             .await?;
         self.read_token_answer(response).await
@@ -171,12 +175,12 @@ impl<'a> Sts<'a> {
     /// Resource-owner password grant.
     pub(crate) async fn password(&self, auth: &PasswordAuth) -> Result<SecretString> {
         let scope = self.scope(&auth.provider).await?;
-        self.token_request(json!({
-            "grant_type": "password",
-            "username": auth.username,
-            "password": auth.password.expose_secret(),
-            "scope": scope,
-        }))
+        self.token_request(&[
+            ("grant_type", "password"),
+            ("username", &auth.username),
+            ("password", auth.password.expose_secret()),
+            ("scope", &scope),
+        ])
         .await
     }
 
@@ -185,13 +189,15 @@ impl<'a> Sts<'a> {
         let provider = self.resolve_provider(&auth.provider).await?;
         let pkce = PkceSecrets::new();
         let csrf = random_token(32);
-        let mut form: Vec<(&str, String)> = vec![
-            ("directoryComboBox", provider),
-            ("usernameTextbox", auth.username.clone()),
-            ("passwordTextbox", auth.password.expose_secret().to_owned()),
-            ("csrfTokenTextbox", csrf.clone()),
+        // Borrowed, not copied: each step's body is the one copy (wiped).
+        let (otp, state): (SecretString, String);
+        let mut form: Vec<(&str, &str)> = vec![
+            ("directoryComboBox", &provider),
+            ("usernameTextbox", &auth.username),
+            ("passwordTextbox", auth.password.expose_secret()),
+            ("csrfTokenTextbox", &csrf),
         ];
-        let step = |n: u8, form: &[(&str, String)]| {
+        let step = |n: u8, form: &[(&str, &str)]| {
             let url = format!(
                 "{}?response_type=code&code_challenge_method=S256&code_challenge={}&redirect_uri={}&loginRequestStep={n}",
                 self.url("/RSTS/UserLogin/LoginController"),
@@ -202,7 +208,11 @@ impl<'a> Sts<'a> {
                 .request(Method::POST, url)
                 .header(reqwest::header::COOKIE, format!("CsrfToken={csrf}"))
                 .header(reqwest::header::ACCEPT, "application/json")
-                .form(form)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(secret::body(secret::form(form)))
                 .send()
         };
         let answer = |r: reqwest::Response| async move {
@@ -220,22 +230,20 @@ impl<'a> Sts<'a> {
             .and_then(|v| v.as_str())
             .is_some_and(|s| !s.is_empty());
         if needs_mfa {
-            let otp = auth.otp.as_ref().ok_or_else(|| {
+            let source = auth.otp.as_ref().ok_or_else(|| {
                 Error::Config(
                     "this user needs multi-factor authentication: give PkceAuth a one_time_password".into(),
                 )
             })?;
             let init = answer(step(7, &form).await?).await?;
-            let state = init
+            state = init
                 .get("State")
                 .and_then(|v| v.as_str())
                 .unwrap_or_default()
                 .to_owned();
-            form.push((
-                "secondaryLoginTextbox",
-                otp.get().expose_secret().to_owned(),
-            ));
-            form.push(("secondaryAuthenticationStateTextbox", state));
+            otp = source.get();
+            form.push(("secondaryLoginTextbox", otp.expose_secret()));
+            form.push(("secondaryAuthenticationStateTextbox", &state));
             let r = step(5, &form).await?;
             if r.status() == StatusCode::NON_AUTHORITATIVE_INFORMATION {
                 let (_, body) = self.read(r, "POST /RSTS/UserLogin/LoginController").await?;
@@ -263,19 +271,21 @@ impl<'a> Sts<'a> {
                     b"",
                 ))
             })?;
-        let code = query_value(relying, "code").ok_or_else(|| {
-            Error::Decode(DecodeError::new(
-                Some(StatusCode::OK),
-                "the RelyingPartyUrl carries no code",
-                b"",
-            ))
-        })?;
-        self.token_request(json!({
-            "grant_type": "authorization_code",
-            "redirect_uri": INSTALLED_APP,
-            "code": code,
-            "code_verifier": pkce.verifier.expose_secret(),
-        }))
+        let code = query_value(relying, "code")
+            .map(Zeroizing::new)
+            .ok_or_else(|| {
+                Error::Decode(DecodeError::new(
+                    Some(StatusCode::OK),
+                    "the RelyingPartyUrl carries no code",
+                    b"",
+                ))
+            })?;
+        self.token_request(&[
+            ("grant_type", "authorization_code"),
+            ("redirect_uri", INSTALLED_APP),
+            ("code", &code),
+            ("code_verifier", pkce.verifier.expose_secret()),
+        ])
         .await
     }
 
@@ -325,18 +335,12 @@ impl<'a> Sts<'a> {
         let interval = Duration::from_secs(start.interval.unwrap_or(5).max(1));
         let device_code = start.device_code;
         poll_device_code(interval, deadline.into(), &auth.cancel, || async {
-            let response = self
-                .http
-                .post(self.url("/RSTS/oauth2/token"))
-                .header(reqwest::header::ACCEPT, "application/json")
-                .json(&json!({
-                    "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                    "device_code": device_code.expose_secret(),
-                    "client_id": "",
-                }))
-                .send()
-                .await?;
-            self.read_token_answer(response).await
+            self.token_request(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", device_code.expose_secret()),
+                ("client_id", ""),
+            ])
+            .await
         })
         .await
     }
@@ -365,12 +369,12 @@ impl<'a> Sts<'a> {
         let code = tokio::time::timeout(auth.timeout, receive_redirect(&listener, &state))
             .await
             .map_err(|_| Error::SignInIncomplete("no browser redirect arrived in time".into()))??;
-        self.token_request(json!({
-            "grant_type": "authorization_code",
-            "redirect_uri": redirect,
-            "code": code.expose_secret(),
-            "code_verifier": pkce.verifier.expose_secret(),
-        }))
+        self.token_request(&[
+            ("grant_type", "authorization_code"),
+            ("redirect_uri", &redirect),
+            ("code", code.expose_secret()),
+            ("code_verifier", pkce.verifier.expose_secret()),
+        ])
         .await
     }
 
@@ -424,7 +428,11 @@ impl<'a> Sts<'a> {
             .http
             .post(self.url("/service/core/v4/Token/LoginResponse"))
             .header(reqwest::header::ACCEPT, "application/json")
-            .json(&json!({ "StsAccessToken": sts_token.expose_secret() }))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(secret::body(secret::json_object(&[(
+                "StsAccessToken",
+                sts_token.expose_secret(),
+            )])))
             .send()
             .await?;
         let label = "POST /service/core/v4/Token/LoginResponse";
@@ -558,9 +566,10 @@ impl PkceSecrets {
 
 /// `n` random bytes, base64url without padding.
 pub(crate) fn random_token(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
+    // The bytes of a PKCE verifier are as secret as the verifier.
+    let mut bytes = Zeroizing::new(vec![0u8; n]);
     rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    URL_SAFE_NO_PAD.encode(&*bytes)
 }
 
 /// The value of `key` in the query of `url` (which may be a URN).

@@ -186,12 +186,13 @@ impl SafeguardClient {
         &self.session.proxy
     }
 
-    /// The current user token, signing in first when there is none.
-    pub(crate) async fn bearer_token(&self) -> Result<SecretString> {
+    /// The sensitive `Authorization: Bearer <user token>` value, signing in
+    /// first when there is none (the token's one header copy, shared).
+    pub(crate) async fn bearer_header(&self) -> Result<reqwest::header::HeaderValue> {
         self.session
             .current_token()
             .await
-            .map(|(t, _)| SecretString::from(t.token.expose_secret().to_owned()))
+            .map(|(t, _)| t.header().clone())
     }
 
     /// Signs in now, also after a [`logout`](Self::logout) (a no-op for

@@ -11,7 +11,6 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use tracing::Instrument;
-use zeroize::Zeroizing;
 
 use crate::auth::rsts::{ProviderIds, Sts};
 use crate::auth::Auth;
@@ -33,11 +32,14 @@ pub(super) struct Bearer {
 
 impl Bearer {
     fn new(token: SecretString) -> Result<Self> {
-        let value = Zeroizing::new(format!("Bearer {}", token.expose_secret()));
-        let mut header = HeaderValue::from_str(&value)
-            .map_err(|_| Error::Config("the user token is not a valid header value".into()))?;
-        header.set_sensitive(true);
+        let header = crate::secret::header(&["Bearer ", token.expose_secret()])
+            .ok_or_else(|| Error::Config("the user token is not a valid header value".into()))?;
         Ok(Self { token, header })
+    }
+
+    /// The `Authorization` value (a clone shares the one copy of the token).
+    pub(super) fn header(&self) -> &HeaderValue {
+        &self.header
     }
 
     /// Puts the token on `request`.

@@ -32,26 +32,27 @@ mod hub {
 
     impl A2aHub {
         fn new<K: ApiKey>(context: &A2aContext, api_keys: &[K]) -> Self {
-            let keys: Vec<&str> = api_keys
-                .iter()
-                .map(|k| k.expose_api_key().trim())
-                .filter(|k| !k.is_empty())
-                .collect();
-            let authorization = if keys.is_empty() {
-                Err("an A2A event listener needs at least one API key".to_owned())
-            } else {
-                HeaderValue::from_str(&format!("A2A {}", keys.join(" ")))
-                    .map(|mut v| {
-                        v.set_sensitive(true);
-                        v
-                    })
-                    .map_err(|_| "an API key is not a valid header value".to_owned())
-            };
             Self {
                 transport: context.cert_transport().clone(),
-                authorization,
+                authorization: authorization(api_keys),
             }
         }
+    }
+
+    /// `A2A key1 key2 ...` as a sensitive header value, built without an
+    /// intermediate copy of the keys.
+    fn authorization<K: ApiKey>(api_keys: &[K]) -> Result<HeaderValue, String> {
+        let mut parts = vec!["A2A"];
+        for key in api_keys.iter().map(|k| k.expose_api_key().trim()) {
+            if !key.is_empty() {
+                parts.extend([" ", key]);
+            }
+        }
+        if parts.len() == 1 {
+            return Err("an A2A event listener needs at least one API key".to_owned());
+        }
+        crate::secret::header(&parts)
+            .ok_or_else(|| "an API key is not a valid header value".to_owned())
     }
 
     impl HubConnector for A2aHub {
@@ -127,6 +128,22 @@ mod hub {
             api_keys: &[K],
         ) -> PersistentEventListener {
             PersistentEventListener::with_connector(A2aHub::new(self, api_keys))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_hub_authorization_is_sensitive_and_names_every_key() {
+            let h = authorization(&[" k1 ", "", "k2"]).expect("a header");
+            assert_eq!(h.to_str().unwrap(), "A2A k1 k2");
+            assert!(h.is_sensitive());
+            assert!(authorization::<&str>(&[]).is_err());
+            assert!(authorization(&["  "]).is_err());
+            let err = authorization(&["k\nsecret"]).unwrap_err();
+            assert!(!err.contains("secret"), "the key is never echoed");
         }
     }
 }

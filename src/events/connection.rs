@@ -11,12 +11,11 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode};
-use secrecy::ExposeSecret;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 
@@ -92,13 +91,7 @@ impl HubConnector for UserHub {
     }
 
     fn authorization(&self) -> BoxFuture<'_, Result<HeaderValue>> {
-        Box::pin(async move {
-            let token = self.client.bearer_token().await?;
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                .map_err(|_| Error::Config("the user token is not a valid header value".into()))?;
-            value.set_sensitive(true);
-            Ok(value)
-        })
+        Box::pin(self.client.bearer_header())
     }
 
     fn negotiate(
@@ -224,18 +217,11 @@ async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Res
     }
     let id: String =
         url::form_urlencoded::byte_serialize(negotiated.connection_key().as_bytes()).collect();
-    let url = format!("wss://{}{path}?id={id}", hub.host().authority());
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| Error::Config(format!("bad hub address {url}: {e}")))?;
-    request
-        .headers_mut()
-        .insert(http::header::AUTHORIZATION, authorization);
+    let target = format!("{path}?id={id}");
     // The upgrade: the span's status is 101 once the hub switched protocols.
     let upgrading = CallSpan::new("events", "GET", path);
     let opening = async {
-        let opening = open_websocket(hub, request, options);
+        let opening = open_websocket(hub, &target, &authorization, options);
         match hub.limits().connect_timeout {
             None => opening.await,
             Some(limit) => match tokio::time::timeout(limit, opening).await {
@@ -255,18 +241,18 @@ async fn connect_inner(hub: &dyn HubConnector, options: &ListenerOptions) -> Res
 /// TCP and TLS, the websocket upgrade, then the SignalR handshake.
 async fn open_websocket(
     hub: &dyn HubConnector,
-    request: http::Request<()>,
+    target: &str,
+    authorization: &HeaderValue,
     options: &ListenerOptions,
 ) -> Result<Connection> {
     let path = hub.hub_path();
     let io = hub.open().await?;
+    let io = upgrade(io, hub.host(), target, authorization, path).await?;
     let limit = options.max_record_size.max(1024);
     let config = WebSocketConfig::default()
         .max_message_size(Some(limit.saturating_mul(4)))
         .max_frame_size(Some(limit.saturating_mul(4)));
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, io, Some(config))
-        .await
-        .map_err(|e| upgrade_error(e, path))?;
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Client, Some(config)).await;
     ws.send(WsMessage::binary(signalr::handshake_request()))
         .await
         .map_err(ws_error)?;
@@ -292,16 +278,86 @@ async fn open_websocket(
     }
 }
 
-fn upgrade_error(e: tungstenite::Error, path: &str) -> Error {
-    match e {
-        tungstenite::Error::Http(response) => {
-            let status = response.status();
-            let body = response.body().clone().map(Bytes::from).unwrap_or_default();
-            Error::from_api(ApiError::from_parts(status, format!("GET {path}"), body))
+/// The largest error answer to the upgrade read (its `Code` and `Message`).
+const MAX_UPGRADE_ANSWER: usize = 64 * 1024;
+
+/// The websocket upgrade of `target` on `io`, by hyper's HTTP/1.1 client
+/// (tungstenite's own handshake logs its whole request, the
+/// `Authorization` header included, at TRACE). Returns the upgraded stream.
+async fn upgrade(
+    io: BoxIo,
+    host: &Host,
+    target: &str,
+    authorization: &HeaderValue,
+    path: &str,
+) -> Result<BoxIo> {
+    let key = tungstenite::handshake::client::generate_key();
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(upgrade_failed)?;
+    // Drives the connection until the upgrade hands it over.
+    let driving = tokio::spawn(conn.with_upgrades());
+    let request = http::Request::get(target)
+        .header(http::header::HOST, host.authority())
+        .header(http::header::CONNECTION, "Upgrade")
+        .header(http::header::UPGRADE, "websocket")
+        .header(http::header::SEC_WEBSOCKET_VERSION, "13")
+        .header(http::header::SEC_WEBSOCKET_KEY, key.as_str())
+        .header(http::header::AUTHORIZATION, authorization.clone())
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| Error::Config(format!("bad hub address {target}: {e}")))?;
+    let answer = sender.send_request(request).await;
+    let mut answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            driving.abort();
+            return Err(upgrade_failed(e));
         }
-        tungstenite::Error::Tls(e) => Error::Tls(e.to_string()),
-        other => ws_error(other),
+    };
+    if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let status = answer.status();
+        let body = http_body_util::Limited::new(answer.into_body(), MAX_UPGRADE_ANSWER);
+        let body = http_body_util::BodyExt::collect(body)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        driving.abort();
+        return Err(Error::from_api(ApiError::from_parts(
+            status,
+            format!("GET {path}"),
+            body,
+        )));
     }
+    let header = |name: http::header::HeaderName| {
+        answer
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if !header(http::header::UPGRADE).is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        || header(http::header::SEC_WEBSOCKET_ACCEPT).as_deref() != Some(accept.as_str())
+    {
+        driving.abort();
+        return Err(
+            EventsError::WebSocket("the hub's answer is not a websocket upgrade".into()).into(),
+        );
+    }
+    let upgraded = hyper::upgrade::on(&mut answer)
+        .await
+        .map_err(upgrade_failed)?;
+    Ok(Box::new(TokioIo::new(upgraded)))
+}
+
+fn upgrade_failed(e: hyper::Error) -> Error {
+    EventsError::WebSocket(format!(
+        "the websocket upgrade failed: {}",
+        crate::error::error_chain(&e)
+    ))
+    .into()
 }
 
 fn ws_error(e: tungstenite::Error) -> Error {
@@ -466,6 +522,7 @@ mod tests {
     use proptest::prelude::*;
     use std::net::SocketAddr;
     use std::sync::atomic::AtomicU64;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// A hub at `addr` whose negotiate answers at once; the websocket goes
@@ -511,6 +568,78 @@ mod tests {
         fn limits(&self) -> Limits {
             self.limits
         }
+    }
+
+    /// Sends the upgrade to a server that answers `answer` (with
+    /// `{accept}` replaced by the key's accept value); the request it read
+    /// and the outcome.
+    async fn upgrade_against(answer: &'static str) -> (String, Result<BoxIo>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                tcp.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            let key = head
+                .lines()
+                .find_map(|l| {
+                    l.split_once(": ")
+                        .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-key"))
+                        .map(|(_, v)| v)
+                })
+                .unwrap();
+            let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let answer = answer.replace("{accept}", &accept);
+            tcp.write_all(answer.as_bytes()).await.unwrap();
+            head
+        });
+        let io: BoxIo = Box::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let auth = crate::secret::header(&["Bearer ", "t0ken"]).unwrap();
+        let host = Host::parse("sg.example").unwrap();
+        let outcome = upgrade(io, &host, "/hub?id=1", &auth, "/hub").await;
+        (server.await.unwrap(), outcome)
+    }
+
+    #[tokio::test]
+    async fn the_upgrade_carries_the_token_and_is_checked() {
+        let (request, outcome) = upgrade_against(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\nframes",
+        )
+        .await;
+        assert!(
+            request.starts_with("GET /hub?id=1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\r\nHost: sg.example\r\n"), "{request}");
+        assert!(request.contains("\r\nAuthorization: Bearer t0ken\r\n"));
+        let mut after = Vec::new();
+        outcome.unwrap().read_to_end(&mut after).await.unwrap();
+        assert_eq!(after, b"frames", "what came after the head is kept");
+
+        let (_, outcome) = upgrade_against(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 21\r\n\r\n{\"Message\":\"expired\"}",
+        )
+        .await;
+        let Err(err) = outcome else {
+            panic!("a 401 upgraded")
+        };
+        assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("t0ken"));
+
+        let (_, outcome) = upgrade_against(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: wrong\r\n\r\n",
+        )
+        .await;
+        assert!(matches!(
+            outcome,
+            Err(Error::Events(EventsError::WebSocket(_)))
+        ));
     }
 
     /// A server that accepts connections and, when `upgrade`, completes the

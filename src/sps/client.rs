@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, Stream, TryStreamExt};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use url::Url;
+use zeroize::Zeroizing;
 
 use super::error::{self, SpsApiError, SpsError};
 use super::model::{self, ListItem, LoginMethod, SpsPage, SpsResponse};
@@ -443,12 +444,17 @@ impl SpsClient {
                 if let Some(m) = login_method {
                     url.query_pairs_mut().append_pair("login_method", m);
                 }
+                // Not reqwest's `basic_auth`, whose buffers are never wiped.
+                let authorization = crate::secret::basic(user, password.expose_secret())
+                    .ok_or_else(|| {
+                        Error::Config("the SPS user name or password cannot be sent".into())
+                    })?;
                 let request = self
                     .inner
                     .secret_http
                     .get(url.clone())
                     .header(ACCEPT, "application/json")
-                    .basic_auth(user, Some(password.expose_secret()));
+                    .header(AUTHORIZATION, authorization);
                 let resp = self.answer_head(&label, request).await?;
                 let status = resp.status();
                 if !status.is_success() {
@@ -464,7 +470,7 @@ impl SpsClient {
             SignIn::Certificate(identity) => {
                 url.query_pairs_mut().append_pair("type", "x509");
                 // Boxed: the sign-in is part of every call's future.
-                let r = Box::pin(super::x509::get(
+                let mut r = Box::pin(super::x509::get(
                     &self.inner.tls,
                     identity,
                     &url,
@@ -473,11 +479,12 @@ impl SpsClient {
                     self.inner.timeout,
                 ))
                 .await?;
+                // Moved out, not copied, and wiped once read.
                 let cookies = r
                     .headers
-                    .iter()
+                    .iter_mut()
                     .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-                    .map(|(_, v)| v.clone())
+                    .map(|(_, v)| Zeroizing::new(std::mem::take(v)))
                     .collect();
                 (r.status, cookies, r.body)
             }
@@ -573,11 +580,10 @@ impl SpsClient {
             // The transaction open when the request leaves: an answer saying
             // the session has none ends that one, never one opened meanwhile.
             let tracked = self.tx_track().open;
-            let mut cookie = HeaderValue::from_str(&format!("session_id={}", sid.expose_secret()))
-                .map_err(|_| {
+            let cookie =
+                crate::secret::header(&["session_id=", sid.expose_secret()]).ok_or_else(|| {
                     error::decode(None, "the session_id cookie is not a valid header value")
                 })?;
-            cookie.set_sensitive(true);
             let mut req = self
                 .inner
                 .secret_http
@@ -822,11 +828,12 @@ fn to_value<B: Serialize + ?Sized>(b: &B) -> Result<Value> {
     serde_json::to_value(b).map_err(|e| Error::Config(format!("cannot serialize the body: {e}")))
 }
 
-fn set_cookie_values(headers: &HeaderMap) -> Vec<String> {
+/// The `Set-Cookie` values (the session cookie among them), wiped once read.
+fn set_cookie_values(headers: &HeaderMap) -> Vec<Zeroizing<String>> {
     headers
         .get_all(SET_COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .filter_map(|v| v.to_str().ok().map(|s| Zeroizing::new(s.to_owned())))
         .collect()
 }
 
@@ -903,5 +910,11 @@ mod tests {
         assert_eq!(s.expose_secret(), "abc");
         assert!(session_cookie("session_id=; Max-Age=0").is_none());
         assert!(session_cookie("other=1").is_none());
+        let mut headers = HeaderMap::new();
+        headers.append(SET_COOKIE, "session_id=abc; Path=/api".parse().unwrap());
+        headers.append(SET_COOKIE, "other=1".parse().unwrap());
+        let values: Vec<Zeroizing<String>> = set_cookie_values(&headers);
+        assert_eq!(values.len(), 2);
+        assert_eq!(session_cookie(&values[0]).unwrap().expose_secret(), "abc");
     }
 }

@@ -94,9 +94,10 @@ pub(crate) async fn get(
         let answer = async {
             stream.write_all(request.as_bytes()).await?;
             stream.flush().await?;
-            let mut buf = Vec::new();
+            // The answer sets the session cookie: both buffers are wiped.
+            let mut buf = crate::secret::SecretBuf::with_capacity(16 * 1024);
             // On the heap: this future is part of every call that may sign in.
-            let mut chunk = vec![0u8; 16 * 1024];
+            let mut chunk = zeroize::Zeroizing::new(vec![0u8; 16 * 1024]);
             loop {
                 let read = within(
                     limits.read_timeout,
@@ -108,13 +109,16 @@ pub(crate) async fn get(
                     Ok(0) => break,
                     Ok(n) => n,
                     // A peer that closes without close_notify: keep what we have.
-                    Err(e) if !buf.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    Err(e)
+                        if !buf.as_slice().is_empty()
+                            && e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                    {
                         break
                     }
                     Err(e) => return Err(e.into()),
                 };
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.len() > max_body.saturating_add(MAX_HEAD) {
+                buf.push(&chunk[..n]);
+                if buf.as_slice().len() > max_body.saturating_add(MAX_HEAD) {
                     return Err(Error::TooLarge {
                         request: label.clone(),
                         limit: max_body as u64,
@@ -122,7 +126,7 @@ pub(crate) async fn get(
                     });
                 }
             }
-            parse_http_response(&buf)?.ok_or_else(|| {
+            parse_http_response(buf.as_slice())?.ok_or_else(|| {
                 error::decode(None, "the connection closed before the answer was complete")
             })
         };
