@@ -1,5 +1,6 @@
 //! The certificate transport: HTTP/1.1 over OpenSSL with a client identity,
-//! shared by certificate sign-in, A2A calls and the A2A event hub.
+//! shared by certificate sign-in, A2A calls, the A2A event hub and the SPS
+//! certificate sign-in.
 //!
 //! # Why OpenSSL and not rustls
 //!
@@ -13,7 +14,7 @@
 //!
 //! * TLS 1.3: the connector enables post-handshake authentication
 //!   (`SSL_CTX_set_post_handshake_auth`, see
-//!   [`TlsOptions::openssl_connector`](crate::tls::TlsOptions)), so the client
+//!   [`TlsOptions::openssl_connector_builder`](crate::tls::TlsOptions)), so the client
 //!   offers the `post_handshake_auth` extension and answers a later
 //!   CertificateRequest with the configured certificate while it reads the
 //!   response.
@@ -181,7 +182,6 @@ impl CertTransport {
     }
 
     /// What the transport accepts from the server.
-    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
     pub(crate) fn limits(&self) -> &Limits {
         &self.limits
     }

@@ -191,20 +191,10 @@ impl TlsOptions {
             .tls_backend_preconfigured(config)
     }
 
-    /// An OpenSSL connector for the certificate transport: the same trust and
-    /// versions, the client identity, and post-handshake authentication on.
-    pub(crate) fn openssl_connector(
-        &self,
-        identity: Option<&ClientIdentity>,
-    ) -> Result<OpensslConnector> {
-        Ok(OpensslConnector(
-            self.openssl_connector_builder(identity)?.build(),
-        ))
-    }
-
-    /// The context behind [`TlsOptions::openssl_connector`], for callers that
-    /// add to it (the certificate transport's session cache); wrap the built
-    /// context in [`OpensslConnector`].
+    /// The OpenSSL client context of the certificate transport: the same
+    /// trust and versions, the client identity, and post-handshake
+    /// authentication on. Callers add to it (the certificate transport's
+    /// session cache) and wrap the built context in [`OpensslConnector`].
     ///
     /// Made as `openssl::ssl::SslConnector::builder` makes its context (the
     /// same options, modes and cipher list) except that it does not load the
@@ -283,7 +273,7 @@ impl TlsOptions {
     }
 }
 
-/// An OpenSSL client context of [`TlsOptions::openssl_connector`]: makes the
+/// An OpenSSL client context of [`TlsOptions::openssl_connector_builder`]: makes the
 /// `Ssl` of each connection, with SNI and the server's name checked.
 #[derive(Clone)]
 pub(crate) struct OpensslConnector(pub(crate) SslContext);
@@ -605,13 +595,19 @@ mod tests {
         }
     }
 
+    impl TlsOptions {
+        /// The certificate transport's connector, without its session cache.
+        fn openssl_connector(&self, identity: Option<&ClientIdentity>) -> OpensslConnector {
+            OpensslConnector(self.openssl_connector_builder(identity).unwrap().build())
+        }
+    }
+
     /// A connector trusting `ca` only.
     fn trusting(ca: &X509) -> OpensslConnector {
         TlsOptions::default()
             .with_ca_pem(ca.to_pem().unwrap())
             .unwrap()
             .openssl_connector(None)
-            .unwrap()
     }
 
     #[tokio::test]
@@ -636,8 +632,7 @@ mod tests {
         // Accepting anything (test appliances only) gets through any name.
         let anything = TlsOptions::default()
             .danger_accept_invalid_certs(true)
-            .openssl_connector(None)
-            .unwrap();
+            .openssl_connector(None);
         handshake(&anything, "wrong.example", &server)
             .await
             .expect("verification off");

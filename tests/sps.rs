@@ -81,7 +81,7 @@ impl Env {
 
     /// One raw HTTP/1.1 exchange over TLS (no verification), for requests
     /// the client never sends (no Content-Length, an Expect header).
-    async fn raw(&self, request: String) -> sps::RawResponse {
+    async fn raw(&self, request: String) -> RawAnswer {
         let tcp = tokio::net::TcpStream::connect(self.emu.sps_host())
             .await
             .expect("connect");
@@ -100,9 +100,7 @@ impl Env {
         s.write_all(request.as_bytes()).await.expect("write");
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf).await;
-        sps::parse_http_response(&buf)
-            .expect("parses")
-            .expect("complete")
+        RawAnswer::read(&buf)
     }
 
     async fn raw_cookie(&self) -> String {
@@ -122,6 +120,54 @@ impl Env {
             .map(|(_, v)| v.clone())
             .expect("cookie");
         set.split(';').next().expect("pair").to_string()
+    }
+}
+
+/// An answer read by [`Env::raw`]: the emulator sends `Content-Length` and
+/// closes the connection after it (every raw request says `Connection: close`).
+struct RawAnswer {
+    status: reqwest::StatusCode,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawAnswer {
+    fn read(bytes: &[u8]) -> Self {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a whole head");
+        let head = std::str::from_utf8(&bytes[..end]).expect("a text head");
+        let mut lines = head.split("\r\n");
+        let code: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .expect("a status line");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        assert!(
+            header("transfer-encoding").is_none(),
+            "the emulator's raw answers are not chunked"
+        );
+        let mut body = bytes[end + 4..].to_vec();
+        if let Some(length) = header("content-length").and_then(|l| l.parse().ok()) {
+            assert!(body.len() >= length, "the whole body arrived");
+            body.truncate(length);
+        }
+        Self {
+            status: reqwest::StatusCode::from_u16(code).expect("a status"),
+            headers,
+            body,
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use super::error::{self, SpsApiError, SpsError};
 use super::model::{self, ListItem, LoginMethod, SpsPage, SpsResponse};
+use super::x509::CertificateSignIn;
 use crate::call_span::CallSpan;
 use crate::limits::{Limits, RedirectPolicy};
 use crate::paging::PagingError;
@@ -114,7 +115,9 @@ impl SpsClientBuilder {
     }
 
     /// Signs in with a client certificate (`GET /api/authentication?type=x509`),
-    /// over OpenSSL so that a post-handshake certificate request is answered.
+    /// over the SDK's certificate transport (OpenSSL, as for A2A) so that a
+    /// post-handshake certificate request is answered. The connection is
+    /// kept for the next sign-in while SPS keeps it open.
     pub fn client_certificate(mut self, identity: ClientIdentity) -> Self {
         self.sign_in = SignIn::Certificate(identity);
         self
@@ -179,17 +182,6 @@ impl SpsClientBuilder {
         let host = Host::parse(&self.host)?;
         let base = base_url(&host)?;
         let proxy = self.proxy.rules()?;
-        // The certificate sign-in opens its own connection (`x509.rs`),
-        // which cannot tunnel through a proxy until it moves onto the
-        // certificate transport: refuse rather than go around the proxy.
-        if matches!(self.sign_in, SignIn::Certificate(_)) {
-            if let Some(server) = proxy.server_for(host.name()) {
-                return Err(Error::Config(format!(
-                    "SPS certificate sign-in cannot go through a proxy yet (the policy names \
-                     {server} for {host}): use Proxy::none() or a no_proxy exception"
-                )));
-            }
-        }
         if let SignIn::Basic { user, .. } = &self.sign_in {
             if user.is_empty() {
                 return Err(Error::Config(
@@ -219,17 +211,28 @@ impl SpsClientBuilder {
         };
         let http = client(self.limits.redirects)?;
         let secret_http = client(RedirectPolicy::Never)?;
+        // The certificate sign-in goes through the certificate transport
+        // (OpenSSL), which can answer SPS's certificate request.
+        let certificate = match &self.sign_in {
+            SignIn::Certificate(identity) => Some(CertificateSignIn::new(
+                &host,
+                &self.tls,
+                identity.clone(),
+                &self.user_agent,
+                self.timeout,
+                &self.limits,
+                &proxy,
+            )?),
+            _ => None,
+        };
         Ok(SpsClient {
             inner: Arc::new(Inner {
                 http,
                 secret_http,
+                certificate,
                 limits: self.limits,
                 base,
-                tls: self.tls,
-                proxy,
                 sign_in: self.sign_in,
-                user_agent: self.user_agent,
-                timeout: self.timeout,
                 session: Mutex::new(None),
                 login_lock: tokio::sync::Mutex::new(()),
                 tx: Mutex::new(TxTrack::default()),
@@ -251,17 +254,12 @@ pub(crate) struct Inner {
     /// For requests that carry credentials or the session cookie: follows
     /// no redirect.
     pub(crate) secret_http: reqwest::Client,
+    /// The certificate sign-in, when the client signs in with a client
+    /// certificate.
+    certificate: Option<CertificateSignIn>,
     pub(crate) limits: Limits,
     pub(crate) base: Url,
-    pub(crate) tls: TlsOptions,
-    /// The proxy policy, the environment read when the client was built
-    /// (for the certificate sign-in once it runs over the certificate
-    /// transport).
-    #[allow(dead_code)]
-    pub(crate) proxy: crate::proxy::Rules,
     pub(crate) sign_in: SignIn,
-    pub(crate) user_agent: String,
-    pub(crate) timeout: Option<Duration>,
     /// The `session_id` cookie value.
     session: Mutex<Option<SecretString>>,
     login_lock: tokio::sync::Mutex<()>,
@@ -431,7 +429,7 @@ impl SpsClient {
     async fn sign_in_locked(&self) -> Result<()> {
         let mut url = self.url("authentication")?;
         let label = label(&Method::GET, &url);
-        let (status, set_cookies, body) = match &self.inner.sign_in {
+        let (status, set_cookies) = match &self.inner.sign_in {
             SignIn::Anonymous => return Err(Error::Config(
                 "no credentials or client certificate: this client can only make anonymous calls"
                     .into(),
@@ -461,37 +459,19 @@ impl SpsClient {
                     return Err(SpsError::from_api(self.error_answer(resp, label).await).into());
                 }
                 let cookies = set_cookie_values(resp.headers());
-                (
-                    status,
-                    cookies,
-                    self.answer_body(resp, &label).await?.to_vec(),
-                )
+                // Read in full, within the limits.
+                self.answer_body(resp, &label).await?;
+                (status, cookies)
             }
-            SignIn::Certificate(identity) => {
+            SignIn::Certificate(_) => {
+                let certificate = self.inner.certificate.as_ref().ok_or_else(|| {
+                    Error::Config("the certificate sign-in was not set up".into())
+                })?;
                 url.query_pairs_mut().append_pair("type", "x509");
                 // Boxed: the sign-in is part of every call's future.
-                let mut r = Box::pin(super::x509::get(
-                    &self.inner.tls,
-                    identity,
-                    &url,
-                    &self.inner.user_agent,
-                    &self.inner.limits,
-                    self.inner.timeout,
-                ))
-                .await?;
-                // Moved out, not copied, and wiped once read.
-                let cookies = r
-                    .headers
-                    .iter_mut()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-                    .map(|(_, v)| Zeroizing::new(std::mem::take(v)))
-                    .collect();
-                (r.status, cookies, r.body)
+                Box::pin(certificate.sign_in(url)).await?
             }
         };
-        if !status.is_success() {
-            return Err(SpsError::from_api(SpsApiError::from_parts(status, label, &body)).into());
-        }
         let sid = set_cookies
             .iter()
             .find_map(|c| session_cookie(c))
@@ -892,10 +872,10 @@ mod tests {
 
     #[test]
     fn call_futures_stay_small() {
-        // Every call may sign in; the sign-in (the certificate one reads
-        // into a buffer) is boxed so that it does not swell every call's
-        // future: nested in a listing, unboxed it overflowed the 2 MiB
-        // stack of a test thread in debug builds.
+        // Every call may sign in; the certificate sign-in is boxed so that
+        // it does not swell every call's future: nested in a listing,
+        // unboxed it overflowed the 2 MiB stack of a test thread in debug
+        // builds.
         let c = SpsClient::builder("sps.example")
             .credentials("u", "p".to_string())
             .build()

@@ -79,4 +79,3 @@ pub use model::{
     SpsPage, SpsResponse, TransactionState, TransactionStatus,
 };
 pub use transaction::Transaction;
-pub use x509::{parse_http_response, RawResponse};

@@ -2,6 +2,12 @@
 //! of raw bytes, pauses, endless streams, resets, so that tests can make
 //! the SDK meet the misbehaviours the emulator never produces, and records
 //! everything it received (to prove what did *not* reach a host).
+//!
+//! One server for every such test (`misbehaving_server.rs`, `transfer.rs`,
+//! `sps_safety.rs`): HTTPS (rustls) or plain HTTP, keep-alive unless a
+//! script ends the connection, optionally asking for a client certificate
+//! ([`Hostile::https_client_auth`]), or accepting connections and never
+//! saying a byte ([`Hostile::mute`]).
 
 #![allow(dead_code)]
 
@@ -26,12 +32,23 @@ pub struct Received {
     pub headers: String,
     /// The body (by `Content-Length`).
     pub body: Vec<u8>,
+    /// The certificate (DER) the client presented on this request's
+    /// connection, if the server asked for one and got it.
+    pub client_certificate: Option<Vec<u8>>,
 }
 
 impl Received {
     /// The request path with its query.
     pub fn target(&self) -> &str {
         self.line.split(' ').nth(1).unwrap_or_default()
+    }
+
+    /// The value of header `name` (the first one), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
     }
 
     /// Everything received, as lossy text (for "no secret here" checks).
@@ -51,7 +68,7 @@ pub enum Step {
     /// Writes these bytes.
     Send(Vec<u8>),
     /// Writes `chunk` again and again up to `total` bytes, or until the
-    /// client goes away.
+    /// client goes away (counted by [`Hostile::abandoned`]).
     Repeat { chunk: Vec<u8>, total: u64 },
     /// Writes these bytes one at a time, pausing between them.
     Trickle { bytes: Vec<u8>, every: Duration },
@@ -112,22 +129,59 @@ pub fn chunk(data: &[u8]) -> Vec<u8> {
 
 type Script = dyn Fn(&Received) -> Vec<Step> + Send + Sync;
 
-/// A running hostile server.
+/// How the server meets a connection.
+#[derive(Clone)]
+enum Listen {
+    /// Plain HTTP.
+    Plain,
+    /// HTTPS.
+    Tls(tokio_rustls::TlsAcceptor),
+    /// Accepts the connection and never says a byte (not even TLS).
+    Mute,
+}
+
+/// What the server counts.
+#[derive(Default)]
+struct Counters {
+    connections: AtomicUsize,
+    closed: AtomicUsize,
+    written: AtomicU64,
+    abandoned: AtomicUsize,
+}
+
+/// A running hostile server. It stops accepting connections when dropped.
 pub struct Hostile {
     /// Its address.
     pub addr: SocketAddr,
     /// `127.0.0.1:port`, as a client builder takes it.
     pub host: String,
     received: Arc<Mutex<Vec<Received>>>,
-    connections: Arc<AtomicUsize>,
-    written: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
 }
 
 impl Hostile {
     /// An HTTPS server (certificate for `127.0.0.1` by [`ca_pem`]) answering
     /// each request with `script(request)`.
     pub async fn https(script: impl Fn(&Received) -> Vec<Step> + Send + Sync + 'static) -> Self {
-        Self::start(Some(tls_acceptor()), Arc::new(script), true).await
+        Self::start(Listen::Tls(tls_acceptor(false)), Arc::new(script), true).await
+    }
+
+    /// An HTTPS server that asks for a client certificate in the handshake
+    /// and checks it against [`ca_pem`] (as the SPS certificate port and a
+    /// test appliance do): a client without one still gets through, a
+    /// client with one the CA did not sign does not.
+    /// [`Received::client_certificate`] says what was presented.
+    pub async fn https_client_auth(
+        script: impl Fn(&Received) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Self {
+        Self::start(Listen::Tls(tls_acceptor(true)), Arc::new(script), true).await
     }
 
     /// An HTTPS server that reads only the head of each request and never
@@ -136,39 +190,57 @@ impl Hostile {
     pub async fn https_unread_body(
         script: impl Fn(&Received) -> Vec<Step> + Send + Sync + 'static,
     ) -> Self {
-        Self::start(Some(tls_acceptor()), Arc::new(script), false).await
+        Self::start(Listen::Tls(tls_acceptor(false)), Arc::new(script), false).await
     }
 
     /// The same over plain HTTP.
     pub async fn plain(script: impl Fn(&Received) -> Vec<Step> + Send + Sync + 'static) -> Self {
-        Self::start(None, Arc::new(script), true).await
+        Self::start(Listen::Plain, Arc::new(script), true).await
     }
 
-    async fn start(
-        tls: Option<tokio_rustls::TlsAcceptor>,
-        script: Arc<Script>,
-        read_body: bool,
-    ) -> Self {
+    /// A server that accepts connections and never says a byte: no TLS
+    /// handshake, no answer (what it is sent is read and dropped).
+    pub async fn mute() -> Self {
+        Self::start(
+            Listen::Mute,
+            Arc::new(|_: &Received| vec![Step::Hang]),
+            true,
+        )
+        .await
+    }
+
+    async fn start(listen: Listen, script: Arc<Script>, read_body: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let received = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let written = Arc::new(AtomicU64::new(0));
-        let (r, c, w) = (received.clone(), connections.clone(), written.clone());
-        tokio::spawn(async move {
+        let counters = Arc::new(Counters::default());
+        let (r, c) = (received.clone(), counters.clone());
+        let accepting = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                c.fetch_add(1, Ordering::SeqCst);
-                let (tls, script, r, w) = (tls.clone(), script.clone(), r.clone(), w.clone());
+                c.connections.fetch_add(1, Ordering::SeqCst);
+                let (listen, script, r, c) = (listen.clone(), script.clone(), r.clone(), c.clone());
                 tokio::spawn(async move {
                     let _ = tcp.set_nodelay(true);
-                    match tls {
-                        Some(acceptor) => {
+                    match listen {
+                        Listen::Tls(acceptor) => {
                             if let Ok(stream) = acceptor.accept(tcp).await {
-                                serve(stream, &*script, &r, &w, read_body).await;
+                                let presented = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|chain| chain.first())
+                                    .map(|leaf| leaf.to_vec());
+                                serve(stream, &*script, &r, &c, read_body, presented).await;
                             }
                         }
-                        None => serve(tcp, &*script, &r, &w, read_body).await,
+                        Listen::Plain => serve(tcp, &*script, &r, &c, read_body, None).await,
+                        Listen::Mute => {
+                            let mut tcp = tcp;
+                            let mut sink = [0u8; 1024];
+                            while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+                        }
                     }
+                    c.closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
@@ -176,8 +248,8 @@ impl Hostile {
             addr,
             host: addr.to_string(),
             received,
-            connections,
-            written,
+            counters,
+            accepting,
         }
     }
 
@@ -188,12 +260,34 @@ impl Hostile {
 
     /// Connections accepted so far (TLS or not).
     pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.counters.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections that ended so far (closed by either side).
+    pub fn closed(&self) -> usize {
+        self.counters.closed.load(Ordering::SeqCst)
     }
 
     /// Body bytes the server managed to write for [`Step::Repeat`].
     pub fn written(&self) -> u64 {
-        self.written.load(Ordering::SeqCst)
+        self.counters.written.load(Ordering::SeqCst)
+    }
+
+    /// [`Step::Repeat`]s cut short because the client went away.
+    pub fn abandoned(&self) -> usize {
+        self.counters.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to 20 s) until `n` [`Step::Repeat`]s were cut short by
+    /// the client; whether they were.
+    pub async fn wait_abandoned(&self, n: usize) -> bool {
+        for _ in 0..400 {
+            if self.abandoned() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 }
 
@@ -202,13 +296,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     script: &Script,
     log: &Mutex<Vec<Received>>,
-    written: &AtomicU64,
+    counters: &Counters,
     read_body: bool,
+    client_certificate: Option<Vec<u8>>,
 ) {
     loop {
-        let Some(request) = read_request(&mut stream, read_body).await else {
+        let Some(mut request) = read_request(&mut stream, read_body).await else {
             return;
         };
+        request.client_certificate = client_certificate.clone();
         log.lock().expect("log").push(request.clone());
         for step in script(&request) {
             let ok = match step {
@@ -219,11 +315,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     while sent < total {
                         let n = chunk.len().min((total - sent) as usize);
                         if stream.write_all(&chunk[..n]).await.is_err() {
+                            counters.abandoned.fetch_add(1, Ordering::SeqCst);
                             ok = false;
                             break;
                         }
                         sent += n as u64;
-                        written.fetch_add(n as u64, Ordering::SeqCst);
+                        counters.written.fetch_add(n as u64, Ordering::SeqCst);
                     }
                     ok
                 }
@@ -289,6 +386,7 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S, read_body: bool) -> 
         line: line.to_owned(),
         headers: headers.trim_end().to_owned(),
         body,
+        client_certificate: None,
     })
 }
 
@@ -323,6 +421,20 @@ pub fn ca_pem() -> String {
     pki().ca_pem.clone()
 }
 
+/// The PEM of a CA that signed none of the hostile servers' certificates
+/// (a new one at each call): a client trusting only it trusts no hostile
+/// server.
+pub fn stranger_ca_pem() -> String {
+    let key = KeyPair::generate().expect("CA key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA");
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, "Hostile Test CA");
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    params.self_signed(&key).expect("CA").pem()
+}
+
 /// A certificate and key in PEM signed by the test CA: a server's (SANs
 /// `127.0.0.1`, `localhost`) or a client's.
 pub fn issue(server: bool) -> (String, String) {
@@ -350,19 +462,33 @@ pub fn issue(server: bool) -> (String, String) {
     (cert.pem(), key.serialize_pem())
 }
 
-fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+/// The server's TLS; `client_auth`: ask for a client certificate signed by
+/// the test CA (optional: a client without one gets through).
+fn tls_acceptor(client_auth: bool) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (cert, key) = issue(true);
     let certs = vec![CertificateDer::from_pem_slice(cert.as_bytes()).expect("cert")];
     let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let versions = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server config");
+        .expect("versions");
+    let builder = if client_auth {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem().as_bytes()).expect("CA"))
+            .expect("CA");
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .expect("client verifier");
+        versions.with_client_cert_verifier(verifier)
+    } else {
+        versions.with_no_client_auth()
+    };
+    let mut config = builder.with_single_cert(certs, key).expect("server config");
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
