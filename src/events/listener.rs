@@ -150,6 +150,9 @@ pub(crate) fn copy_error(e: &Error) -> Error {
         Error::Config(m) => Error::Config(m.clone()),
         Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
         Error::Events(ev) => Error::Events(ev.clone()),
+        Error::BlockingInsideRuntime { async_client } => {
+            Error::BlockingInsideRuntime { async_client }
+        }
         #[allow(unreachable_patterns)]
         other => Error::Events(EventsError::Connect(crate::error::error_chain(other))),
     }
