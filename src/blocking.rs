@@ -1,8 +1,14 @@
 //! The same client for programs without an async runtime.
 //!
-//! [`SafeguardClient`] owns a small tokio runtime (one worker thread) and
-//! blocks on it for each call. Do not use it from inside an async context
-//! (it would block that runtime's thread); use the async client there.
+//! [`SafeguardClient`] owns a small tokio runtime (one worker thread, see
+//! below) and blocks on it for each call. Inside an async runtime every call
+//! is refused with [`Error::BlockingInsideRuntime`] (blocking there would
+//! stall that runtime's thread); use the async [`crate::SafeguardClient`]
+//! there.
+//!
+//! Typed calls (the generated clients, whose `send()` is async) run through
+//! [`SafeguardClient::call`], which hands the closure the async client and
+//! blocks on the future it returns:
 //!
 //! ```no_run
 //! use safeguard_sdk::{auth::PkceAuth, blocking::SafeguardClient, Service};
@@ -13,11 +19,23 @@
 //!     .build()?;
 //! client.login()?;
 //! let me: serde_json::Value = client.get(Service::Core, "Me").send()?.json()?;
-//! // Typed calls run on the client's runtime:
-//! let users = client.block_on(client.inner().core().users_get_users().limit(5).send())?;
+//! // Typed calls: no runtime, no block_on; errors convert into the SDK's one Error.
+//! let users = client.call(|c| c.core().users_get_users().limit(5).send())?;
 //! # let _ = (me, users);
 //! # Ok(()) }
 //! ```
+//!
+//! Every blocking facade of the SDK ([`SafeguardClient`],
+//! [`crate::a2a::blocking::A2aContext`],
+//! [`crate::events::blocking::BlockingEventListener`],
+//! [`crate::sps::blocking::SpsClient`]) runs the same way: a tokio
+//! multi-thread runtime with one worker of its own, which keeps the
+//! connections (and an event listener) running between calls, while each
+//! call's future runs on the calling thread, so any number of threads may
+//! call at once. Inside an async runtime (including a `spawn_blocking`
+//! thread, which tokio does not tell apart) each refuses with
+//! [`Error::BlockingInsideRuntime`] and never panics, also when the last
+//! handle is dropped there. The SDK's own event handlers may call them.
 
 use std::future::Future;
 use std::path::Path;
@@ -35,6 +53,13 @@ use crate::auth::Auth;
 use crate::error::{Error, Result};
 use crate::tls::{TlsOptions, TlsVersion};
 use crate::{client, Service, UploadSource};
+
+pub(crate) mod runtime;
+
+use runtime::BlockingRuntime;
+
+/// What [`Error::BlockingInsideRuntime`] names for this facade.
+const ASYNC_CLIENT: &str = "safeguard_sdk::SafeguardClient";
 
 /// Builds a blocking [`SafeguardClient`].
 #[derive(Debug)]
@@ -88,14 +113,10 @@ impl SafeguardClientBuilder {
         self.0.ca_pem(pem).map(Self)
     }
 
-    /// Builds the client and its runtime.
+    /// Builds the client and its runtime (one worker thread, see the
+    /// [module](self)).
     pub fn build(self) -> Result<SafeguardClient> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("safeguard-sdk")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Config(format!("cannot start the runtime: {e}")))?;
+        let runtime = BlockingRuntime::new("safeguard-sdk", ASYNC_CLIENT)?;
         let inner = {
             let _guard = runtime.enter();
             self.0.build()?
@@ -111,7 +132,7 @@ impl SafeguardClientBuilder {
 #[derive(Clone, Debug)]
 pub struct SafeguardClient {
     inner: client::SafeguardClient,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<BlockingRuntime>,
 }
 
 impl SafeguardClient {
@@ -120,14 +141,45 @@ impl SafeguardClient {
         SafeguardClientBuilder(client::SafeguardClient::builder(host))
     }
 
-    /// The async client inside (for typed calls with [`block_on`](Self::block_on)).
+    /// The async client inside (shares this client's connections and
+    /// token). Its futures run here with [`call`](Self::call) or
+    /// [`block_on`](Self::block_on).
     pub fn inner(&self) -> &client::SafeguardClient {
         &self.inner
     }
 
-    /// Runs a future of the async client to completion on this client's runtime.
-    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
+    /// Runs a call of the async client on this client's runtime: `f` gets the
+    /// async client and returns the call's future, typically a typed call of
+    /// the generated clients. Its error, whatever the generated client calls
+    /// it, becomes the SDK's [`Error`]. Inside an async runtime, refused with
+    /// [`Error::BlockingInsideRuntime`] (`f` is not called).
+    ///
+    /// ```no_run
+    /// # fn run(client: &safeguard_sdk::blocking::SafeguardClient) -> safeguard_sdk::Result<()> {
+    /// let users = client.call(|c| c.core().users_get_users().filter("Disabled eq false").send())?;
+    /// let me = client.call(|c| c.core().me_get_me().send())?;
+    /// # let _ = (users, me);
+    /// # Ok(()) }
+    /// ```
+    pub fn call<'a, T, E, F, Fut>(&'a self, f: F) -> Result<T>
+    where
+        F: FnOnce(&'a client::SafeguardClient) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<Error>,
+    {
+        runtime::check_outside_runtime(ASYNC_CLIENT)?;
+        self.runtime.run(f(&self.inner))
+    }
+
+    /// Runs any future that ends in a `Result` (of the async client, of a
+    /// generated client, or your own) on this client's runtime; its error
+    /// becomes the SDK's [`Error`]. Inside an async runtime, refused with
+    /// [`Error::BlockingInsideRuntime`] (the future is dropped unpolled).
+    pub fn block_on<T, E: Into<Error>>(
+        &self,
+        future: impl Future<Output = std::result::Result<T, E>>,
+    ) -> Result<T> {
+        self.runtime.run(future)
     }
 
     /// Signs in now.
@@ -217,7 +269,17 @@ impl SafeguardClient {
     ) -> impl Iterator<Item = Result<T>> {
         let runtime = self.runtime.clone();
         let mut stream = Box::pin(self.inner.paginate::<T>(service, path, page_size, query));
-        std::iter::from_fn(move || runtime.block_on(stream.next()))
+        let mut refused = false;
+        std::iter::from_fn(move || {
+            if refused {
+                return None;
+            }
+            runtime.block_on(stream.next()).unwrap_or_else(|e| {
+                // Refused inside an async runtime: said once, then the end.
+                refused = true;
+                Some(Err(e))
+            })
+        })
     }
 }
 
@@ -226,7 +288,7 @@ impl SafeguardClient {
 #[derive(Debug)]
 pub struct RequestBuilder {
     inner: client::RequestBuilder,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<BlockingRuntime>,
 }
 
 impl RequestBuilder {
@@ -272,7 +334,7 @@ impl RequestBuilder {
 
     /// Sends; an error answer becomes the matching [`Error`].
     pub fn send(self) -> Result<Response> {
-        let inner = self.runtime.block_on(self.inner.send())?;
+        let inner = self.runtime.run(self.inner.send())?;
         Ok(Response {
             inner,
             runtime: self.runtime,
@@ -289,7 +351,7 @@ impl RequestBuilder {
 #[derive(Debug)]
 pub struct Response {
     inner: crate::ApiResponse,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<BlockingRuntime>,
 }
 
 impl Response {
@@ -305,16 +367,16 @@ impl Response {
 
     /// The body decoded from JSON.
     pub fn json<T: DeserializeOwned>(self) -> Result<T> {
-        self.runtime.block_on(self.inner.json())
+        self.runtime.run(self.inner.json())
     }
 
     /// The body as text.
     pub fn text(self) -> Result<String> {
-        self.runtime.block_on(self.inner.text())
+        self.runtime.run(self.inner.text())
     }
 
     /// The whole body.
     pub fn bytes(self) -> Result<Bytes> {
-        self.runtime.block_on(self.inner.bytes())
+        self.runtime.run(self.inner.bytes())
     }
 }

@@ -118,6 +118,22 @@ pub enum Error {
     /// A local file could not be read or written (downloads, uploads).
     #[error("I/O: {0}")]
     Io(#[source] Arc<std::io::Error>),
+    /// A blocking facade ([`crate::blocking::SafeguardClient`],
+    /// [`crate::a2a::blocking::A2aContext`],
+    /// [`crate::events::blocking::BlockingEventListener`],
+    /// [`crate::sps::blocking::SpsClient`]) was called on a thread where a
+    /// tokio runtime is current (an async task, `block_on`, or
+    /// `spawn_blocking`). Blocking there would stall (or panic) that runtime;
+    /// nothing was sent. `async_client` names the async client to use there.
+    #[error(
+        "a blocking client was called inside an async runtime, where it would block the \
+         runtime's thread; use the async client ({async_client}) there, or call from a thread \
+         without a runtime"
+    )]
+    BlockingInsideRuntime {
+        /// The async client to use instead, e.g. `safeguard_sdk::SafeguardClient`.
+        async_client: &'static str,
+    },
 }
 
 impl From<std::io::Error> for Error {

@@ -1,10 +1,11 @@
 //! The A2A context for programs without an async runtime.
 //!
-//! [`A2aContext`] owns a private current-thread tokio runtime and blocks on it
-//! for each call; connections are reused between calls like in the async
-//! context. Calling it from inside an async runtime is refused with
-//! [`Error::Config`] (it would block that runtime's thread); use
-//! [`super::A2aContext`] there.
+//! [`A2aContext`] owns a small tokio runtime (one worker thread, like every
+//! blocking facade: see [`crate::blocking`]) and blocks on it for each call;
+//! connections are reused between calls like in the async context. Calling it
+//! from inside an async runtime is refused with
+//! [`Error::BlockingInsideRuntime`] (it would block that runtime's thread);
+//! use [`super::A2aContext`] there.
 //!
 //! ```no_run
 //! use safeguard_sdk::a2a::blocking::A2aContext;
@@ -29,6 +30,7 @@ use secrecy::SecretString;
 use super::{
     A2aRegistration, AccessRequest, ApiKey, ApiKeySecret, BrokeredAccessRequest, KeyFormat,
 };
+use crate::blocking::runtime::BlockingRuntime;
 use crate::error::{Error, Result};
 use crate::tls::{ClientIdentity, TlsOptions};
 
@@ -99,10 +101,7 @@ impl A2aContextBuilder {
 
     /// Reads the certificate and starts the context's runtime.
     pub fn build(self) -> Result<A2aContext> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::from)?;
+        let runtime = BlockingRuntime::new("safeguard-a2a", "safeguard_sdk::a2a::A2aContext")?;
         let inner = {
             let _entered = runtime.enter();
             self.0.build()?
@@ -119,7 +118,7 @@ impl A2aContextBuilder {
 #[derive(Clone)]
 pub struct A2aContext {
     inner: super::A2aContext,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<BlockingRuntime>,
 }
 
 impl fmt::Debug for A2aContext {
@@ -142,17 +141,15 @@ impl A2aContext {
         &self.inner
     }
 
-    /// Runs a future of the inner context on this context's runtime.
-    /// Refused with [`Error::Config`] inside an async runtime.
-    pub fn block_on<T>(&self, future: impl Future<Output = Result<T>>) -> Result<T> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::Config(
-                "the blocking A2A context cannot be used inside an async runtime; \
-                 use safeguard_sdk::a2a::A2aContext there"
-                    .into(),
-            ));
-        }
-        self.runtime.block_on(future)
+    /// Runs a future of the inner context (or any future ending in a
+    /// `Result` whose error converts into the SDK's [`Error`]) on this
+    /// context's runtime. Refused with [`Error::BlockingInsideRuntime`]
+    /// inside an async runtime.
+    pub fn block_on<T, E: Into<Error>>(
+        &self,
+        future: impl Future<Output = std::result::Result<T, E>>,
+    ) -> Result<T> {
+        self.runtime.run(future)
     }
 
     /// The appliance.

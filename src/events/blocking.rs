@@ -1,6 +1,11 @@
-//! A persistent event listener for programs without an async runtime: it
-//! runs on its own thread (with its own small runtime); handlers are called
-//! on a handler thread of that runtime, never on the caller's.
+//! A persistent event listener for programs without an async runtime: from
+//! [`start`](BlockingEventListener::start) to
+//! [`stop`](BlockingEventListener::stop) it runs on a small runtime of its own
+//! (one worker thread that keeps the connection, like every blocking facade:
+//! see [`crate::blocking`]); handlers are called on a handler thread of that
+//! runtime, never on the caller's, and may call the blocking clients.
+//! Starting it inside an async runtime is refused with
+//! [`Error::BlockingInsideRuntime`]; use [`PersistentEventListener`] there.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -22,27 +27,24 @@
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
 use super::{
-    Event, EventsError, HandlerId, HandlerOutcome, ListenerOptions, ListenerState,
-    PersistentEventListener, ReconnectPolicy, StateChange,
+    Event, HandlerId, HandlerOutcome, ListenerOptions, ListenerState, PersistentEventListener,
+    ReconnectPolicy, StateChange,
 };
+use crate::blocking::runtime::BlockingRuntime;
 use crate::{Error, Result};
 
-struct Running {
-    stop: oneshot::Sender<()>,
-    thread: JoinHandle<()>,
-}
+/// What [`Error::BlockingInsideRuntime`] names for this facade.
+const ASYNC_CLIENT: &str = "safeguard_sdk::events::PersistentEventListener";
 
 /// A [`PersistentEventListener`] running on a thread of its own.
 pub struct BlockingEventListener {
     listener: PersistentEventListener,
     state: Arc<(Mutex<ListenerState>, Condvar)>,
-    running: Option<Running>,
+    /// The runtime the listener runs on, from `start` to `stop`.
+    running: Option<BlockingRuntime>,
 }
 
 impl fmt::Debug for BlockingEventListener {
@@ -125,44 +127,20 @@ impl BlockingEventListener {
         self.listener.last_error()
     }
 
-    /// Starts the listener's thread, which connects and reconnects until
-    /// [`stop`](Self::stop). Returns at once.
+    /// Starts the listener on a runtime of its own (its one worker thread
+    /// connects and reconnects until [`stop`](Self::stop)). Returns once the
+    /// listener started, as [`PersistentEventListener::start`] does.
+    /// Refused with [`Error::BlockingInsideRuntime`] inside an async runtime.
     pub fn start(&mut self) -> Result<()> {
-        if self
-            .running
-            .as_ref()
-            .is_some_and(|r| !r.thread.is_finished())
-        {
-            return Err(EventsError::AlreadyRunning.into());
+        crate::blocking::runtime::check_outside_runtime(ASYNC_CLIENT)?;
+        if let Some(runtime) = &self.running {
+            // Refused while the listener runs; started again on the same
+            // runtime once it ended by itself.
+            return runtime.run(self.listener.start());
         }
-        self.join();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Config(format!("cannot start the listener's runtime: {e}")))?;
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<()>>();
-        let listener = self.listener.clone();
-        let thread = std::thread::Builder::new()
-            .name("safeguard-events".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let started = listener.start().await;
-                    let ok = started.is_ok();
-                    let _ = started_tx.send(started);
-                    if ok {
-                        let _ = stop_rx.await;
-                        listener.stop().await;
-                    }
-                });
-            })
-            .map_err(|e| Error::Config(format!("cannot start the listener's thread: {e}")))?;
-        let started = started_rx.recv().unwrap_or_else(|_| {
-            Err(Error::Config(
-                "the listener's thread ended before starting".into(),
-            ))
-        });
-        self.running = Some(Running { stop, thread });
+        let runtime = BlockingRuntime::new("safeguard-events", ASYNC_CLIENT)?;
+        let started = runtime.run(self.listener.start());
+        self.running = Some(runtime);
         if started.is_err() {
             self.join();
         }
@@ -194,15 +172,18 @@ impl BlockingEventListener {
         }
     }
 
-    /// Stops the listener and waits for its thread to end.
+    /// Stops the listener and waits for its thread to end. Inside an async
+    /// runtime, where it may not wait, its runtime is shut down without
+    /// waiting (the connection is dropped, not closed).
     pub fn stop(&mut self) {
         self.join();
     }
 
     fn join(&mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = r.stop.send(());
-            let _ = r.thread.join();
+        if let Some(runtime) = self.running.take() {
+            // Refused inside an async runtime: dropping the runtime there
+            // shuts it down in the background.
+            let _ = runtime.block_on(self.listener.stop());
         }
     }
 }

@@ -149,7 +149,11 @@ impl Registry {
             .collect();
         for handler in matching {
             let outcome = match handler {
-                Handler::Sync(f) => catch_unwind(AssertUnwindSafe(|| f(event))),
+                // This thread may block (see above), though a runtime is
+                // current here: a handler may call the blocking clients.
+                Handler::Sync(f) => catch_unwind(AssertUnwindSafe(|| {
+                    crate::blocking::runtime::allow_blocking(|| f(event))
+                })),
                 Handler::Async(f) => {
                     let run = async {
                         match catch_unwind(AssertUnwindSafe(|| f(event.clone()))) {

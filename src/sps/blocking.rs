@@ -1,7 +1,9 @@
-//! A blocking facade over [`super::SpsClient`], running its own tokio runtime.
+//! A blocking facade over [`super::SpsClient`], running its own tokio runtime
+//! (one worker thread, like every blocking facade: see [`crate::blocking`]).
 //!
-//! Do not use it from inside an async runtime (blocking there panics); use the
-//! async client instead.
+//! Inside an async runtime every call is refused with
+//! [`Error::BlockingInsideRuntime`] (blocking there would stall that
+//! runtime's thread); use the async [`super::SpsClient`] there.
 //!
 //! ```no_run
 //! use safeguard_sdk::sps::blocking::SpsClient;
@@ -30,6 +32,7 @@ use serde_json::Value;
 use super::audit::SessionSearch;
 use super::error::SpsError;
 use super::model::{Change, ListItem, LoginMethod, SpsPage, SpsResponse, TransactionStatus};
+use crate::blocking::runtime::BlockingRuntime;
 use crate::tls::{ClientIdentity, TlsOptions};
 use crate::{Error, Result};
 
@@ -80,12 +83,10 @@ impl SpsClientBuilder {
 
     /// Builds the client and its runtime (one worker thread).
     pub fn build(self) -> Result<SpsClient> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("safeguard-sps")
-            .enable_all()
-            .build()?;
-        let rt = Arc::new(rt);
+        let rt = Arc::new(BlockingRuntime::new(
+            "safeguard-sps",
+            "safeguard_sdk::sps::SpsClient",
+        )?);
         let inner = {
             let _enter = rt.enter();
             self.0.build()?
@@ -97,14 +98,14 @@ impl SpsClientBuilder {
 /// The blocking SPS client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SpsClient {
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<BlockingRuntime>,
     inner: super::SpsClient,
 }
 
 /// An open transaction of the blocking client (see [`super::Transaction`]).
 #[derive(Debug)]
 pub struct Transaction {
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<BlockingRuntime>,
     inner: Option<super::Transaction>,
 }
 
@@ -119,8 +120,8 @@ impl SpsClient {
         &self.inner
     }
 
-    fn run<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+    fn run<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.rt.run(f)
     }
 
     /// See [`super::SpsClient::login_methods`].
@@ -354,13 +355,13 @@ impl Transaction {
     /// See [`super::Transaction::get`].
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<SpsResponse<T>> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.get(path))
+        self.rt.run(tx.get(path))
     }
 
     /// See [`super::Transaction::get_json`].
     pub fn get_json(&self, path: &str) -> Result<Value> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.get_json(path))
+        self.rt.run(tx.get_json(path))
     }
 
     /// See [`super::Transaction::post`].
@@ -370,7 +371,7 @@ impl Transaction {
         body: &B,
     ) -> Result<SpsResponse<T>> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.post(path, body))
+        self.rt.run(tx.post(path, body))
     }
 
     /// See [`super::Transaction::put`].
@@ -380,31 +381,31 @@ impl Transaction {
         body: &B,
     ) -> Result<SpsResponse<T>> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.put(path, body))
+        self.rt.run(tx.put(path, body))
     }
 
     /// See [`super::Transaction::page`].
     pub fn page(&self, path: &str) -> Result<SpsPage> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.page(path))
+        self.rt.run(tx.page(path))
     }
 
     /// Every item of a list, across pages (see [`super::Transaction::items`]).
     pub fn children(&self, path: &str) -> Result<Vec<ListItem>> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.children(path))
+        self.rt.run(tx.children(path))
     }
 
     /// See [`super::Transaction::fetch_for_write`].
     pub fn fetch_for_write(&self, path: &str) -> Result<Value> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.fetch_for_write(path))
+        self.rt.run(tx.fetch_for_write(path))
     }
 
     /// See [`super::Transaction::create`].
     pub fn create<B: Serialize + ?Sized>(&self, parent: &str, object: &B) -> Result<String> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.create(parent, object))
+        self.rt.run(tx.create(parent, object))
     }
 
     /// See [`super::Transaction::replace`].
@@ -414,49 +415,49 @@ impl Transaction {
         object: &B,
     ) -> Result<SpsResponse<Value>> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.replace(path, object))
+        self.rt.run(tx.replace(path, object))
     }
 
     /// See [`super::Transaction::modify`].
     pub fn modify(&self, path: &str, edit: impl FnOnce(&mut Value)) -> Result<SpsResponse<Value>> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.modify(path, edit))
+        self.rt.run(tx.modify(path, edit))
     }
 
     /// See [`super::Transaction::reorder`].
     pub fn reorder(&self, list: &str, keys: &[String]) -> Result<SpsResponse<Value>> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.reorder(list, keys))
+        self.rt.run(tx.reorder(list, keys))
     }
 
     /// See [`super::Transaction::delete`].
     pub fn delete(&self, path: &str) -> Result<SpsResponse<Value>> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.delete(path))
+        self.rt.run(tx.delete(path))
     }
 
     /// The transaction's status.
     pub fn status(&self) -> Result<TransactionStatus> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.status())
+        self.rt.run(tx.status())
     }
 
     /// The changelog so far.
     pub fn changes(&self) -> Result<Vec<Change>> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.changes())
+        self.rt.run(tx.changes())
     }
 
     /// Commits (see [`super::Transaction::commit`]).
     pub fn commit(&self, message: Option<&str>) -> Result<()> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.commit(message))
+        self.rt.run(tx.commit(message))
     }
 
     /// Rolls back (see [`super::Transaction::rollback`]).
     pub fn rollback(&self) -> Result<()> {
         let tx = self.tx()?;
-        self.rt.block_on(tx.rollback())
+        self.rt.run(tx.rollback())
     }
 }
 
@@ -465,7 +466,15 @@ impl Drop for Transaction {
         if let Some(tx) = self.inner.take() {
             if !tx.is_closed() {
                 tracing::warn!(target: "safeguard_sdk::sps", "a blocking SPS transaction was dropped while open; rolling back");
-                let _ = self.rt.block_on(tx.rollback());
+                if crate::blocking::runtime::check_outside_runtime("").is_ok() {
+                    let _ = self.rt.run(tx.rollback());
+                } else {
+                    // Dropped inside an async runtime, where blocking is
+                    // refused: roll back on the client's worker instead.
+                    self.rt.spawn(async move {
+                        let _ = tx.rollback().await;
+                    });
+                }
             }
         }
     }
