@@ -274,3 +274,64 @@ async fn a_watch_that_cannot_make_its_first_pull_fails_to_start() {
     assert!(password.current().is_none());
     assert_eq!(watch.listener_state(), ListenerState::Idle);
 }
+
+#[test]
+fn the_blocking_watch_keeps_a_credential_current() {
+    use safeguard_sdk::a2a::blocking;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = runtime.block_on(emulator(ClientCertMode::PostHandshake));
+    let c = &emu.connection().spp.client_cert;
+    let a2a = blocking::A2aContext::builder(emu.spp_host())
+        .pem_files(&c.cert, &c.key)
+        .tls(TlsOptions::default().with_ca_pem(emu.ca_pem()).unwrap())
+        .build()
+        .unwrap();
+    let key = password_key(&emu);
+    let watch = a2a
+        .credential_watch()
+        .safety_interval(Duration::from_secs(3600));
+    let password = watch.password(&key);
+    watch.start().expect("the first pull");
+    let deadline = Instant::now() + WAIT;
+    while watch.listener_state() != ListenerState::Connected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let changes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = changes.clone();
+    watch
+        .on_change(&password, move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .unwrap();
+    // The registration is bidirectional: the context sets the password
+    // itself, and the event brings it back to the watch.
+    let waiter = {
+        let (watch, password) = (watch.clone(), password.clone());
+        std::thread::spawn(move || watch.wait_for_change(&password, WAIT))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    a2a.set_password(&key, &SecretString::from("set-by-blocking"))
+        .unwrap();
+    let changed = waiter.join().unwrap().unwrap().expect("a change");
+    assert_eq!(changed.value.expose_secret(), "set-by-blocking");
+    assert_eq!(
+        password.current().unwrap().value.expose_secret(),
+        "set-by-blocking"
+    );
+    let deadline = Instant::now() + WAIT;
+    while changes.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(changes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    watch.stop().unwrap();
+    // Inside a runtime: refused, not a panic.
+    let refused = runtime.block_on(async { watch.start() });
+    assert!(matches!(
+        refused,
+        Err(safeguard_sdk::Error::BlockingInsideRuntime { .. })
+    ));
+}

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::watch::{Credential, Current, Watched};
 use super::{
     A2aRegistration, AccessRequest, ApiKey, ApiKeySecret, BrokeredAccessRequest, KeyFormat,
 };
@@ -212,5 +213,102 @@ impl A2aContext {
     /// The certificate user's registrations and their retrievable accounts.
     pub fn retrievable_accounts(&self) -> Result<Vec<A2aRegistration>> {
         self.block_on(self.inner.retrievable_accounts())
+    }
+}
+
+impl A2aContext {
+    /// A watch of credentials kept current on this context's runtime (see
+    /// [`super::watch`]).
+    pub fn credential_watch(&self) -> CredentialWatch {
+        CredentialWatch {
+            inner: self.inner.credential_watch(),
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
+/// [`super::CredentialWatch`] for programs without an async runtime: the
+/// listener and the pulls run on the context's runtime; the [`Watched`]
+/// handles are read from any thread ([`Watched::current`],
+/// [`Watched::status`]), and [`wait_for_change`](Self::wait_for_change)
+/// blocks until a credential changes.
+#[derive(Clone)]
+pub struct CredentialWatch {
+    inner: super::CredentialWatch,
+    runtime: Arc<BlockingRuntime>,
+}
+
+impl fmt::Debug for CredentialWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl CredentialWatch {
+    /// See [`super::CredentialWatch::password`].
+    pub fn password(&self, api_key: impl ApiKey) -> Watched<SecretString> {
+        self.inner.password(api_key)
+    }
+
+    /// See [`super::CredentialWatch::private_key`].
+    pub fn private_key(&self, api_key: impl ApiKey, format: KeyFormat) -> Watched<SecretString> {
+        self.inner.private_key(api_key, format)
+    }
+
+    /// See [`super::CredentialWatch::api_key_secret`].
+    pub fn api_key_secret(&self, api_key: impl ApiKey) -> Watched<Vec<ApiKeySecret>> {
+        self.inner.api_key_secret(api_key)
+    }
+
+    /// See [`super::CredentialWatch::safety_interval`].
+    pub fn safety_interval(self, every: Duration) -> Self {
+        Self {
+            inner: self.inner.safety_interval(every),
+            runtime: self.runtime,
+        }
+    }
+
+    /// Pulls every credential, then keeps them current in the background
+    /// (see [`super::CredentialWatch::start`]).
+    pub fn start(&self) -> Result<()> {
+        self.runtime.run(self.inner.start())
+    }
+
+    /// Stops the listener and the pulls.
+    pub fn stop(&self) -> Result<()> {
+        self.runtime.block_on(self.inner.stop())
+    }
+
+    /// The state of the A2A event listener.
+    pub fn listener_state(&self) -> crate::events::ListenerState {
+        self.inner.listener_state()
+    }
+
+    /// Calls `handler` with each value that replaces the present one of
+    /// `watched`, on the context's runtime.
+    pub fn on_change<T: Credential>(
+        &self,
+        watched: &Watched<T>,
+        handler: impl Fn(&Current<T>) + Send + 'static,
+    ) -> Result<()> {
+        let _entered = self.runtime.enter();
+        watched.on_change(handler).map(drop)
+    }
+
+    /// Blocks until `watched` has a value other than the one it had when
+    /// called, at most `timeout`: the new value, or `None` when none came.
+    pub fn wait_for_change<T: Credential>(
+        &self,
+        watched: &Watched<T>,
+        timeout: Duration,
+    ) -> Result<Option<Current<T>>> {
+        let mut rx = watched.subscribe();
+        rx.mark_unchanged();
+        self.runtime.block_on(async move {
+            match tokio::time::timeout(timeout, rx.changed()).await {
+                Ok(Ok(())) => rx.borrow_and_update().clone(),
+                _ => None,
+            }
+        })
     }
 }
