@@ -13,7 +13,8 @@
 //! - A2A events (`/service/a2a/signalr`, `Authorization: A2A key1 key2 ...`
 //!   and the client certificate): `A2aContext::event_listener(&[keys])` and
 //!   `A2aContext::persistent_event_listener(&[keys])` (feature `a2a`) deliver
-//!   the [`A2A_EVENTS`] of the accounts of those keys.
+//!   the [`A2A_EVENTS`] of the accounts of those keys; [`Event::as_a2a`]
+//!   reads one as an [`A2aEvent`] (its [`A2aEventKind`], account and asset).
 //! - [`blocking::BlockingEventListener`]: a persistent listener on its own
 //!   thread, for programs without an async runtime.
 //! - [`signalr`]: the pure codec of the SignalR JSON hub protocol.
@@ -84,6 +85,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod a2a_event;
 mod a2a_hub;
 pub mod blocking;
 mod connection;
@@ -93,6 +95,7 @@ mod queue;
 mod registry;
 pub mod signalr;
 
+pub use a2a_event::{A2aEvent, A2aEventKind};
 pub use a2a_hub::A2A_EVENTS;
 pub use listener::EventListener;
 pub use persistent::{PersistentEventListener, ReconnectPolicy};
