@@ -337,73 +337,6 @@ async fn run_exec(command: &str, path: &Path, kind: Kind, version: u64) {
     }
 }
 
-/// Whether two values of a credential are the same secret. An unencrypted
-/// OpenSSH private key holds a random "check" number that changes with
-/// every export of the same key (`ssh-keygen` does it, and so does the
-/// emulator at each retrieval): two keys that differ only there are the
-/// same. Other values compare byte for byte (so an encrypted key exported
-/// again counts as a change).
-fn same_secret(kind: Kind, a: &SecretString, b: &SecretString) -> bool {
-    let (a, b) = (a.expose_secret(), b.expose_secret());
-    if a == b {
-        return true;
-    }
-    match kind {
-        Kind::PrivateKey(KeyFormat::OpenSsh) => {
-            match (openssh_sans_check(a), openssh_sans_check(b)) {
-                (Some(a), Some(b)) => *a == *b,
-                _ => false,
-            }
-        }
-        _ => false,
-    }
-}
-
-/// The binary of an unencrypted `openssh-key-v1` private key with its check
-/// numbers zeroed; `None` for anything else. Wiped when dropped.
-fn openssh_sans_check(key: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
-    use base64::Engine as _;
-    const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
-    const END: &str = "-----END OPENSSH PRIVATE KEY-----";
-    let body = key.trim().strip_prefix(BEGIN)?.strip_suffix(END)?;
-    let text: zeroize::Zeroizing<String> =
-        zeroize::Zeroizing::new(body.chars().filter(|c| !c.is_whitespace()).collect());
-    let mut blob = zeroize::Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(text.as_bytes())
-            .ok()?,
-    );
-    let mut at = b"openssh-key-v1\0".len();
-    if blob.get(..at)? != b"openssh-key-v1\0" {
-        return None;
-    }
-    // A length-prefixed string at `at`: its bounds.
-    let string = |blob: &[u8], at: usize| -> Option<(usize, usize)> {
-        let len = u32::from_be_bytes(blob.get(at..at.checked_add(4)?)?.try_into().ok()?) as usize;
-        let start = at + 4;
-        let end = start.checked_add(len)?;
-        (end <= blob.len()).then_some((start, end))
-    };
-    let (cipher_start, cipher_end) = string(&blob, at)?;
-    if &blob[cipher_start..cipher_end] != b"none" {
-        return None;
-    }
-    at = cipher_end;
-    at = string(&blob, at)?.1; // kdf name
-    at = string(&blob, at)?.1; // kdf options
-    let keys = u32::from_be_bytes(blob.get(at..at.checked_add(4)?)?.try_into().ok()?);
-    at += 4;
-    for _ in 0..keys {
-        at = string(&blob, at)?.1; // a public key
-    }
-    let (private, end) = string(&blob, at)?;
-    if end - private < 8 {
-        return None;
-    }
-    blob[private..private + 8].fill(0);
-    Some(blob)
-}
-
 /// Keeps `path` holding the value of `watched`: writes each new value (and
 /// tries again every 5 s when a write fails), then runs `exec`.
 fn keep_file(
@@ -416,27 +349,14 @@ fn keep_file(
     let (path, kind) = (target.path.clone(), target.kind);
     let mut rx = watched.subscribe();
     tokio::spawn(async move {
-        // The watch's version seen last, the value in the file and the
-        // number of values written to it (a key exported again without a
-        // change counts in the first, not in the last).
+        // The watch's version seen last (a new version is a new value: the
+        // watch tells a key exported again from a new key) and the number
+        // of values written to the file.
         let mut seen = 0u64;
-        let mut on_disk: Option<SecretString> = None;
         let mut version = 0u64;
         loop {
             let current = rx.borrow_and_update().clone();
             if let Some(current) = current.filter(|c| c.version != seen) {
-                if on_disk
-                    .as_ref()
-                    .is_some_and(|d| same_secret(kind, d, &current.value))
-                {
-                    // The same key exported again (see same_secret): the
-                    // file holds it already.
-                    seen = current.version;
-                    if rx.changed().await.is_err() {
-                        break;
-                    }
-                    continue;
-                }
                 let (p, value) = (path.clone(), current.value.clone());
                 let result = tokio::task::spawn_blocking(move || {
                     write_secret_file(&p, value.expose_secret().as_bytes())
@@ -446,7 +366,6 @@ fn keep_file(
                 match result {
                     Ok(()) => {
                         seen = current.version;
-                        on_disk = Some(current.value.clone());
                         version += 1;
                         println!(
                             "{} {}: version {version} written ({} characters)",
@@ -855,63 +774,6 @@ mod tests {
         let e = parse_args(&["secret-key=/tmp/p".into()]).err().unwrap();
         assert!(!e.contains("secret-key"), "{e}");
         assert!(parse_args(&["--bogus".into(), "x".into()]).is_err());
-    }
-
-    /// An unencrypted OpenSSH key: `check` twice, then `rest`.
-    fn openssh(check: u32, rest: &[u8]) -> SecretString {
-        use base64::Engine as _;
-        let mut blob = b"openssh-key-v1\0".to_vec();
-        let string = |blob: &mut Vec<u8>, s: &[u8]| {
-            blob.extend((s.len() as u32).to_be_bytes());
-            blob.extend(s);
-        };
-        string(&mut blob, b"none");
-        string(&mut blob, b"none");
-        string(&mut blob, b"");
-        blob.extend(1u32.to_be_bytes());
-        string(&mut blob, b"public key");
-        let mut private = check.to_be_bytes().repeat(2);
-        private.extend(rest);
-        string(&mut blob, &private);
-        let text = base64::engine::general_purpose::STANDARD.encode(blob);
-        SecretString::from(format!(
-            "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
-            &text[..20],
-            &text[20..]
-        ))
-    }
-
-    #[test]
-    fn openssh_keys_compare_without_their_check_numbers() {
-        let key = Kind::PrivateKey(KeyFormat::OpenSsh);
-        assert!(same_secret(key, &openssh(1, b"key"), &openssh(2, b"key")));
-        assert!(!same_secret(
-            key,
-            &openssh(1, b"key"),
-            &openssh(1, b"other")
-        ));
-        // Only for OpenSSH keys; anything unparsable compares as bytes.
-        let putty = Kind::PrivateKey(KeyFormat::Putty);
-        assert!(!same_secret(
-            putty,
-            &openssh(1, b"key"),
-            &openssh(2, b"key")
-        ));
-        assert!(!same_secret(
-            Kind::Password,
-            &openssh(1, b"k"),
-            &openssh(2, b"k")
-        ));
-        let junk = SecretString::from(
-            "-----BEGIN OPENSSH PRIVATE KEY-----\n!!\n-----END OPENSSH PRIVATE KEY-----",
-        );
-        assert!(!same_secret(key, &junk, &openssh(1, b"key")));
-        assert!(same_secret(key, &junk, &junk.clone()));
-        // A truncated key is not read past its end.
-        let whole = openssh(1, b"key");
-        for cut in 0..whole.expose_secret().len() {
-            let _ = openssh_sans_check(&whole.expose_secret()[..cut]);
-        }
     }
 
     #[test]

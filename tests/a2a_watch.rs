@@ -125,6 +125,10 @@ async fn a_rotation_arrives_by_its_event() {
         assert_eq!(next.value.expose_secret(), "rotated-by-event");
         assert_eq!(next.version, 2);
         assert!(password.status().last_error.is_none());
+        // The key was pulled again when the hub connected, and came back
+        // with new random check numbers: the same key, no change.
+        assert!(key.status().pulls >= 2, "{mode:?}");
+        assert_eq!(key.current().unwrap().version, 1, "{mode:?}");
         watch.stop().await;
     }
 }

@@ -87,7 +87,9 @@ mod sealed {
             format: KeyFormat,
             kind: u8,
         ) -> Pulled<'a, Self>;
-        fn same(&self, other: &Self) -> bool;
+        /// The same credential: `kind` says which ([`PRIVATE_KEYS`]: see
+        /// [`same_private_key`]).
+        fn same(&self, other: &Self, kind: u8) -> bool;
     }
 
     impl Sealed for SecretString {
@@ -106,8 +108,9 @@ mod sealed {
             })
         }
 
-        fn same(&self, other: &Self) -> bool {
-            self.expose_secret() == other.expose_secret()
+        fn same(&self, other: &Self, kind: u8) -> bool {
+            let (a, b) = (self.expose_secret(), other.expose_secret());
+            a == b || (kind == PRIVATE_KEYS && same_private_key(a, b))
         }
     }
 
@@ -121,7 +124,7 @@ mod sealed {
             Box::pin(context.retrieve_api_key_secret(api_key))
         }
 
-        fn same(&self, other: &Self) -> bool {
+        fn same(&self, other: &Self, _: u8) -> bool {
             let secret = |s: &ApiKeySecret| {
                 s.client_secret
                     .as_ref()
@@ -136,6 +139,70 @@ mod sealed {
                 })
         }
     }
+}
+
+/// Whether two OpenSSH private keys (`openssh-key-v1`) are the same key
+/// exported twice: an export carries random "check" numbers (and, when
+/// encrypted, a random salt), so the same key never reads the same twice
+/// (`ssh-keygen` does this, and so does the appliance at each retrieval).
+/// Unencrypted: the same but for the check numbers. Encrypted: the same
+/// public keys (a rotation makes a new key pair; a new passphrase alone is
+/// not seen). Anything else compares byte for byte elsewhere.
+fn same_private_key(a: &str, b: &str) -> bool {
+    match (openssh_identity(a), openssh_identity(b)) {
+        (Some(a), Some(b)) => *a == *b,
+        _ => false,
+    }
+}
+
+/// What stays of an `openssh-key-v1` key from one export to the next: the
+/// whole binary with the check numbers zeroed when unencrypted, the part
+/// before the private section (names, options, public keys) when
+/// encrypted; `None` for anything else. Wiped when dropped.
+fn openssh_identity(key: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    use base64::Engine as _;
+    const MAGIC: &[u8] = b"openssh-key-v1\0";
+    let body = key
+        .trim()
+        .strip_prefix("-----BEGIN OPENSSH PRIVATE KEY-----")?
+        .strip_suffix("-----END OPENSSH PRIVATE KEY-----")?;
+    let text = zeroize::Zeroizing::new(
+        body.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>(),
+    );
+    let mut blob = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .ok()?,
+    );
+    if !blob.starts_with(MAGIC) {
+        return None;
+    }
+    // The bounds of the length-prefixed string at `at`.
+    let string = |blob: &[u8], at: usize| -> Option<(usize, usize)> {
+        let len: [u8; 4] = blob.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        let start = at + 4;
+        let end = start.checked_add(usize::try_from(u32::from_be_bytes(len)).ok()?)?;
+        (end <= blob.len()).then_some((start, end))
+    };
+    let (cipher, cipher_end) = string(&blob, MAGIC.len())?;
+    let encrypted = &blob[cipher..cipher_end] != b"none";
+    let mut at = string(&blob, cipher_end)?.1; // kdf name
+    at = string(&blob, at)?.1; // kdf options
+    let count: [u8; 4] = blob.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    at += 4;
+    for _ in 0..u32::from_be_bytes(count) {
+        at = string(&blob, at)?.1; // a public key
+    }
+    let (private, end) = string(&blob, at)?;
+    if encrypted {
+        blob.truncate(at);
+    } else {
+        blob.get_mut(private..private.checked_add(8).filter(|e| *e <= end)?)?
+            .fill(0);
+    }
+    Some(blob)
 }
 
 /// A credential's value as last pulled.
@@ -209,7 +276,7 @@ impl<T: Credential> Pull for Entry<T> {
                     status.failing_since = None;
                     drop(status);
                     self.tx.send_if_modified(|held| match held {
-                        Some(current) if current.value.same(&value) => {
+                        Some(current) if current.value.same(&value, self.kind) => {
                             current.confirmed_at = now;
                             false
                         }
@@ -596,11 +663,87 @@ mod tests {
             .unwrap()
         };
         let a = vec![secret(1, "x")];
-        assert!(a.same(&vec![secret(1, "x")]));
-        assert!(!a.same(&vec![secret(1, "y")]));
-        assert!(!a.same(&vec![secret(2, "x")]));
-        assert!(!a.same(&vec![]));
-        assert!(SecretString::from("p").same(&SecretString::from("p")));
-        assert!(!SecretString::from("p").same(&SecretString::from("q")));
+        assert!(a.same(&vec![secret(1, "x")], API_KEY_SECRETS));
+        assert!(!a.same(&vec![secret(1, "y")], API_KEY_SECRETS));
+        assert!(!a.same(&vec![secret(2, "x")], API_KEY_SECRETS));
+        assert!(!a.same(&vec![], API_KEY_SECRETS));
+        assert!(SecretString::from("p").same(&SecretString::from("p"), PASSWORDS));
+        assert!(!SecretString::from("p").same(&SecretString::from("q"), PASSWORDS));
+    }
+
+    /// An `openssh-key-v1` key: `cipher`, one public key, and a private
+    /// section beginning with the check numbers `check`.
+    fn openssh(cipher: &str, public: &[u8], check: u32, private: &[u8]) -> String {
+        use base64::Engine as _;
+        let put = |out: &mut Vec<u8>, b: &[u8]| {
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        };
+        let mut section = Vec::new();
+        section.extend_from_slice(&check.to_be_bytes());
+        section.extend_from_slice(&check.to_be_bytes());
+        section.extend_from_slice(private);
+        let mut blob = b"openssh-key-v1\0".to_vec();
+        put(&mut blob, cipher.as_bytes());
+        put(
+            &mut blob,
+            if cipher == "none" { b"none" } else { b"bcrypt" },
+        );
+        put(&mut blob, b"");
+        blob.extend_from_slice(&1u32.to_be_bytes());
+        put(&mut blob, public);
+        put(&mut blob, &section);
+        let text = base64::engine::general_purpose::STANDARD.encode(blob);
+        format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{text}\n-----END OPENSSH PRIVATE KEY-----\n")
+    }
+
+    #[test]
+    fn the_same_openssh_key_exported_twice_is_no_change() {
+        use sealed::Sealed;
+        let key = |s: String| SecretString::from(s);
+        let same = |a: String, b: String| key(a).same(&key(b), PRIVATE_KEYS);
+        // Unencrypted: only the check numbers differ.
+        assert!(same(
+            openssh("none", b"pub", 1, b"priv"),
+            openssh("none", b"pub", 2, b"priv")
+        ));
+        assert!(!same(
+            openssh("none", b"pub", 1, b"priv"),
+            openssh("none", b"pub", 1, b"other")
+        ));
+        assert!(!same(
+            openssh("none", b"pub", 1, b"priv"),
+            openssh("none", b"new", 1, b"priv")
+        ));
+        // Encrypted: the public key decides.
+        assert!(same(
+            openssh("aes256-ctr", b"pub", 1, b"x"),
+            openssh("aes256-ctr", b"pub", 9, b"y")
+        ));
+        assert!(!same(
+            openssh("aes256-ctr", b"pub", 1, b"x"),
+            openssh("aes256-ctr", b"new", 1, b"x")
+        ));
+        // Not OpenSSH: byte for byte; and a password is never compared as a key.
+        assert!(!same("PuTTY-A".into(), "PuTTY-B".into()));
+        let (a, b) = (
+            openssh("none", b"pub", 1, b"p"),
+            openssh("none", b"pub", 2, b"p"),
+        );
+        assert!(!key(a).same(&key(b), PASSWORDS));
+    }
+
+    proptest::proptest! {
+        /// Any text, OpenSSH-looking or not, compares without a panic.
+        #[test]
+        fn comparing_keys_never_panics(a in "\\PC{0,200}", noise in proptest::collection::vec(0u8..=255, 0..200)) {
+            use base64::Engine as _;
+            let b = format!(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA{}\n-----END OPENSSH PRIVATE KEY-----",
+                base64::engine::general_purpose::STANDARD.encode(&noise)
+            );
+            let _ = same_private_key(&a, &b);
+            let _ = same_private_key(&b, &b);
+        }
     }
 }
