@@ -21,6 +21,9 @@ use crate::limits::Limits;
 pub(crate) use safeguard_api::BoxFuture;
 use safeguard_api::ExecError;
 
+/// What an executor answers a generated call: the answer, or its own failure.
+type ExecAnswer = std::result::Result<reqwest::Response, ExecError>;
+
 /// Sends one request with whatever authentication it needs.
 pub(crate) trait Execute: Send + Sync + 'static {
     /// Sends `request`; an answer of any status is `Ok`.
@@ -107,7 +110,7 @@ impl<E: Execute> ForGenerated<E> {
         &'a self,
         request: reqwest::Request,
         answer: impl FnOnce(&'a E, reqwest::Request) -> Fut,
-    ) -> BoxFuture<'a, std::result::Result<reqwest::Response, ExecError>>
+    ) -> BoxFuture<'a, ExecAnswer>
     where
         Fut: Future<Output = Result<reqwest::Response>> + Send + 'a,
     {
@@ -123,17 +126,11 @@ impl<E: Execute> ForGenerated<E> {
 }
 
 impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
-    fn exec(
-        &self,
-        request: reqwest::Request,
-    ) -> BoxFuture<'_, std::result::Result<reqwest::Response, ExecError>> {
+    fn exec(&self, request: reqwest::Request) -> BoxFuture<'_, ExecAnswer> {
         self.call(request, |e, r| e.execute(r))
     }
 
-    fn exec_stream(
-        &self,
-        request: reqwest::Request,
-    ) -> BoxFuture<'_, std::result::Result<reqwest::Response, ExecError>> {
+    fn exec_stream(&self, request: reqwest::Request) -> BoxFuture<'_, ExecAnswer> {
         self.call(request, |e, r| e.execute_stream(r))
     }
 
@@ -152,10 +149,7 @@ fn for_generated(
     method: reqwest::Method,
     answer: Result<reqwest::Response>,
     max_error_bytes: usize,
-) -> Either<
-    Ready<std::result::Result<reqwest::Response, ExecError>>,
-    BoxFuture<'static, std::result::Result<reqwest::Response, ExecError>>,
-> {
+) -> Either<Ready<ExecAnswer>, BoxFuture<'static, ExecAnswer>> {
     Either::Left(ready(match answer {
         Ok(response) if response.status().is_success() => Ok(response),
         Ok(response) => return Either::Right(carry_api_error(method, response, max_error_bytes)),
@@ -171,7 +165,7 @@ fn carry_api_error(
     method: reqwest::Method,
     response: reqwest::Response,
     max_error_bytes: usize,
-) -> BoxFuture<'static, std::result::Result<reqwest::Response, ExecError>> {
+) -> BoxFuture<'static, ExecAnswer> {
     Box::pin(async move {
         let label = label(&method, response.url());
         let status = response.status();

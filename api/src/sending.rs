@@ -40,6 +40,8 @@ async fn answer<E>(
 /// `timeout`, the answer timeout of the executor. The timer lives in the
 /// caller's future, not in the executor's boxed one, and costs no
 /// allocation.
+// progenitor's error (inside `CallError`) holds a whole response.
+#[allow(clippy::result_large_err)]
 async fn within_answer_timeout<T, E>(
     timeout: Option<std::time::Duration>,
     call: impl std::future::Future<Output = Result<T, CallError<E>>>,
