@@ -134,6 +134,34 @@ async fn a_rotation_arrives_by_its_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_password_task_reaches_the_watch() {
+    let (emu, admin, watch, password) =
+        watching(ClientCertMode::InHandshake, Duration::from_secs(3600)).await;
+    assert!(connected(&watch).await);
+    let before = password.current().unwrap();
+    let mut changes = Box::pin(password.changes());
+    let id = emu.control().password_account_id();
+    let task = admin
+        .post(Service::Core, &format!("AssetAccounts/{id}/ChangePassword"))
+        .send()
+        .await
+        .expect("the task is accepted");
+    assert_eq!(task.status().as_u16(), 202);
+    let log: serde_json::Value = task.json().await.unwrap();
+    assert_eq!(log["AccountId"], id);
+    let next = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut changes))
+        .await
+        .expect("the change arrives")
+        .expect("a value");
+    assert_ne!(next.value.expose_secret(), before.value.expose_secret());
+    assert_eq!(
+        Some(next.value.expose_secret().to_owned()),
+        emu.control().account_password(id)
+    );
+    watch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_missed_while_disconnected_arrives_after_the_reconnect() {
     for mode in MODES {
         let (emu, admin, watch, password) = watching(mode, Duration::from_secs(3600)).await;
