@@ -101,6 +101,25 @@ fn typed_calls_run_through_the_blocking_client() {
     assert_eq!(emu.control().login_response_calls(), 1);
 }
 
+/// A `spawn_blocking` thread has a current runtime but may block: the
+/// facades work there, as tokio's own `block_on` does.
+#[test]
+fn the_blocking_client_works_in_spawn_blocking() {
+    let (_rt, emu) = emulator();
+    let client = blocking_admin(&emu);
+    for outer in async_runtimes() {
+        let c = client.clone();
+        let status = outer
+            .block_on(outer.spawn_blocking(move || {
+                c.get(Service::Notification, "Status")
+                    .send()
+                    .map(|a| a.status().as_u16())
+            }))
+            .unwrap();
+        assert_eq!(status.unwrap(), 200);
+    }
+}
+
 #[test]
 fn the_blocking_client_refuses_inside_a_runtime_and_drops_there() {
     let (_rt, emu) = emulator();

@@ -23,15 +23,13 @@
 //!
 //! # Inside an async runtime: a typed error, never a panic
 //!
-//! Where a tokio runtime is current on the calling thread, blocking would
-//! stall that runtime's worker, and tokio panics when a runtime is entered
-//! inside another. [`BlockingRuntime::run`] refuses instead, before anything
-//! is sent, with [`Error::BlockingInsideRuntime`] naming the async client to
-//! use. Tokio does not tell a `spawn_blocking` thread (where blocking would be
-//! allowed) from an async task: both have a current runtime, so both are
-//! refused. The SDK's own event handlers are the exception it can vouch for:
-//! they run on a thread of the listener that may block (see
-//! [`allow_blocking`]).
+//! Where the calling thread drives async tasks (an async task, a
+//! `block_on`), blocking would stall that runtime, and tokio panics when a
+//! runtime is entered there. [`BlockingRuntime::run`] refuses instead,
+//! before anything is sent, with [`Error::BlockingInsideRuntime`] naming the
+//! async client to use. A thread where tokio allows blocking although a
+//! runtime is current (`spawn_blocking`, the SDK's own event handlers, see
+//! [`allow_blocking`]) may use the facades (see [`may_block`]).
 //!
 //! Dropping the last handle of a facade inside an async runtime does not
 //! panic either: the runtime is then shut down in the background instead of
@@ -64,13 +62,27 @@ pub(crate) fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Refuses with [`Error::BlockingInsideRuntime`] where a tokio runtime is
-/// current on this thread (outside [`allow_blocking`]).
+/// Refuses with [`Error::BlockingInsideRuntime`] where this thread drives
+/// async tasks (see [`may_block`]).
 pub(crate) fn check_outside_runtime(async_client: &'static str) -> Result<()> {
-    if tokio::runtime::Handle::try_current().is_ok() && !BLOCKING_ALLOWED.with(Cell::get) {
-        return Err(Error::BlockingInsideRuntime { async_client });
+    if may_block() {
+        Ok(())
+    } else {
+        Err(Error::BlockingInsideRuntime { async_client })
     }
-    Ok(())
+}
+
+/// Whether this thread may block: no tokio runtime is current, or one is
+/// but the thread is one tokio lets block (a `spawn_blocking` thread, the
+/// SDK's event handlers). Tokio has no query for this: it refuses to block
+/// on a thread that drives async tasks with a panic before anything runs,
+/// which this catches (tokio's panic message is still printed; with
+/// `panic = "abort"` the process ends instead).
+pub(crate) fn may_block() -> bool {
+    if tokio::runtime::Handle::try_current().is_err() || BLOCKING_ALLOWED.with(Cell::get) {
+        return true;
+    }
+    std::panic::catch_unwind(|| tokio::runtime::Handle::current().block_on(async {})).is_ok()
 }
 
 /// The runtime of one blocking facade; see the [module](self).
@@ -189,22 +201,27 @@ mod tests {
     }
 
     #[test]
-    fn allow_blocking_lets_a_blocking_thread_of_a_runtime_block() {
+    fn a_blocking_thread_of_a_runtime_may_block() {
         let outer = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .build()
             .unwrap();
         let rt = std::sync::Arc::new(BlockingRuntime::new("test-blocking", "x").unwrap());
         let r = rt.clone();
-        let (refused, allowed) = outer
+        let (in_spawn_blocking, allowed) = outer
             .block_on(outer.spawn_blocking(move || {
-                let refused = r.run(async { Ok::<_, Error>(()) }).is_err();
-                let allowed = allow_blocking(|| r.run(async { Ok::<_, Error>(1) }));
-                (refused, allowed.unwrap())
+                let plain = r.run(async { Ok::<_, Error>(1) });
+                let allowed = allow_blocking(|| r.run(async { Ok::<_, Error>(2) }));
+                (plain.unwrap(), allowed.unwrap())
             }))
             .unwrap();
-        assert!(refused);
-        assert_eq!(allowed, 1);
+        assert_eq!((in_spawn_blocking, allowed), (1, 2));
         assert!(check_outside_runtime("x").is_ok());
+        // An async task of the same runtime may not.
+        let r = rt.clone();
+        let refused = outer
+            .block_on(outer.spawn(async move { r.run(async { Ok::<_, Error>(()) }).is_err() }))
+            .unwrap();
+        assert!(refused);
     }
 }
