@@ -142,6 +142,9 @@ impl<E: Execute> safeguard_api::Exec for ForGenerated<E> {
     }
 }
 
+/// An executor's answer as a generated call receives it.
+type ExecAnswer = std::result::Result<reqwest::Response, ExecError>;
+
 /// What a generated call receives for an executor's answer. Success answers
 /// pass through untouched (streamed); an error answer's body is read (error
 /// bodies are small) and kept on the response so that the generated call's
@@ -152,10 +155,7 @@ fn for_generated(
     method: reqwest::Method,
     answer: Result<reqwest::Response>,
     max_error_bytes: usize,
-) -> Either<
-    Ready<std::result::Result<reqwest::Response, ExecError>>,
-    BoxFuture<'static, std::result::Result<reqwest::Response, ExecError>>,
-> {
+) -> Either<Ready<ExecAnswer>, BoxFuture<'static, ExecAnswer>> {
     Either::Left(ready(match answer {
         Ok(response) if response.status().is_success() => Ok(response),
         Ok(response) => return Either::Right(carry_api_error(method, response, max_error_bytes)),
