@@ -16,6 +16,9 @@
 //! measured in the same round, the SDK and raw in alternating turns) and
 //! their median is reported. Workloads 1-4 also report the CPU time each
 //! call cost the client process and the emulator (`--emulator-pid`).
+//! Workload 9 measures the SDK alone: how soon an A2A credential watch holds
+//! a rotated password, with the A2A hub up and after an outage of the hub
+//! (`POST /emulator/a2a-hub/outage`).
 
 #[path = "harness/python.rs"]
 mod python;
@@ -30,13 +33,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use safeguard_emulator::ConnectionInfo;
-use safeguard_sdk::a2a::A2aContext;
+use safeguard_emulator::{ConnectionInfo, PASSWORD_ACCOUNT};
+use safeguard_sdk::a2a::{A2aContext, CredentialWatch, Current};
 use safeguard_sdk::api::core::types;
 use safeguard_sdk::auth::PkceAuth;
 use safeguard_sdk::events::{Event, ListenerState};
 use safeguard_sdk::tls::TlsOptions;
-use safeguard_sdk::{ExposeSecret, SafeguardClient, Service};
+use safeguard_sdk::{ExposeSecret, SafeguardClient, SecretString, Service};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -1187,6 +1190,211 @@ async fn child_main(argv: &[String]) -> Res<()> {
     Ok(())
 }
 
+// ---- workload 9: A2A credential watch ----
+
+type HeldPassword = tokio::sync::watch::Receiver<Option<Current<SecretString>>>;
+
+/// The id of the emulator's seeded password account (the account the A2A
+/// password key is registered for).
+async fn password_account_id(ctx: &Ctx) -> Res<i64> {
+    let filter = format!("Name eq '{PASSWORD_ACCOUNT}'");
+    let accounts: Value = ctx
+        .sdk
+        .get(Service::Core, "AssetAccounts")
+        .query(&[("filter", filter.as_str())])?
+        .send_json()
+        .await?;
+    accounts[0]["Id"]
+        .as_i64()
+        .ok_or_else(|| format!("no account {PASSWORD_ACCOUNT}: {accounts}").into())
+}
+
+/// Sets the account's password through core, as an administrator (the
+/// emulator publishes `AssetAccountPasswordUpdated` to the A2A hub).
+async fn rotate_password(ctx: &Ctx, account: i64, password: &str) -> Res<()> {
+    ctx.sdk
+        .put(Service::Core, &format!("AssetAccounts/{account}/Password"))
+        .json(password)
+        .send()
+        .await?;
+    Ok(())
+}
+
+fn holds(rx: &HeldPassword, expected: &str) -> bool {
+    rx.borrow()
+        .as_ref()
+        .is_some_and(|c| c.value.expose_secret() == expected)
+}
+
+/// Waits, on the watch's change notifications, until it holds `expected`.
+async fn until_held(rx: &mut HeldPassword, expected: &str, within: Duration) -> Res<()> {
+    let wait = async {
+        loop {
+            let held = rx
+                .borrow_and_update()
+                .as_ref()
+                .is_some_and(|c| c.value.expose_secret() == expected);
+            if held {
+                return Ok::<_, BoxError>(());
+            }
+            rx.changed().await?;
+        }
+    };
+    tokio::time::timeout(within, wait)
+        .await
+        .map_err(|_| format!("the watch did not hold the new password within {within:?}"))?
+}
+
+async fn watch_connected(watch: &CredentialWatch) -> Res<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while watch.listener_state() != ListenerState::Connected {
+        if Instant::now() > deadline {
+            return Err("the watch's A2A hub listener did not connect".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Seconds from `from` to `to`, negative when `to` came first.
+fn signed_secs(from: Instant, to: Instant) -> f64 {
+    match to.checked_duration_since(from) {
+        Some(d) => d.as_secs_f64(),
+        None => -from.duration_since(to).as_secs_f64(),
+    }
+}
+
+async fn w9_a2a_watch(ctx: &Ctx, py: &mut Side) -> Res<Vec<Metric>> {
+    let spp = &ctx.conn.spp;
+    let a2a = A2aContext::builder(spp.host.clone())
+        .pem_files(&spp.client_cert.cert, &spp.client_cert.key)
+        .tls(TlsOptions::default().with_ca_pem(&ctx.ca_pem)?)
+        .build()?;
+    // Only the hub's events and connections make it pull here: the safety
+    // interval is out of the way.
+    let watch = a2a
+        .credential_watch()
+        .safety_interval(Duration::from_secs(3600));
+    let password = watch.password(spp.a2a.password_api_key.as_str());
+    watch.start().await?;
+    watch_connected(&watch).await?;
+    let account = password_account_id(ctx).await?;
+    let mut rx = password.subscribe();
+    let mut seq = 0u32;
+    let mut next_password = move || {
+        seq += 1;
+        format!("bench-watch-{seq:06}")
+    };
+
+    // (a) Hub up: from the admin's PUT returning to the watch holding the
+    // value (event → the watch pulls over A2A → its channel changes).
+    let n = ctx.pick(10, 200);
+    let label =
+        "9a. A2A watch, hub up: rotation (admin PUT returned) → watcher holds the new value";
+    let mut p50 = Metric::new(format!("{label}: p50"), "ms", Better::Lower, Target::None);
+    let mut p99 = Metric::new(format!("{label}: p99"), "ms", Better::Lower, Target::None);
+    let mut early = 0usize;
+    for round in 0..=ctx.runs {
+        let count = if round == 0 { n / 4 + 1 } else { n };
+        let mut lat = Vec::with_capacity(count);
+        for _ in 0..count {
+            let pw = next_password();
+            rx.borrow_and_update();
+            rotate_password(ctx, account, &pw).await?;
+            let returned = Instant::now();
+            if holds(&rx, &pw) {
+                early += 1;
+            }
+            until_held(&mut rx, &pw, Duration::from_secs(15)).await?;
+            lat.push(returned.elapsed());
+        }
+        if round > 0 {
+            p50.runs.push(Triple {
+                sdk: stats::percentile_us(&mut lat, 0.50) / 1e3,
+                raw: None,
+                py: None,
+            });
+            p99.runs.push(Triple {
+                sdk: stats::percentile_us(&mut lat, 0.99) / 1e3,
+                raw: None,
+                py: None,
+            });
+        }
+    }
+    if early > 0 {
+        py.notes.push(format!(
+            "9a: in {early} rotations the watch held the new value before the admin's PUT returned (counted as ~0 ms)"
+        ));
+    }
+
+    // (b) A hub outage with a rotation during it: from the outage's end to
+    // the watch holding the value (the listener's reconnect, then its pull).
+    let outage = Duration::from_secs(if ctx.quick { 1 } else { 10 });
+    let outages = ctx.pick(1, 3);
+    let listener = watch.listener().ok_or("the watch has no listener")?;
+    let connected_at = Arc::new(Mutex::new(None::<Instant>));
+    {
+        let connected_at = connected_at.clone();
+        listener.on_state_change(move |change| {
+            if change.state == ListenerState::Connected {
+                *connected_at.lock().unwrap() = Some(Instant::now());
+            }
+        });
+    }
+    let label = format!(
+        "9b. A2A watch: convergence after a {} s A2A hub outage with a rotation during it, from the outage's end ({} {})",
+        outage.as_secs(),
+        if outages == 1 { "one" } else { "median of" },
+        if outages == 1 { "outage".to_string() } else { format!("{outages} outages") },
+    );
+    let mut converge = Metric::new(label, "s", Better::Lower, Target::None);
+    let mut each = Vec::new();
+    for _ in 0..outages {
+        watch_connected(&watch).await?;
+        *connected_at.lock().unwrap() = None;
+        let pw = next_password();
+        rx.borrow_and_update();
+        let sent = Instant::now();
+        let state = ctx
+            .admin_post(
+                "/emulator/a2a-hub/outage",
+                json!({"ms": outage.as_millis() as u64}),
+            )
+            .await?;
+        let answered = Instant::now();
+        if state["a2a_hub_outage_ms"].as_u64().is_none() {
+            return Err(format!("the emulator reports no A2A hub outage: {state}").into());
+        }
+        // The emulator started it between the request and its answer.
+        let end = sent + (answered - sent) / 2 + outage;
+        rotate_password(ctx, account, &pw).await?;
+        until_held(&mut rx, &pw, outage + Duration::from_secs(120)).await?;
+        let held = Instant::now();
+        let secs = signed_secs(end, held);
+        converge.runs.push(Triple {
+            sdk: secs,
+            raw: None,
+            py: None,
+        });
+        let reconnect = (*connected_at.lock().unwrap()).map(|at| signed_secs(end, at));
+        each.push(match reconnect {
+            Some(r) => format!(
+                "{secs:.2} s (the hub reconnected at {r:.2} s, the pulled value held {:.1} ms later)",
+                (secs - r) * 1e3
+            ),
+            None => format!("{secs:.2} s"),
+        });
+    }
+    py.notes.push(format!(
+        "9b: after each {} s outage the watch held the rotated password {}, counted from the outage's end; \
+         the listener's reconnect policy is the default (1 s doubling to 60 s, ±25 % jitter)",
+        outage.as_secs(),
+        each.join(", ")
+    ));
+    watch.stop().await;
+    Ok(vec![p50, p99, converge])
+}
+
 // ---- workload 8: build times ----
 
 fn read_build_table(path: &Path) -> Res<(Vec<BuildRow>, Option<String>)> {
@@ -1443,6 +1651,7 @@ async fn bench_main(args: Args) -> Res<()> {
     workload!(5, "5. sign-in", w5_login);
     workload!(6, "6. events", w6_events);
     workload!(7, "7. download", w7_download);
+    workload!(9, "9. A2A watch", w9_a2a_watch);
     let (builds, caption) = match &args.build_table {
         Some(p) => match read_build_table(p) {
             Ok(b) => b,

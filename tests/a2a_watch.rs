@@ -1,8 +1,8 @@
 //! A2A credential watches against the emulator, in every client-certificate
 //! mode: a rotation reaches the watch by its event, after a reconnect when
-//! the event was missed, or within the safety interval when events are
-//! lost; a value is never followed by an older one; a failed pull keeps the
-//! last value and says so.
+//! the event was missed (a dropped connection, an outage of the hub), or
+//! within the safety interval when events are lost; a value is never
+//! followed by an older one; a failed pull keeps the last value and says so.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use safeguard_emulator::{ClientCertMode, Emulator};
 use safeguard_sdk::a2a::{A2aContext, CredentialWatch, KeyFormat, Watched};
-use safeguard_sdk::events::ListenerState;
+use safeguard_sdk::events::{ListenerState, ReconnectPolicy};
 use safeguard_sdk::tls::TlsOptions;
 use safeguard_sdk::{ExposeSecret, SafeguardClient, SecretString, Service};
 
@@ -205,6 +205,44 @@ async fn a_rotation_missed_while_disconnected_arrives_after_the_reconnect() {
             1,
             "{mode:?}: one reconnect, with its gap"
         );
+        watch.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_during_a_hub_outage_arrives_once_the_hub_is_back() {
+    for mode in MODES {
+        let emu = emulator(mode).await;
+        let admin = common::admin(&emu).await;
+        // Attempts every 100 ms at most: the value arrives soon after the end.
+        let watch = context(&emu)
+            .credential_watch()
+            .safety_interval(Duration::from_secs(3600))
+            .reconnect_policy(ReconnectPolicy::new(
+                Duration::from_millis(50),
+                Duration::from_millis(100),
+            ));
+        let password = watch.password(password_key(&emu));
+        watch.start().await.expect("the first pull");
+        assert!(connected(&watch).await);
+        // The hub refuses connections for a while; core and A2A retrieval work.
+        let outage = Duration::from_millis(1500);
+        emu.control().a2a_hub_outage(outage);
+        let ends = Instant::now() + outage;
+        rotate(&emu, &admin, "rotated-during-outage").await;
+        assert!(
+            until_password(&password, "rotated-during-outage").await,
+            "{mode:?}: the reconnect after the outage pulled it"
+        );
+        assert!(
+            Instant::now() >= ends,
+            "{mode:?}: nothing brought it during the outage"
+        );
+        assert!(
+            Instant::now() < ends + Duration::from_secs(1),
+            "{mode:?}: the reconnect policy of the watch was not used"
+        );
+        assert_eq!(watch.listener_state(), ListenerState::Connected);
         watch.stop().await;
     }
 }

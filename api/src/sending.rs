@@ -39,8 +39,8 @@ async fn answer<E>(
 /// Runs `call` (a request and the reading of its whole answer) within
 /// `timeout`, the answer timeout of the executor. The timer lives in the
 /// caller's future, not in the executor's boxed one, and costs no
-/// allocation.
-// progenitor's error (inside `CallError`) holds a whole response.
+/// allocation. (`CallError` is the generated calls' error as it is: boxing
+/// it here would cost every call an allocation.)
 #[allow(clippy::result_large_err)]
 async fn within_answer_timeout<T, E>(
     timeout: Option<std::time::Duration>,

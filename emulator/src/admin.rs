@@ -4,11 +4,12 @@
 //!
 //! | Method and path | Body | Effect |
 //! |---|---|---|
-//! | `GET /emulator/state` | | counters, switches, grant types, websocket count, TLS handshakes (full, resumed) |
+//! | `GET /emulator/state` | | counters, switches, grant types, websocket count, TLS handshakes (full, resumed), what is left of an A2A hub outage (`a2a_hub_outage_ms`, `null` when up) |
 //! | `POST /emulator/latency` | `{"ms": 250}` | delay every SPP request |
 //! | `POST /emulator/fail` | `{"count": 3, "status": 503}` | fail the next N requests |
 //! | `POST /emulator/websockets/drop` | | close every SignalR websocket abruptly |
 //! | `POST /emulator/websockets/silent` | `{"silent": true}` | hubs stop pinging and answering |
+//! | `POST /emulator/a2a-hub/outage` | `{"ms": 10000}` | the A2A hub is out for that long: its connections drop, negotiate and upgrades answer 503 (`{"ms": 0}` ends it); answers the state |
 //! | `POST /emulator/signalr` | `{"negotiate_v0": true, "ping_ms": 15000}` | negotiate version, ping interval |
 //! | `POST /emulator/tokens/expire` | | expire every token now |
 //! | `POST /emulator/tokens/lifetime` | `{"seconds": 60}` | lifetime of new tokens |
@@ -59,6 +60,7 @@ fn state(c: &Control) -> Value {
         "websockets": c.websocket_count(),
         "pending_failures": c.pending_failures(),
         "users": c.user_count(),
+        "a2a_hub_outage_ms": c.a2a_hub_outage_remaining().map(|d| d.as_millis() as u64),
     })
 }
 
@@ -99,6 +101,16 @@ pub(crate) async fn handle(mut ctx: Ctx) -> Response {
             control.set_silent(b["silent"].as_bool().unwrap_or(true));
             ok(&state(&control))
         }
+        (Method::POST, ["a2a-hub", "outage"]) => match b["ms"].as_u64() {
+            Some(ms) => {
+                control.a2a_hub_outage(Duration::from_millis(ms));
+                ok(&state(&control))
+            }
+            None => error(
+                StatusCode::BAD_REQUEST,
+                "ms (the outage's length) is required",
+            ),
+        },
         (Method::POST, ["signalr"]) => {
             if let Some(v) = b["negotiate_v0"].as_bool() {
                 control.set_negotiate_v0(v);

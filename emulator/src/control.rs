@@ -106,6 +106,33 @@ impl Control {
         });
     }
 
+    /// An outage of the A2A hub (`/service/a2a/signalr`) for `duration` from
+    /// now, as when the appliance's A2A event service is down: the hub's
+    /// open connections drop at once (no close frame, like
+    /// [`drop_websockets`](Self::drop_websockets), but only the A2A hub's),
+    /// and until the outage ends its negotiate answers 503 and its websocket
+    /// upgrades are refused with 503. Everything else keeps working: the
+    /// user event hub, core (rotations, which publish their A2A events to
+    /// no one during the outage) and A2A credential retrieval. The outage
+    /// ends by itself; a new call replaces the end (`Duration::ZERO` ends it
+    /// now). Over HTTP: `POST /emulator/a2a-hub/outage {"ms": 10000}`.
+    pub fn a2a_hub_outage(&self, duration: Duration) {
+        let until = (!duration.is_zero()).then(|| Instant::now() + duration);
+        *self
+            .app
+            .a2a_hub_down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = until;
+        if until.is_some() {
+            self.app.a2a_hub_drop.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// What is left of the A2A hub's outage (`None` when the hub is up).
+    pub fn a2a_hub_outage_remaining(&self) -> Option<Duration> {
+        self.app.a2a_hub_outage_left()
+    }
+
     /// When `true`, hubs stop sending pings and events and ignore what
     /// clients send, keeping the connections open (a dead connection).
     pub fn set_silent(&self, silent: bool) {

@@ -1,5 +1,9 @@
 //! ASP.NET Core SignalR (JSON hub protocol over websockets) for the user event
 //! hub `/service/event/signalr` and the A2A hub `/service/a2a/signalr`.
+//!
+//! During an A2A hub outage (`Control::a2a_hub_outage`) the A2A hub answers
+//! every request 503 (negotiate and websocket upgrade alike) and drops its
+//! connections; the user hub is not affected.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -63,6 +67,13 @@ async fn authenticate(ctx: &mut Ctx, a2a: bool) -> Result<Listener, Response> {
 }
 
 pub(crate) async fn handle(ctx: &mut Ctx, a2a: bool) -> Response {
+    if a2a && ctx.app.a2a_hub_down() {
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            50000,
+            "The A2A event service is unavailable (injected outage).",
+        );
+    }
     let tail: Vec<String> = ctx.lower.iter().skip(3).cloned().collect();
     let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
     match tail.as_slice() {
@@ -140,6 +151,13 @@ fn frame(v: &Value) -> Message {
 }
 
 async fn run(app: Arc<App>, mut socket: WebSocket, listener: Listener) {
+    let a2a = matches!(listener, Listener::A2a(_));
+    // Subscribed before the outage is checked, so that an outage that starts
+    // while this connection opens is seen one way or the other.
+    let mut a2a_drop = app.a2a_hub_drop.subscribe();
+    if a2a && app.a2a_hub_down() {
+        return;
+    }
     let mut buf = String::new();
     // Handshake.
     let handshake = tokio::time::timeout(Duration::from_secs(15), async {
@@ -179,6 +197,9 @@ async fn run(app: Arc<App>, mut socket: WebSocket, listener: Listener) {
     let mut drop_rx = app.ws_drop.subscribe();
     let mut close_rx = app.ws_close.subscribe();
     let mut shutdown = app.shutdown.subscribe();
+    if a2a && app.a2a_hub_down() {
+        return;
+    }
     if socket
         .send(Message::Text(format!("{{}}{RS}").into()))
         .await
@@ -204,6 +225,10 @@ async fn run(app: Arc<App>, mut socket: WebSocket, listener: Listener) {
                 };
                 if app.silent.load(Ordering::SeqCst) {
                     continue;
+                }
+                // An event that raced the outage's start: the outage wins.
+                if a2a && app.a2a_hub_down() {
+                    break;
                 }
                 let wanted = match &listener {
                     Listener::User => true,
@@ -260,6 +285,10 @@ async fn run(app: Arc<App>, mut socket: WebSocket, listener: Listener) {
             }
             _ = drop_rx.changed() => {
                 // Dropped without a close frame, like a broken connection.
+                break;
+            }
+            _ = a2a_drop.changed(), if a2a => {
+                // The start of an A2A hub outage: dropped the same way.
                 break;
             }
             _ = shutdown.changed() => break,

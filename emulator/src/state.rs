@@ -258,6 +258,11 @@ pub(crate) struct App {
     /// (bumped per request): `(generation, close message)`.
     pub ws_close: watch::Sender<(u64, serde_json::Value)>,
     pub shutdown: watch::Sender<bool>,
+    /// Until when the A2A hub is out (`Control::a2a_hub_outage`): it refuses
+    /// connections while `Instant::now()` is before this.
+    pub a2a_hub_down_until: Mutex<Option<Instant>>,
+    /// Bumped at the start of every A2A hub outage: the hub's connections drop.
+    pub a2a_hub_drop: watch::Sender<u64>,
     pub silent: AtomicBool,
     pub negotiate_v0: AtomicBool,
     pub latency_ms: AtomicU64,
@@ -628,12 +633,15 @@ impl App {
         let (ws_drop, _) = watch::channel(0);
         let (ws_close, _) = watch::channel((0, serde_json::Value::Null));
         let (shutdown, _) = watch::channel(false);
+        let (a2a_hub_drop, _) = watch::channel(0);
         Arc::new(App {
             db: Mutex::new(db),
             events,
             ws_drop,
             ws_close,
             shutdown,
+            a2a_hub_down_until: Mutex::new(None),
+            a2a_hub_drop,
             silent: AtomicBool::new(false),
             negotiate_v0: AtomicBool::new(false),
             latency_ms: AtomicU64::new(0),
@@ -700,6 +708,22 @@ impl App {
             data,
             account_id,
         });
+    }
+
+    /// What is left of the A2A hub's outage (`None` when the hub is up).
+    pub(crate) fn a2a_hub_outage_left(&self) -> Option<Duration> {
+        let until = *self
+            .a2a_hub_down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until
+            .map(|u| u.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Whether the A2A hub is out now.
+    pub(crate) fn a2a_hub_down(&self) -> bool {
+        self.a2a_hub_outage_left().is_some()
     }
 
     pub(crate) fn count_signin(&self, grant: &str) {

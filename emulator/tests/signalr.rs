@@ -290,3 +290,160 @@ async fn hub_close_messages_with_and_without_allow_reconnect() {
         assert!(matches!(end, Some(Ok(Message::Close(_))) | None), "{end:?}");
     }
 }
+
+/// The end of a websocket (skipping text frames), within 5 s.
+async fn ws_end(ws: &mut Ws) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the websocket ends")
+}
+
+/// Status of an A2A hub negotiate.
+async fn a2a_negotiate_status(emu: &Emulator, auth: &str) -> u16 {
+    cert_client(emu)
+        .post(format!(
+            "{}/service/a2a/signalr/negotiate?negotiateVersion=1",
+            base(emu)
+        ))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a2a_hub_outage_refuses_connections_then_ends() {
+    let emu = start().await;
+    let control = emu.control();
+    let keys = emu.connection().spp.a2a.clone();
+    let auth = format!("A2A {}", keys.password_api_key);
+    let a2a_hub = "/service/a2a/signalr";
+    let v = negotiate(&emu, a2a_hub, &auth, 1, true).await;
+    let mut a2a_ws = connect(
+        &emu,
+        a2a_hub,
+        &auth,
+        v["connectionToken"].as_str().unwrap(),
+        true,
+    )
+    .await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let bearer = format!("Bearer {t}");
+    let v = negotiate(&emu, "/service/event/signalr", &bearer, 1, false).await;
+    let mut user_ws = connect(
+        &emu,
+        "/service/event/signalr",
+        &bearer,
+        v["connectionToken"].as_str().unwrap(),
+        false,
+    )
+    .await;
+    // A token negotiated before the outage, to try the upgrade during it.
+    let early = negotiate(&emu, a2a_hub, &auth, 1, true).await;
+    assert_eq!(control.a2a_hub_outage_remaining(), None);
+
+    let outage = Duration::from_millis(1500);
+    control.a2a_hub_outage(outage);
+    let ends = tokio::time::Instant::now() + outage;
+    assert!(control.a2a_hub_outage_remaining().is_some());
+    // The A2A hub's connection drops at once, without a close frame.
+    let end = ws_end(&mut a2a_ws).await;
+    assert!(!matches!(end, Some(Ok(Message::Close(_)))), "{end:?}");
+    // Negotiate answers 503, and so does the websocket upgrade.
+    assert_eq!(a2a_negotiate_status(&emu, &auth).await, 503);
+    let stream = openssl_connect(&emu, true, false).await;
+    let mut req = format!(
+        "wss://{}{a2a_hub}?id={}",
+        emu.spp_host(),
+        early["connectionToken"].as_str().unwrap()
+    )
+    .into_client_request()
+    .unwrap();
+    req.headers_mut()
+        .insert("Authorization", auth.parse().unwrap());
+    match tokio_tungstenite::client_async(req, stream).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("the upgrade is refused: {other:?}"),
+    }
+    // The rest of the appliance works: the user hub, a rotation through
+    // core, A2A credential retrieval.
+    let id = control.password_account_id();
+    let r = c
+        .put(core(&emu, &format!("AssetAccounts/{id}/Password")))
+        .bearer_auth(&t)
+        .json(&"Rotated-during-outage")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let inv = next_invocation(&mut user_ws).await.unwrap();
+    assert_eq!(inv["arguments"][0]["Name"], "AssetAccountPasswordUpdated");
+    let r = cert_client(&emu)
+        .get(format!(
+            "{}/service/a2a/v4/Credentials?type=password",
+            base(&emu)
+        ))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!("Rotated-during-outage")
+    );
+    assert_eq!(emu.control().websocket_count(), 1, "the user hub's");
+
+    // After the outage the hub accepts connections and delivers events.
+    tokio::time::sleep_until(ends + Duration::from_millis(50)).await;
+    assert_eq!(control.a2a_hub_outage_remaining(), None);
+    let v = negotiate(&emu, a2a_hub, &auth, 1, true).await;
+    let mut a2a_ws = connect(
+        &emu,
+        a2a_hub,
+        &auth,
+        v["connectionToken"].as_str().unwrap(),
+        true,
+    )
+    .await;
+    control.emit_a2a_event("AssetAccountPasswordUpdated", id, json!({"after": true}));
+    let inv = next_invocation(&mut a2a_ws).await.unwrap();
+    assert_eq!(inv["arguments"][0]["Data"]["after"], true);
+}
+
+#[tokio::test]
+async fn a2a_hub_outage_over_http_and_ended_early() {
+    let emu = start().await;
+    let keys = emu.connection().spp.a2a.clone();
+    let auth = format!("A2A {}", keys.password_api_key);
+    let c = client(&emu);
+    let outage = |ms: u64| {
+        c.post(format!("{}/emulator/a2a-hub/outage", base(&emu)))
+            .json(&json!({"ms": ms}))
+            .send()
+    };
+    let state: Value = outage(60_000).await.unwrap().json().await.unwrap();
+    let left = state["a2a_hub_outage_ms"].as_u64().expect("an outage");
+    assert!(left > 50_000 && left <= 60_000, "{state}");
+    assert_eq!(a2a_negotiate_status(&emu, &auth).await, 503);
+    let state: Value = outage(0).await.unwrap().json().await.unwrap();
+    assert!(state["a2a_hub_outage_ms"].is_null(), "{state}");
+    assert_eq!(a2a_negotiate_status(&emu, &auth).await, 200);
+    let r = c
+        .post(format!("{}/emulator/a2a-hub/outage", base(&emu)))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

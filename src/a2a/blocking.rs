@@ -268,6 +268,14 @@ impl CredentialWatch {
         }
     }
 
+    /// See [`super::CredentialWatch::reconnect_policy`].
+    pub fn reconnect_policy(self, policy: crate::events::ReconnectPolicy) -> Self {
+        Self {
+            inner: self.inner.reconnect_policy(policy),
+            runtime: self.runtime,
+        }
+    }
+
     /// Pulls every credential, then keeps them current in the background
     /// (see [`super::CredentialWatch::start`]).
     pub fn start(&self) -> Result<()> {

@@ -421,6 +421,7 @@ struct Inner {
     /// Credentials were added while running: restart the listener.
     keys_changed: AtomicBool,
     safety_interval: Mutex<Duration>,
+    reconnect: Mutex<crate::events::ReconnectPolicy>,
     listener: Mutex<Option<PersistentEventListener>>,
 }
 
@@ -459,6 +460,7 @@ impl A2aContext {
                     wake: Arc::default(),
                     keys_changed: AtomicBool::new(false),
                     safety_interval: Mutex::new(DEFAULT_SAFETY_INTERVAL),
+                    reconnect: Mutex::default(),
                     listener: Mutex::new(None),
                 }),
                 running: tokio::sync::Mutex::new(None),
@@ -488,6 +490,15 @@ impl CredentialWatch {
     /// [`DEFAULT_SAFETY_INTERVAL`]); from the next start on.
     pub fn safety_interval(self, every: Duration) -> Self {
         *lock(&self.handle.inner.safety_interval) = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How the A2A listener waits between reconnection attempts (default
+    /// [`ReconnectPolicy::default`](crate::events::ReconnectPolicy), 1 s
+    /// doubling to 60 s): what a watch takes to converge after an outage;
+    /// from the next start on.
+    pub fn reconnect_policy(self, policy: crate::events::ReconnectPolicy) -> Self {
+        *lock(&self.handle.inner.reconnect) = policy;
         self
     }
 
@@ -563,7 +574,10 @@ impl CredentialWatch {
 /// A persistent listener of the A2A hub for `keys` that marks what to pull.
 async fn listen(inner: &Inner) -> PersistentEventListener {
     let keys = lock(&inner.api_keys).clone();
-    let listener = inner.context.persistent_event_listener(&keys);
+    let listener = inner
+        .context
+        .persistent_event_listener(&keys)
+        .with_reconnect_policy(lock(&inner.reconnect).clone());
     let (pending, wake) = (inner.pending.clone(), inner.wake.clone());
     listener.on_any(move |event: &crate::events::Event| {
         let kinds = kinds_of(&event.name);

@@ -186,7 +186,7 @@ impl PersistentEventListener {
         self
     }
 
-    /// Replaces the reconnection delays (from the next drop on).
+    /// Replaces the reconnection delays (from the next [`start`](Self::start) on).
     pub fn set_reconnect_policy(&self, policy: ReconnectPolicy) {
         *self.inner.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
