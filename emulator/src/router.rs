@@ -109,10 +109,14 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         ["service", svc, "swagger", "v4", "swagger.json"] => {
             api::appliance::swagger(&mut ctx, svc).await
         }
-        ["service", "core", "v4", ..] => api::core::handle(&mut ctx).await,
-        ["service", "appliance", "v4", ..] => api::appliance::handle(&mut ctx).await,
-        ["service", "notification", "v4", ..] => api::appliance::notification(&mut ctx).await,
-        ["service", "a2a", "v4", ..] => api::a2a::handle(&mut ctx).await,
+        // v3 answers as v4: the vendor's tools and tutorial still call v3
+        // for the resources both versions share.
+        ["service", "core", "v3" | "v4", ..] => api::core::handle(&mut ctx).await,
+        ["service", "appliance", "v3" | "v4", ..] => api::appliance::handle(&mut ctx).await,
+        ["service", "notification", "v3" | "v4", ..] => {
+            api::appliance::notification(&mut ctx).await
+        }
+        ["service", "a2a", "v3" | "v4", ..] => api::a2a::handle(&mut ctx).await,
         _ => no_route(&ctx),
     };
     if let Some(expires) = ctx.token_expires {

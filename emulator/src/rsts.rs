@@ -127,6 +127,9 @@ fn issue_sts_token(ctx: &Ctx, user_id: i64, provider: &str, grant: &str) -> Resp
         "token_type": "Bearer",
         "expires_in": lifetime.as_secs(),
         "scope": format!("rsts:sts:primaryproviderid:{provider}"),
+        // The appliance's token answer says so too (the vendor's API
+        // tutorial shows `"success": true` beside the token).
+        "success": true,
     }))
 }
 

@@ -424,7 +424,7 @@ pub(crate) fn new_asset(id: i64, name: &str, address: &str) -> Value {
         "ManagedNetworkId": 1,
         "ManagedNetworkName": "Default",
         "AssetPartitionId": -1,
-        "AssetPartitionName": "Macrocosm",
+        "AssetPartitionName": "Default Partition",
         "Disabled": false,
         "Tags": [],
         "ManagedBy": [],
@@ -456,7 +456,7 @@ pub(crate) fn new_account(id: i64, name: &str, asset: &Value) -> Value {
         "CreatedByUserDisplayName": "Safeguard Emulator",
         "Asset": {
             "Id": asset["Id"], "Name": asset["Name"], "NetworkAddress": asset["NetworkAddress"],
-            "AssetPartitionId": -1, "AssetPartitionName": "Macrocosm"
+            "AssetPartitionId": -1, "AssetPartitionName": "Default Partition"
         },
         "Platform": {"Id": 188, "PlatformType": "Linux", "PlatformFamily": "Linux", "DisplayName": "Other Linux"},
         "RequestProperties": {"AllowPasswordRequest": true, "AllowSessionRequest": false, "AllowSshKeyRequest": true},
@@ -477,7 +477,7 @@ pub(crate) fn retrievable_json(account: &Value, key: &str) -> Value {
         "AssetId": account["Asset"]["Id"],
         "AssetName": account["Asset"]["Name"],
         "AssetPartitionId": -1,
-        "AssetPartitionName": "Macrocosm",
+        "AssetPartitionName": "Default Partition",
         "AssetDescription": Value::Null,
         "AccountDescription": account["Description"],
         "NetworkAddress": account["Asset"]["NetworkAddress"],

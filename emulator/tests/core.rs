@@ -493,3 +493,55 @@ async fn settings_login_message_and_misc() {
         404
     );
 }
+
+/// Fidelity with the vendor's tools: v3 paths answer as v4, the default
+/// partition has its real name, and the token answer says `success`.
+#[tokio::test]
+async fn v3_paths_the_default_partition_and_the_token_answer() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let me = |version: &str| {
+        c.get(format!("{}/service/core/{version}/Me", base(&emu)))
+            .bearer_auth(&t)
+            .send()
+    };
+    let (v3, v4) = (me("v3").await.unwrap(), me("v4").await.unwrap());
+    assert_eq!(v3.status(), StatusCode::OK);
+    let (v3, v4): (Value, Value) = (v3.json().await.unwrap(), v4.json().await.unwrap());
+    assert_eq!(v3["Id"], v4["Id"]);
+    let r = c
+        .get(format!("{}/service/core/v5/Me", base(&emu)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    let assets: Value = c
+        .get(core(&emu, "Assets"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = &assets.as_array().expect("a list")[0];
+    assert_eq!(first["AssetPartitionId"], -1);
+    assert_eq!(first["AssetPartitionName"], "Default Partition");
+
+    emu.control().enable_grant("ResourceOwner").unwrap();
+    let token: Value = c
+        .post(format!("{}/RSTS/oauth2/token", base(&emu)))
+        .json(&json!({"grant_type": "password", "username": ADMIN_USER,
+                      "password": ADMIN_PASSWORD, "scope": "rsts:sts:primaryproviderid:local"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(token["success"], true);
+    assert!(token["access_token"].is_string());
+}
