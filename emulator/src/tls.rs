@@ -491,6 +491,9 @@ async fn serve_connection(
     });
     hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        // HTTP.sys, in front of the appliance, writes `Content-Length`,
+        // `Content-Type`, ... in title case.
+        .title_case_headers(true)
         .serve_connection(TokioIo::new(ConnIo(conn)), service)
         .with_upgrades()
         .await

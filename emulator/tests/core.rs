@@ -545,3 +545,14 @@ async fn v3_paths_the_default_partition_and_the_token_answer() {
     assert_eq!(token["success"], true);
     assert!(token["access_token"].is_string());
 }
+
+/// Header names go out in title case, as HTTP.sys writes them.
+#[tokio::test]
+async fn header_names_are_title_case() {
+    let emu = start().await;
+    let mut s = openssl_connect(&emu, false, false).await;
+    let r = raw_request(&mut s, "GET", "/service/notification/v4/Status", &[], b"").await;
+    assert_eq!(r.status, 200);
+    assert!(r.head.contains("\r\nContent-Length: "), "{}", r.head);
+    assert!(r.head.contains("\r\nContent-Type: "), "{}", r.head);
+}

@@ -185,6 +185,8 @@ pub async fn admin_token(c: &Client, emu: &Emulator) -> String {
 /// A raw HTTP/1.1 answer.
 #[derive(Debug)]
 pub struct RawResponse {
+    /// The head as sent (status line and headers, names in their case).
+    pub head: String,
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -289,6 +291,7 @@ pub async fn raw_request(
         body.extend_from_slice(&tmp[..n]);
     }
     RawResponse {
+        head,
         status,
         headers,
         body,
