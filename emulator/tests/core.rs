@@ -2,6 +2,7 @@
 
 mod common;
 
+use base64::Engine as _;
 use common::*;
 use reqwest::StatusCode;
 use safeguard_emulator::*;
@@ -285,6 +286,16 @@ async fn assets_accounts_registrations_and_requests() {
     assert_eq!(r.status(), 201);
     let tc: Value = r.json().await.unwrap();
     assert_eq!(tc["Thumbprint"].as_str().unwrap().len(), 40);
+    // The base64 of a PEM file, as the vendor's tools send one.
+    let third = start().await;
+    let r = post(
+        "TrustedCertificates",
+        json!({"Base64CertificateData":
+            base64::engine::general_purpose::STANDARD.encode(third.ca_pem())}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
     assert!(tc["Subject"]
         .as_str()
         .unwrap()

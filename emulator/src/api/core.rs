@@ -975,9 +975,19 @@ async fn trusted(ctx: &mut Ctx, segs: &[String]) -> Response {
                     .and_then(|c| c.to_der())
                     .ok()
             } else {
+                // The base64 of a DER certificate, or of a PEM file (which
+                // the vendor's tools send: they base64 whatever file they
+                // are given).
                 base64::engine::general_purpose::STANDARD
                     .decode(data.split_whitespace().collect::<String>())
                     .ok()
+                    .and_then(|bytes| {
+                        if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+                            X509::from_pem(&bytes).and_then(|c| c.to_der()).ok()
+                        } else {
+                            Some(bytes)
+                        }
+                    })
             };
             let Some(tc) = der.as_deref().and_then(trusted_cert_json) else {
                 return bad_request(
