@@ -19,7 +19,10 @@
 //!   CertificateRequest with the configured certificate while it reads the
 //!   response.
 //! * TLS 1.2: an OpenSSL client accepts a server's (secure, RFC 5746)
-//!   renegotiation request by default; nothing here turns that off.
+//!   renegotiation request by default; nothing here turns that off
+//!   (no `SSL_OP_NO_RENEGOTIATION`). It answers the HelloRequest while it
+//!   reads the response, with a full handshake that presents the configured
+//!   certificate. The emulator's `ClientCertMode::Renegotiation` tests this.
 //!
 //! HTTP/2 is never negotiated (ALPN offers `http/1.1` only): HTTP/2 forbids
 //! renegotiation and post-handshake authentication.

@@ -20,7 +20,11 @@ use safeguard_sdk::tls::{ClientIdentity, TlsOptions, TlsVersion};
 use safeguard_sdk::{Error, ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-const MODES: [ClientCertMode; 2] = [ClientCertMode::InHandshake, ClientCertMode::PostHandshake];
+const MODES: [ClientCertMode; 3] = [
+    ClientCertMode::InHandshake,
+    ClientCertMode::PostHandshake,
+    ClientCertMode::Renegotiation,
+];
 
 async fn emulator(mode: ClientCertMode) -> Emulator {
     common::emulator_with(|c| {
@@ -172,7 +176,7 @@ fn ssh_rsa_blob(rsa: &Rsa<openssl::pkey::Private>) -> String {
     base64::engine::general_purpose::STANDARD.encode(blob)
 }
 
-macro_rules! both_modes {
+macro_rules! all_modes {
     ($($name:ident),* $(,)?) => {
         mod in_handshake {
             $(#[tokio::test] async fn $name() { super::$name(super::ClientCertMode::InHandshake).await })*
@@ -180,10 +184,13 @@ macro_rules! both_modes {
         mod post_handshake {
             $(#[tokio::test] async fn $name() { super::$name(super::ClientCertMode::PostHandshake).await })*
         }
+        mod renegotiation {
+            $(#[tokio::test] async fn $name() { super::$name(super::ClientCertMode::Renegotiation).await })*
+        }
     };
 }
 
-both_modes!(
+all_modes!(
     retrieves_a_password,
     retrieves_private_keys_in_each_format,
     retrieves_api_key_secrets,
@@ -496,14 +503,20 @@ async fn missing_certificate_is_rejected(mode: ClientCertMode) {
             format!("A2A {}", emu.connection().spp.a2a.password_api_key),
         )
         .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), reqwest::StatusCode::FORBIDDEN);
-    let body: Value = answer.json().await.unwrap();
-    assert_eq!(body["Code"], 60094);
-    // Over TLS 1.2 the SDK presents its certificate too. (The emulator has
-    // no TLS 1.2 renegotiation; in its post-handshake mode it asks TLS 1.2
-    // clients in the first handshake.)
+        .await;
+    if mode == ClientCertMode::Renegotiation {
+        // rustls refuses the renegotiation: no answer at all.
+        assert!(answer.is_err(), "{answer:?}");
+    } else {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::FORBIDDEN);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["Code"], 60094);
+    }
+    // Over TLS 1.2 the SDK presents its certificate too: in the first
+    // handshake, or in the renegotiation the emulator starts. (In its
+    // post-handshake mode the emulator asks TLS 1.2 clients in the first
+    // handshake.)
     let c = &emu.connection().spp.client_cert;
     let a2a = A2aContext::builder(emu.spp_host())
         .pem_files(&c.cert, &c.key)
@@ -684,12 +697,13 @@ async fn generated_client_works_over_the_cert_transport(mode: ClientCertMode) {
     assert_failure(&err, A2aFailure::BadApiKey);
 }
 
-/// The point of the post-handshake mode: a client that can only present its
-/// certificate in the first handshake (reqwest + rustls) works in the
-/// in-handshake mode and fails in the post-handshake mode with the
-/// appliance's 403 / 60094, while the SDK passes in both.
+/// The point of the post-handshake and renegotiation modes: a client that
+/// can only present its certificate in the first handshake (reqwest +
+/// rustls) works in the in-handshake mode, fails in the post-handshake mode
+/// with the appliance's 403 / 60094 and loses the connection in the
+/// renegotiation mode (it refuses to renegotiate), while the SDK passes in all three.
 #[tokio::test]
-async fn a_client_without_post_handshake_auth_fails_only_in_post_handshake_mode() {
+async fn a_client_without_post_handshake_auth_fails_unless_asked_in_the_handshake() {
     for mode in MODES {
         let emu = emulator(mode).await;
         let http = rustls_client(&emu);
@@ -703,8 +717,18 @@ async fn a_client_without_post_handshake_auth_fails_only_in_post_handshake_mode(
                 format!("A2A {}", emu.connection().spp.a2a.password_api_key),
             )
             .send()
-            .await
-            .unwrap();
+            .await;
+        if mode == ClientCertMode::Renegotiation {
+            assert!(answer.is_err(), "{answer:?}");
+            let sdk = context(&emu).retrieve_password(&password_key(&emu)).await;
+            assert_eq!(
+                sdk.unwrap().expose_secret(),
+                safeguard_emulator::PASSWORD_ACCOUNT_PASSWORD,
+                "SDK in {mode:?}"
+            );
+            continue;
+        }
+        let answer = answer.unwrap();
         let status = answer.status();
         let body: Value = answer.json().await.unwrap();
         match mode {
@@ -717,6 +741,7 @@ async fn a_client_without_post_handshake_auth_fails_only_in_post_handshake_mode(
                 assert_eq!(body["Code"], 60094);
                 assert_eq!(body["Message"], "Authorization is denied.");
             }
+            ClientCertMode::Renegotiation => unreachable!(),
         }
         let sdk = context(&emu).retrieve_password(&password_key(&emu)).await;
         assert_eq!(

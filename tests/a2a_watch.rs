@@ -14,7 +14,11 @@ use safeguard_sdk::events::{ListenerState, ReconnectPolicy};
 use safeguard_sdk::tls::TlsOptions;
 use safeguard_sdk::{ExposeSecret, SafeguardClient, SecretString, Service};
 
-const MODES: [ClientCertMode; 2] = [ClientCertMode::InHandshake, ClientCertMode::PostHandshake];
+const MODES: [ClientCertMode; 3] = [
+    ClientCertMode::InHandshake,
+    ClientCertMode::PostHandshake,
+    ClientCertMode::Renegotiation,
+];
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn emulator(mode: ClientCertMode) -> Emulator {

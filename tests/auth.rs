@@ -233,24 +233,34 @@ async fn device_code_disabled_is_an_sts_error() {
     }
 }
 
+/// The three ways the emulator asks for the client certificate: in the first
+/// handshake, TLS 1.3 post-handshake authentication, TLS 1.2 renegotiation.
+const CERT_MODES: [safeguard_emulator::ClientCertMode; 3] = [
+    safeguard_emulator::ClientCertMode::InHandshake,
+    safeguard_emulator::ClientCertMode::PostHandshake,
+    safeguard_emulator::ClientCertMode::Renegotiation,
+];
+
 #[tokio::test]
 async fn certificate_from_pem_and_from_pkcs12() {
-    let emu = common::emulator().await;
-    let cert = &emu.connection().spp.client_cert;
-    let pem = CertificateAuth::from_pem_files(&cert.cert, &cert.key).unwrap();
-    let client = common::client(&emu, pem);
-    client.login().await.expect("PEM certificate sign-in");
-    assert_eq!(me_name(&client).await, emu_consts::CERT_USER);
+    for mode in CERT_MODES {
+        let emu = common::emulator_with(|c| c.client_cert_mode = mode).await;
+        let cert = &emu.connection().spp.client_cert;
+        let pem = CertificateAuth::from_pem_files(&cert.cert, &cert.key).unwrap();
+        let client = common::client(&emu, pem);
+        client.login().await.expect("PEM certificate sign-in");
+        assert_eq!(me_name(&client).await, emu_consts::CERT_USER, "{mode:?}");
 
-    let pfx = CertificateAuth::from_pkcs12_file(
-        &cert.pfx,
-        &SecretString::from(cert.pfx_password.clone()),
-    )
-    .unwrap();
-    let client = common::client(&emu, pfx);
-    client.login().await.expect("PKCS#12 certificate sign-in");
-    assert_eq!(me_name(&client).await, emu_consts::CERT_USER);
-    assert_eq!(emu.control().signins("client_credentials"), 2);
+        let pfx = CertificateAuth::from_pkcs12_file(
+            &cert.pfx,
+            &SecretString::from(cert.pfx_password.clone()),
+        )
+        .unwrap();
+        let client = common::client(&emu, pfx);
+        client.login().await.expect("PKCS#12 certificate sign-in");
+        assert_eq!(me_name(&client).await, emu_consts::CERT_USER, "{mode:?}");
+        assert_eq!(emu.control().signins("client_credentials"), 2, "{mode:?}");
+    }
 }
 
 #[tokio::test]
@@ -521,19 +531,26 @@ async fn browser_pkce_times_out_without_a_redirect() {
 
 #[tokio::test]
 async fn certificate_with_an_encrypted_key() {
+    for mode in CERT_MODES {
+        let emu = common::emulator_with(|c| c.client_cert_mode = mode).await;
+        let files = emu.client_cert();
+        // The emulator encrypts the key with the PKCS#12 password.
+        let passphrase = SecretString::from(files.pfx_password.clone());
+        let auth = CertificateAuth::from_encrypted_pem_files(
+            &files.cert,
+            &files.encrypted_key,
+            &passphrase,
+        )
+        .unwrap();
+        let client = common::client(&emu, auth);
+        client
+            .login()
+            .await
+            .expect("encrypted-key certificate sign-in");
+        assert_eq!(me_name(&client).await, emu_consts::CERT_USER, "{mode:?}");
+    }
     let emu = common::emulator().await;
     let files = emu.client_cert();
-    // The emulator encrypts the key with the PKCS#12 password.
-    let passphrase = SecretString::from(files.pfx_password.clone());
-    let auth =
-        CertificateAuth::from_encrypted_pem_files(&files.cert, &files.encrypted_key, &passphrase)
-            .unwrap();
-    let client = common::client(&emu, auth);
-    client
-        .login()
-        .await
-        .expect("encrypted-key certificate sign-in");
-    assert_eq!(me_name(&client).await, emu_consts::CERT_USER);
     let wrong = CertificateAuth::from_encrypted_pem_files(
         &files.cert,
         &files.encrypted_key,
@@ -559,6 +576,29 @@ async fn certificate_sign_in_answers_a_post_handshake_request() {
         .login()
         .await
         .expect("certificate sign-in with post-handshake auth");
+    assert_eq!(me_name(&client).await, emu_consts::CERT_USER);
+    // Refresh works the same way.
+    client.refresh().await.unwrap();
+    assert_eq!(emu.control().signins("client_credentials"), 2);
+}
+
+#[tokio::test]
+async fn certificate_sign_in_answers_a_renegotiation() {
+    // As on SPP 7 and 8 over TLS 1.2: the certificate is asked for by a
+    // renegotiation when the token request arrives.
+    let emu = common::emulator_with(|c| {
+        c.client_cert_mode = safeguard_emulator::ClientCertMode::Renegotiation
+    })
+    .await;
+    let cert = &emu.connection().spp.client_cert;
+    let client = common::client(
+        &emu,
+        CertificateAuth::from_pem_files(&cert.cert, &cert.key).unwrap(),
+    );
+    client
+        .login()
+        .await
+        .expect("certificate sign-in with a renegotiation");
     assert_eq!(me_name(&client).await, emu_consts::CERT_USER);
     // Refresh works the same way.
     client.refresh().await.unwrap();

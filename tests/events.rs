@@ -769,10 +769,15 @@ mod a2a {
     }
 
     /// Events of one or several API keys, with the certificate asked for in
-    /// the first handshake and (like the appliance) after it.
+    /// the first handshake and (like the appliance) after it: TLS 1.3
+    /// post-handshake authentication and TLS 1.2 renegotiation.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a2a_events_for_one_or_several_keys() {
-        for mode in [ClientCertMode::InHandshake, ClientCertMode::PostHandshake] {
+        for mode in [
+            ClientCertMode::InHandshake,
+            ClientCertMode::PostHandshake,
+            ClientCertMode::Renegotiation,
+        ] {
             let emu = common::emulator_with(|c| c.client_cert_mode = mode).await;
             let ctx = context(&emu);
             let keys = emu.connection().spp.a2a.clone();

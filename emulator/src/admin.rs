@@ -13,7 +13,7 @@
 //! | `POST /emulator/signalr` | `{"negotiate_v0": true, "ping_ms": 15000}` | negotiate version, ping interval |
 //! | `POST /emulator/tokens/expire` | | expire every token now |
 //! | `POST /emulator/tokens/lifetime` | `{"seconds": 60}` | lifetime of new tokens |
-//! | `POST /emulator/client-cert-mode` | `{"mode": "PostHandshake"}` | or `InHandshake` |
+//! | `POST /emulator/client-cert-mode` | `{"mode": "PostHandshake"}` | or `InHandshake`, `Renegotiation` |
 //! | `POST /emulator/grants` | `{"grants": ["ResourceOwner", ...]}` | allowed OAuth2 grant types |
 //! | `GET /emulator/counters` | | sign-ins per grant, LoginResponse calls |
 //! | `POST /emulator/counters/reset` | | zero the counters |
@@ -139,10 +139,11 @@ pub(crate) async fn handle(mut ctx: Ctx) -> Response {
                 Some("inhandshake") | Some("in_handshake") | Some("in-handshake") => {
                     ClientCertMode::InHandshake
                 }
+                Some("renegotiation") => ClientCertMode::Renegotiation,
                 _ => {
                     return error(
                         StatusCode::BAD_REQUEST,
-                        "mode must be InHandshake or PostHandshake",
+                        "mode must be InHandshake, PostHandshake or Renegotiation",
                     )
                 }
             };

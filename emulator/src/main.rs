@@ -47,8 +47,12 @@ struct Args {
     token_lifetime_minutes: u64,
     /// Ask for client certificates after the TLS handshake (TLS 1.3
     /// post-handshake authentication), like the appliance does.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "renegotiation")]
     post_handshake: bool,
+    /// Ask for client certificates by a TLS 1.2 renegotiation once a request
+    /// needs one (connections are TLS 1.2 only), like SPP 7 and 8 on TLS 1.2.
+    #[arg(long)]
+    renegotiation: bool,
     /// Directory holding core.json, appliance.json, notification.json and
     /// a2a.json (default: each document looked for in $SAFEGUARD_OPENAPI_DIR,
     /// the workspace's openapi/, then ../shared/openapi).
@@ -83,6 +87,8 @@ async fn main() -> std::process::ExitCode {
         openapi_dir: args.openapi_dir,
         client_cert_mode: if args.post_handshake {
             ClientCertMode::PostHandshake
+        } else if args.renegotiation {
+            ClientCertMode::Renegotiation
         } else {
             ClientCertMode::InHandshake
         },

@@ -56,6 +56,14 @@ pub enum ClientCertMode {
     /// CertificateRequest is sent when an A2A request or the certificate grant
     /// arrives. Clients that cannot answer get 403 / 60094.
     PostHandshake,
+    /// Like the appliance on TLS 1.2 (SPP 7 and 8): connections are TLS 1.2
+    /// only and the first handshake does not ask; when an A2A request or the
+    /// certificate grant arrives, the server renegotiates (a secure, RFC 5746
+    /// renegotiation: HelloRequest, then a full handshake whose
+    /// CertificateRequest the client answers) and continues with the request.
+    /// A client that answers with no certificate gets 403 / 60094; one that
+    /// refuses to renegotiate (rustls) loses the connection.
+    Renegotiation,
 }
 
 /// Settings of an emulator instance.
@@ -83,7 +91,7 @@ pub struct EmulatorConfig {
     /// Size of the seeded backup (default 1 MiB).
     pub backup_size: u64,
     /// How long to wait for a client's answer to a post-handshake
-    /// CertificateRequest (default 5 s).
+    /// CertificateRequest, or for its renegotiation to complete (default 5 s).
     pub post_handshake_timeout: Duration,
 }
 

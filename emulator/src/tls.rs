@@ -3,7 +3,7 @@
 //!
 //! Client certificates are asked for optionally and any certificate is
 //! accepted at the TLS layer; the application decides (unknown certificate →
-//! 403), as the appliance does. Two ways of asking:
+//! 403), as the appliance does. Three ways of asking:
 //!
 //! * [`ClientCertMode::InHandshake`]: the server's CertificateRequest is part of
 //!   the first handshake (what most test servers do).
@@ -14,9 +14,20 @@
 //!   post-handshake CertificateRequest (`SSL_verify_client_post_handshake`) on
 //!   the same connection and reads until the client's answer (its `Finished`
 //!   message) has been processed. A client that did not offer post-handshake
-//!   authentication (rustls, or any TLS 1.2 connection: server-side
-//!   renegotiation is not implemented) cannot be asked, and the request is
-//!   answered like the appliance answers it: 403 with code 60094.
+//!   authentication (rustls, or any TLS 1.2 connection) cannot be asked, and
+//!   the request is answered like the appliance answers it: 403 with code 60094.
+//! * [`ClientCertMode::Renegotiation`]: connections are TLS 1.2 only and the
+//!   first handshake does not ask. When a request that needs a certificate
+//!   arrives (the same requests as above), `request_client_certificate` sets
+//!   the connection's verify mode to ask (optionally), calls `SSL_renegotiate`,
+//!   sends the HelloRequest (`SSL_do_handshake`) and reads until the client's
+//!   renegotiation handshake has completed (`SSL_renegotiate_pending` is 0);
+//!   the certificate it presented is then the connection's. Only secure
+//!   (RFC 5746) renegotiation, OpenSSL's default; renegotiations the client
+//!   starts itself are refused (OpenSSL 3's default). A client that answers
+//!   without a certificate gets 403 / 60094; one that refuses to renegotiate
+//!   (rustls answers the HelloRequest with a `no_renegotiation` alert, which
+//!   OpenSSL turns into a fatal `handshake_failure`) loses the connection.
 //!
 //! To let a handler drive the TLS connection while hyper owns it, the
 //! connection lives behind a mutex shared by hyper's I/O adapter and the
@@ -73,6 +84,8 @@ impl PeerCertificate {
 
 extern "C" {
     fn SSL_verify_client_post_handshake(ssl: *mut openssl_sys::SSL) -> c_int;
+    fn SSL_renegotiate(ssl: *mut openssl_sys::SSL) -> c_int;
+    fn SSL_renegotiate_pending(ssl: *const openssl_sys::SSL) -> c_int;
     fn SSL_CTX_set_msg_callback(
         ctx: *mut openssl_sys::SSL_CTX,
         cb: Option<
@@ -121,10 +134,11 @@ unsafe extern "C" fn on_tls_message(
     }
 }
 
-/// Server TLS contexts for both client-certificate modes.
+/// Server TLS contexts for the client-certificate modes.
 pub(crate) struct TlsContexts {
     in_handshake: SslContext,
     post_handshake: SslContext,
+    renegotiation: SslContext,
 }
 
 impl TlsContexts {
@@ -132,6 +146,7 @@ impl TlsContexts {
         Ok(Self {
             in_handshake: build_context(certs, ClientCertMode::InHandshake)?,
             post_handshake: build_context(certs, ClientCertMode::PostHandshake)?,
+            renegotiation: build_context(certs, ClientCertMode::Renegotiation)?,
         })
     }
 
@@ -139,6 +154,7 @@ impl TlsContexts {
         match mode {
             ClientCertMode::InHandshake => &self.in_handshake,
             ClientCertMode::PostHandshake => &self.post_handshake,
+            ClientCertMode::Renegotiation => &self.renegotiation,
         }
     }
 }
@@ -151,7 +167,22 @@ fn build_context(
     let mut b: SslContextBuilder = SslContext::builder(SslMethod::tls_server()).map_err(e)?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(e)?;
-    b.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::CIPHER_SERVER_PREFERENCE);
+    if mode == ClientCertMode::Renegotiation {
+        // Like the appliance on TLS 1.2. Secure renegotiation only (the
+        // default: no SSL_OP_ALLOW_UNSAFE_LEGACY_RENEGOTIATION), and only the
+        // server starts one (OpenSSL 3 refuses client-initiated ones unless
+        // SSL_OP_ALLOW_CLIENT_RENEGOTIATION). The renegotiation is a full
+        // handshake: a client offers its session in it and resuming that
+        // would skip the CertificateRequest.
+        b.set_max_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(e)?;
+        b.set_options(
+            SslOptions::CIPHER_SERVER_PREFERENCE
+                | SslOptions::NO_SESSION_RESUMPTION_ON_RENEGOTIATION,
+        );
+    } else {
+        b.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::CIPHER_SERVER_PREFERENCE);
+    }
     b.set_certificate(&certs.server_cert).map_err(e)?;
     b.set_private_key(&certs.server_key).map_err(e)?;
     b.add_extra_chain_cert(certs.ca_cert.clone()).map_err(e)?;
@@ -162,12 +193,15 @@ fn build_context(
     let verify = match mode {
         ClientCertMode::InHandshake => SslVerifyMode::PEER,
         ClientCertMode::PostHandshake => SslVerifyMode::PEER | SslVerifyMode::POST_HANDSHAKE,
+        // Asked for only in the renegotiation (see `Conn::renegotiate`).
+        ClientCertMode::Renegotiation => SslVerifyMode::NONE,
     };
     // Any certificate is accepted here; the application decides what it is worth.
     b.set_verify_callback(verify, |_, _| true);
     b.set_session_id_context(match mode {
         ClientCertMode::InHandshake => b"sg-emulator-in",
         ClientCertMode::PostHandshake => b"sg-emulator-post",
+        ClientCertMode::Renegotiation => b"sg-emulator-reneg",
     })
     .map_err(e)?;
     let ctx = b.build();
@@ -182,7 +216,8 @@ struct ConnInner {
     pending: BytesMut,
     /// hyper's read waker, woken when the certificate wait took over reading.
     read_waker: Option<Waker>,
-    pha_attempted: bool,
+    /// The certificate has been asked for after the handshake (once per connection).
+    cert_asked: bool,
 }
 
 /// One accepted TLS connection, shared between hyper and the handlers.
@@ -204,8 +239,9 @@ impl ConnHandle {
         self.0.peer_certificate()
     }
 
-    /// The client certificate of this connection; in post-handshake mode asks
-    /// for it now (once per connection) when it has not been presented yet.
+    /// The client certificate of this connection; in the post-handshake and
+    /// renegotiation modes asks for it now (once per connection) when it has
+    /// not been presented yet.
     pub(crate) async fn request_client_certificate(&self) -> Option<PeerCertificate> {
         self.0.request_client_certificate().await
     }
@@ -226,17 +262,19 @@ impl Conn {
         if let Some(cert) = self.peer_certificate() {
             return Some(cert);
         }
-        if self.mode != ClientCertMode::PostHandshake {
-            return None;
+        match self.mode {
+            ClientCertMode::InHandshake => return None,
+            ClientCertMode::PostHandshake => {}
+            ClientCertMode::Renegotiation => return self.renegotiate().await,
         }
         let _serialized = self.pha_lock.lock().await;
         let before = {
             let mut inner = self.lock();
-            if inner.pha_attempted {
+            if inner.cert_asked {
                 drop(inner);
                 return self.peer_certificate();
             }
-            inner.pha_attempted = true;
+            inner.cert_asked = true;
             if inner.stream.ssl().version2() != Some(SslVersion::TLS1_3) {
                 tracing::debug!("client certificate needed on a pre-TLS 1.3 connection");
                 return None;
@@ -268,7 +306,9 @@ impl Conn {
         let deadline = tokio::time::Instant::now() + self.pha_timeout;
         let mut answered = false;
         while tokio::time::Instant::now() < deadline {
-            let attempt = std::future::poll_fn(|cx| self.poll_pha_answer(cx, before));
+            let attempt = std::future::poll_fn(|cx| {
+                self.poll_answer(cx, |_| self.finished.load(Ordering::SeqCst) > before)
+            });
             tokio::select! {
                 r = attempt => { answered = r; break; }
                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
@@ -284,12 +324,76 @@ impl Conn {
         self.peer_certificate()
     }
 
-    /// Reads until the client's Finished after our CertificateRequest has been
-    /// processed. Ready(true) when answered, Ready(false) on EOF or error.
-    fn poll_pha_answer(&self, cx: &mut Context<'_>, before: u64) -> Poll<bool> {
+    /// Asks for the client certificate with a TLS 1.2 renegotiation and
+    /// waits (at most the post-handshake timeout) until the client's new
+    /// handshake has completed.
+    async fn renegotiate(&self) -> Option<PeerCertificate> {
+        let _serialized = self.pha_lock.lock().await;
+        {
+            let mut inner = self.lock();
+            if inner.cert_asked {
+                drop(inner);
+                return self.peer_certificate();
+            }
+            inner.cert_asked = true;
+            let ssl = inner.stream.ssl().as_ptr();
+            // Ask for a certificate in the coming handshake, optionally (no
+            // FAIL_IF_NO_PEER_CERT): a client without one gets 403 / 60094 from
+            // the application, as on the appliance. A null callback keeps the
+            // context's accept-anything one.
+            // SAFETY: the SSL is alive and exclusively ours while the mutex is held.
+            unsafe { openssl_sys::SSL_set_verify(ssl, SslVerifyMode::PEER.bits(), None) };
+            // SAFETY: as above.
+            if unsafe { SSL_renegotiate(ssl) } != 1 {
+                let errors = openssl::error::ErrorStack::get();
+                tracing::debug!("cannot renegotiate: {errors}");
+                return None;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.pha_timeout;
+        // Sends the HelloRequest; the client's handshake is read below.
+        let sent = tokio::time::timeout_at(
+            deadline,
+            std::future::poll_fn(|cx| {
+                let mut inner = self.lock();
+                Pin::new(&mut inner.stream).poll_do_handshake(cx)
+            }),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!("sending the HelloRequest failed");
+            self.wake_reader();
+            return None;
+        }
+        let done = |inner: &ConnInner| {
+            // SAFETY: the SSL is alive; the mutex is held by the caller.
+            unsafe { SSL_renegotiate_pending(inner.stream.ssl().as_ptr()) == 0 }
+        };
+        let mut answered = false;
+        while tokio::time::Instant::now() < deadline {
+            let attempt = std::future::poll_fn(|cx| self.poll_answer(cx, done));
+            tokio::select! {
+                r = attempt => { answered = r; break; }
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+        if !answered && done(&self.lock()) {
+            answered = true;
+        }
+        self.wake_reader();
+        if !answered {
+            tracing::debug!("the client did not complete the renegotiation");
+            return None;
+        }
+        self.peer_certificate()
+    }
+
+    /// Reads (keeping application data for hyper) until `done`.
+    /// Ready(true) when done, Ready(false) on EOF or error.
+    fn poll_answer(&self, cx: &mut Context<'_>, done: impl Fn(&ConnInner) -> bool) -> Poll<bool> {
         let mut inner = self.lock();
         loop {
-            if self.finished.load(Ordering::SeqCst) > before {
+            if done(&inner) {
                 return Poll::Ready(true);
             }
             let mut tmp = [0u8; 8192];
@@ -304,7 +408,7 @@ impl Conn {
                 }
                 Poll::Ready(Err(_)) => return Poll::Ready(false),
                 Poll::Pending => {
-                    if self.finished.load(Ordering::SeqCst) > before {
+                    if done(&inner) {
                         return Poll::Ready(true);
                     }
                     return Poll::Pending;
@@ -372,14 +476,15 @@ pub(crate) fn mode_to_u8(m: ClientCertMode) -> u8 {
     match m {
         ClientCertMode::InHandshake => 0,
         ClientCertMode::PostHandshake => 1,
+        ClientCertMode::Renegotiation => 2,
     }
 }
 
 pub(crate) fn mode_from_u8(v: u8) -> ClientCertMode {
-    if v == 1 {
-        ClientCertMode::PostHandshake
-    } else {
-        ClientCertMode::InHandshake
+    match v {
+        1 => ClientCertMode::PostHandshake,
+        2 => ClientCertMode::Renegotiation,
+        _ => ClientCertMode::InHandshake,
     }
 }
 
@@ -470,7 +575,7 @@ async fn serve_connection(
             stream,
             pending: BytesMut::new(),
             read_waker: None,
-            pha_attempted: false,
+            cert_asked: false,
         }),
         mode,
         finished,

@@ -309,6 +309,116 @@ async fn post_handshake_mode() {
 }
 
 #[tokio::test]
+async fn renegotiation_mode() {
+    let emu = start_with(EmulatorConfig {
+        client_cert_mode: ClientCertMode::Renegotiation,
+        ..Default::default()
+    })
+    .await;
+    let key = emu.connection().spp.a2a.password_api_key.clone();
+    let auth = format!("A2A {key}");
+    // rustls cannot renegotiate: it answers the HelloRequest with a
+    // no_renegotiation alert, OpenSSL ends the connection with a fatal
+    // handshake_failure, and the A2A request has no answer. Anonymous
+    // endpoints work.
+    let c = cert_client(&emu);
+    let r = c
+        .get(a2a(&emu, "Credentials?type=password"))
+        .header("Authorization", &auth)
+        .send()
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    let r = c
+        .get(format!("{}/service/notification/v4/Status", base(&emu)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // OpenSSL (even with post-handshake auth offered): the first handshake
+    // is TLS 1.2 and asks for nothing; the certificate comes with the
+    // renegotiation the A2A request starts.
+    for post_handshake in [false, true] {
+        let mut s = openssl_connect(&emu, true, post_handshake).await;
+        assert_eq!(s.ssl().version2(), Some(openssl::ssl::SslVersion::TLS1_2));
+        assert!(s.ssl().peer_certificate().is_some());
+        let r = raw_request(
+            &mut s,
+            "GET",
+            "/service/notification/v4/Status/State",
+            &[],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let r = raw_request(
+            &mut s,
+            "GET",
+            "/service/a2a/v4/Credentials?type=password",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json(), json!(PASSWORD_ACCOUNT_PASSWORD));
+        assert_eq!(s.ssl().version2(), Some(openssl::ssl::SslVersion::TLS1_2));
+        // The connection keeps the certificate: no second renegotiation.
+        let body = br#"{"grant_type":"client_credentials","scope":"rsts:sts:primaryproviderid:certificate"}"#;
+        let r = raw_request(
+            &mut s,
+            "POST",
+            "/RSTS/oauth2/token",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    // A request with a body: the body read before the renegotiation is kept.
+    let mut s = openssl_connect(&emu, true, false).await;
+    let body =
+        br#"{"grant_type":"client_credentials","scope":"rsts:sts:primaryproviderid:certificate"}"#;
+    let r = raw_request(
+        &mut s,
+        "POST",
+        "/RSTS/oauth2/token",
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+
+    // OpenSSL without a certificate: an empty answer, 403 / 60094 at once.
+    let mut s = openssl_connect(&emu, false, false).await;
+    let t = std::time::Instant::now();
+    let r = raw_request(
+        &mut s,
+        "GET",
+        "/service/a2a/v4/Credentials?type=password",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["Code"], 60094);
+    assert!(t.elapsed() < std::time::Duration::from_secs(4));
+
+    // Switching modes at run time: new connections follow.
+    emu.control()
+        .set_client_cert_mode(ClientCertMode::InHandshake);
+    let s = openssl_connect(&emu, true, false).await;
+    assert_eq!(s.ssl().version2(), Some(openssl::ssl::SslVersion::TLS1_3));
+    emu.control()
+        .set_client_cert_mode(ClientCertMode::Renegotiation);
+    assert_eq!(
+        emu.control().client_cert_mode(),
+        ClientCertMode::Renegotiation
+    );
+    let s = openssl_connect(&emu, true, true).await;
+    assert_eq!(s.ssl().version2(), Some(openssl::ssl::SslVersion::TLS1_2));
+}
+
+#[tokio::test]
 async fn peer_certificate_extension_in_handshake_mode() {
     let emu = start().await;
     let mut s = openssl_connect(&emu, true, false).await;

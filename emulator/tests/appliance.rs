@@ -249,6 +249,20 @@ async fn faults_latency_and_5xx() {
         emu.control().client_cert_mode(),
         ClientCertMode::PostHandshake
     );
+    let r = c
+        .post(format!("{}/emulator/client-cert-mode", base(&emu)))
+        .json(&serde_json::json!({"mode": "Renegotiation"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["client_cert_mode"],
+        "Renegotiation"
+    );
+    assert_eq!(
+        emu.control().client_cert_mode(),
+        ClientCertMode::Renegotiation
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
