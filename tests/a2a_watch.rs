@@ -233,6 +233,12 @@ async fn a_rotation_during_a_hub_outage_arrives_once_the_hub_is_back() {
         let outage = Duration::from_millis(1500);
         emu.control().a2a_hub_outage(outage);
         let ends = Instant::now() + outage;
+        // The old connection is gone before the rotation: its event cannot
+        // ride on it.
+        let deadline = Instant::now() + WAIT;
+        while watch.listener_state() == ListenerState::Connected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         rotate(&emu, &admin, "rotated-during-outage").await;
         assert!(
             until_password(&password, "rotated-during-outage").await,
