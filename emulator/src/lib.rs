@@ -40,7 +40,7 @@
 //! | 3 control | `control` ([`Control`], the test handle) | layers 0-2 |
 //! | 2 state | `state` (entities, tokens, counters, switches) | layers 0-1 |
 //! | 1 transport | [`tls`] (the HTTPS server; serves whatever router it is given) | layer 0 |
-//! | 0 pure | `model` (constants, settings, errors, `connection.json`), `certs`, `sshkey`, `query` | each other without circles |
+//! | 0 pure | `model` (constants, settings, errors, `connection.json`), `certs`, `sshkey`, `query`, `openapi` (the embedded documents, their routes, schema-conforming examples) | each other without circles |
 //!
 //! Lower layers name the public types and constants through `crate::model`,
 //! not through their re-exports here. What a lower layer needs from a higher
@@ -60,6 +60,7 @@ mod api;
 mod certs;
 mod control;
 mod model;
+mod openapi;
 mod query;
 mod router;
 mod rsts;
@@ -72,7 +73,7 @@ pub mod tls;
 pub use certs::ClientCertFiles;
 pub use control::{Control, Counters, DeviceCodeInfo, UploadRecord};
 pub use model::{
-    A2aKeys, ClientCertInfo, ClientCertMode, ConnectionInfo, Credentials, EmulatorConfig,
+    A2aKeys, ClientCertInfo, OperationCoverage, ClientCertMode, ConnectionInfo, Credentials, EmulatorConfig,
     EmulatorError, SppConnection, SpsConnection, A2A_APP_NAME, ADMIN_PASSWORD, ADMIN_USER,
     ASSET_NAME, CERT_USER, EXTERNAL_PASSWORD, EXTERNAL_PROVIDER_ID, EXTERNAL_PROVIDER_NAME,
     EXTERNAL_USER, MFA_OTP, MFA_PASSWORD, MFA_USER, PASSWORD_ACCOUNT, PASSWORD_ACCOUNT_PASSWORD,
@@ -115,6 +116,11 @@ impl Emulator {
         };
         std::fs::create_dir_all(&dir).map_err(|e| EmulatorError::Io(dir.clone(), e))?;
         let dir = dir.canonicalize().unwrap_or(dir);
+        // The documents are parsed once per process, beside the start-up
+        // work, so that the first request does not wait for them.
+        std::thread::spawn(|| {
+            openapi::Spec::get();
+        });
         let certs = certs::generate(&dir)?;
         let contexts = Arc::new(tls::TlsContexts::new(&certs)?);
 
@@ -245,6 +251,15 @@ impl Emulator {
     /// A handle to the state and the fault switches.
     pub fn control(&self) -> Control {
         self.control.clone()
+    }
+
+    /// How each documented operation is served: handwritten, generic
+    /// stateful or synthesized. Probes every operation through the router
+    /// with an administrator's token and placeholder arguments, so it
+    /// changes this emulator's state: use a throwaway instance
+    /// (`safeguard-emulator --coverage` does).
+    pub async fn coverage(&self) -> Vec<OperationCoverage> {
+        router::coverage(self.control.app().clone()).await
     }
 
     /// Stops serving and waits for the listeners to close.

@@ -34,8 +34,12 @@ use safeguard_emulator::{ClientCertMode, Emulator, EmulatorConfig};
 #[command(name = "safeguard-emulator", version, verbatim_doc_comment)]
 struct Args {
     /// Directory for the certificates and connection.json (created if missing).
+    #[arg(long, required_unless_present = "coverage")]
+    dir: Option<PathBuf>,
+    /// Print how each documented operation is served (handwritten, generic
+    /// stateful, synthesized) and the counts, then exit.
     #[arg(long)]
-    dir: PathBuf,
+    coverage: bool,
     /// SPP port on 127.0.0.1 (0 or absent: ephemeral).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -79,8 +83,11 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.coverage {
+        return print_coverage().await;
+    }
     let config = EmulatorConfig {
-        dir: Some(args.dir),
+        dir: args.dir,
         spp_port: args.port,
         sps_port: args.sps_port,
         token_lifetime: Duration::from_secs(args.token_lifetime_minutes.max(1) * 60),
@@ -118,5 +125,32 @@ async fn main() -> std::process::ExitCode {
     }
     let _ = tokio::signal::ctrl_c().await;
     emulator.shutdown().await;
+    std::process::ExitCode::SUCCESS
+}
+
+/// `--coverage`: a throwaway emulator, probed.
+async fn print_coverage() -> std::process::ExitCode {
+    let emulator = match Emulator::start(EmulatorConfig::default()).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("safeguard-emulator: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let rows = emulator.coverage().await;
+    emulator.shutdown().await;
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in &rows {
+        println!(
+            "{:<20} {:<7} {:<12} {} ({})",
+            r.served_by, r.method, r.service, r.path, r.operation_id
+        );
+        *counts.entry(r.served_by.as_str()).or_default() += 1;
+    }
+    println!();
+    for (by, n) in &counts {
+        println!("{n:>5} {by}");
+    }
+    println!("{:>5} operations", rows.len());
     std::process::ExitCode::SUCCESS
 }

@@ -213,6 +213,21 @@ pub struct SpsConnection {
     pub password: String,
 }
 
+/// How one documented operation is served (see [`crate::Emulator::coverage`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OperationCoverage {
+    /// `core`, `appliance`, `notification` or `a2a`.
+    pub service: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The documented path, without the version (`Users/{id}`).
+    pub path: String,
+    /// The document's `operationId`.
+    pub operation_id: String,
+    /// `handwritten`, `generic stateful` or `synthesized`.
+    pub served_by: String,
+}
+
 /// Exactly what `connection.json` holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionInfo {

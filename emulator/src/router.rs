@@ -13,7 +13,9 @@ use axum::Router;
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
-use crate::api::{self, api_error, json_response, no_route, Ctx};
+use crate::api::generic::{self, ServedBy};
+use crate::api::{self, api_error, bad_method, json_response, no_route, unauthorized, Ctx, Unhandled};
+use crate::openapi::Spec;
 use crate::state::App;
 use crate::{admin, rsts, signalr};
 
@@ -111,12 +113,13 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         }
         // v3 answers as v4: the vendor's tools and tutorial still call v3
         // for the resources both versions share.
-        ["service", "core", "v3" | "v4", ..] => api::core::handle(&mut ctx).await,
-        ["service", "appliance", "v3" | "v4", ..] => api::appliance::handle(&mut ctx).await,
-        ["service", "notification", "v3" | "v4", ..] => {
-            api::appliance::notification(&mut ctx).await
+        ["service", svc, version, ..]
+            if (version.eq_ignore_ascii_case("v3") || version.eq_ignore_ascii_case("v4"))
+                && crate::openapi::SERVICES.contains(svc) =>
+        {
+            let svc = svc.to_string();
+            serve_api(&mut ctx, &svc).await
         }
-        ["service", "a2a", "v3" | "v4", ..] => api::a2a::handle(&mut ctx).await,
         _ => no_route(&ctx),
     };
     if let Some(expires) = ctx.token_expires {
@@ -129,4 +132,145 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         }
     }
     response
+}
+
+/// The handwritten handler of `service`.
+async fn handwritten(ctx: &mut Ctx, service: &str) -> Response {
+    match service {
+        "core" => api::core::handle(ctx).await,
+        "appliance" => api::appliance::handle(ctx).await,
+        "notification" => api::appliance::notification(ctx).await,
+        _ => api::a2a::handle(ctx).await,
+    }
+}
+
+/// Whether the request carries a credential the appliance would look at: a
+/// live user token, or (certificate users) an `A2A` authorization. The
+/// notification service is anonymous and the a2a service checks its own.
+fn credentialed(ctx: &mut Ctx, service: &str) -> bool {
+    service == "notification"
+        || service == "a2a"
+        || ctx
+            .header("authorization")
+            .is_some_and(|h| h.len() > 4 && h[..4].eq_ignore_ascii_case("a2a "))
+        || ctx.user().is_ok()
+}
+
+fn served(mut r: Response, by: ServedBy) -> Response {
+    r.extensions_mut().insert(by);
+    r
+}
+
+/// One request to a service: the handwritten handler first; what it does
+/// not serve and the documents describe goes to the generic layer.
+/// Authentication comes before routing, as on the appliance: without a
+/// credential an unknown path is 401, not 404.
+async fn serve_api(ctx: &mut Ctx, service: &str) -> Response {
+    let spec = Spec::get();
+    let Some(svc) = spec.service(service) else {
+        return no_route(ctx);
+    };
+    let rest: Vec<String> = ctx.segs.iter().skip(3).cloned().collect();
+    let found = svc.find(&rest, ctx.method());
+    let op = found
+        .as_ref()
+        .and_then(|(route, _)| route.operation(ctx.method()));
+    let r = handwritten(ctx, service).await;
+    if r.extensions().get::<Unhandled>().is_none() {
+        return served(r, ServedBy::Handwritten);
+    }
+    if !credentialed(ctx, service) {
+        return unauthorized();
+    }
+    let (Some((route, _)), Some(op)) = (&found, op) else {
+        return match found {
+            Some(_) => bad_method(ctx),
+            None => no_route(ctx),
+        };
+    };
+    let body = if ctx.body.is_some() && svc.json_body_schema(svc.operation_object(route, op)).is_some() {
+        match ctx.bytes().await {
+            Ok(b) if b.iter().all(u8::is_ascii_whitespace) => None,
+            Ok(b) => serde_json::from_slice(&b).ok(),
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
+    let kind = generic::kind(svc, route, op);
+    let r = generic::handle(ctx, svc, route, op, body).await;
+    served(
+        r,
+        if kind.stateful() {
+            ServedBy::Stateful
+        } else {
+            ServedBy::Synthesized
+        },
+    )
+}
+
+/// How one documented operation is served: probed through the router with an
+/// administrator's token and placeholder arguments (state changes stay on
+/// `app`; run it on a throwaway instance).
+pub(crate) async fn coverage(app: Arc<App>) -> Vec<crate::model::OperationCoverage> {
+    use tower::ServiceExt;
+
+    // A fresh token for every probe (one probe may sign out), and ids no
+    // entity has (`0`), so that no probe deletes or changes what the next
+    // one needs.
+    let admin = app
+        .db()
+        .users
+        .iter()
+        .find(|(_, u)| u["Name"].as_str() == Some(crate::model::ADMIN_USER))
+        .map(|(id, _)| *id)
+        .unwrap_or(1);
+    let fresh_token = || {
+        let token = crate::state::random_token(32);
+        app.db().tokens.insert(
+            token.clone(),
+            crate::state::UserToken {
+                user_id: admin,
+                expires: Instant::now() + Duration::from_secs(3600),
+            },
+        );
+        token
+    };
+    let router = router(app.clone());
+    let mut out = Vec::new();
+    for svc in &Spec::get().services {
+        for route in &svc.routes {
+            let path: Vec<String> = route
+                .segments
+                .iter()
+                .map(|s| match s {
+                    crate::openapi::Segment::Literal(l) => l.clone(),
+                    crate::openapi::Segment::Param(_) => "0".to_string(),
+                })
+                .collect();
+            for op in &route.operations {
+                let uri = format!("/service/{}/v4/{}", svc.name, path.join("/"));
+                let req = http::Request::builder()
+                    .method(op.method.clone())
+                    .uri(&uri)
+                    .header("authorization", format!("Bearer {}", fresh_token()))
+                    .body(axum::body::Body::empty());
+                let served_by = match req {
+                    Ok(req) => match router.clone().oneshot(req).await {
+                        Ok(r) => r.extensions().get::<ServedBy>().copied(),
+                        Err(never) => match never {},
+                    },
+                    Err(_) => None,
+                };
+                out.push(crate::model::OperationCoverage {
+                    service: svc.name.to_string(),
+                    method: op.method.to_string(),
+                    path: route.template.clone(),
+                    operation_id: op.id.clone(),
+                    served_by: served_by.map(ServedBy::name).unwrap_or("unserved").to_string(),
+                });
+            }
+        }
+    }
+    out
 }

@@ -139,6 +139,11 @@ pub(crate) struct Db {
     pub device_codes: HashMap<String, DeviceCode>,
     /// SignalR connection ids/tokens handed out by negotiate.
     pub signalr_ids: HashMap<String, Instant>,
+    /// The generic layer's collections: lower-cased concrete path
+    /// (`core/assets/7/accounts`) → entities in creation order.
+    pub generic: BTreeMap<String, Vec<Value>>,
+    /// The generic layer's membership sets (`core/roles/3/members`).
+    pub members: BTreeMap<String, Vec<Value>>,
 }
 
 impl Db {

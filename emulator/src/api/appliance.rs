@@ -307,6 +307,9 @@ pub(crate) async fn swagger(ctx: &mut Ctx, service: &str) -> Response {
             break;
         }
     }
+    // The configured folders first (an upgraded appliance's documents), then
+    // the documents the emulator was built with and routes by.
+    let data = data.or_else(|| crate::openapi::raw_document(service).map(<[u8]>::to_vec));
     let Some(data) = data else {
         return api_error(
             StatusCode::NOT_FOUND,

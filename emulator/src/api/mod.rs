@@ -18,6 +18,7 @@ use crate::tls::{ConnHandle, PeerCertificate};
 pub(crate) mod a2a;
 pub(crate) mod appliance;
 pub(crate) mod core;
+pub(crate) mod generic;
 
 pub(crate) use self::a2a::{a2a_keys, registration_accepts};
 
@@ -256,20 +257,30 @@ pub(crate) fn unsupported_media_type(ct: &str) -> Response {
     )
 }
 
+/// Marks the answer of a handwritten handler that does not serve the
+/// request's path or method, so that the router passes the request on to
+/// the generic layer when the documents describe it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Unhandled;
+
 /// 404 for a path no route matches.
 pub(crate) fn no_route(ctx: &Ctx) -> Response {
-    json_response(
+    let mut r = json_response(
         StatusCode::NOT_FOUND,
         &json!({"Message": format!("No HTTP resource was found that matches the request URI '{}'.", ctx.parts.uri.path())}),
-    )
+    );
+    r.extensions_mut().insert(Unhandled);
+    r
 }
 
 /// 405 for a known path with another method.
 pub(crate) fn bad_method(ctx: &Ctx) -> Response {
-    json_response(
+    let mut r = json_response(
         StatusCode::METHOD_NOT_ALLOWED,
         &json!({"Message": format!("The requested resource does not support http method '{}'.", ctx.method())}),
-    )
+    );
+    r.extensions_mut().insert(Unhandled);
+    r
 }
 
 /// STS (OAuth) error body.
