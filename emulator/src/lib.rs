@@ -73,11 +73,11 @@ pub mod tls;
 pub use certs::ClientCertFiles;
 pub use control::{Control, Counters, DeviceCodeInfo, UploadRecord};
 pub use model::{
-    A2aKeys, ClientCertInfo, OperationCoverage, ClientCertMode, ConnectionInfo, Credentials, EmulatorConfig,
-    EmulatorError, SppConnection, SpsConnection, A2A_APP_NAME, ADMIN_PASSWORD, ADMIN_USER,
-    ASSET_NAME, CERT_USER, EXTERNAL_PASSWORD, EXTERNAL_PROVIDER_ID, EXTERNAL_PROVIDER_NAME,
-    EXTERNAL_USER, MFA_OTP, MFA_PASSWORD, MFA_USER, PASSWORD_ACCOUNT, PASSWORD_ACCOUNT_PASSWORD,
-    PLAIN_PASSWORD, PLAIN_USER, SPS_PASSWORD, SPS_USER, SSH_KEY_ACCOUNT,
+    A2aKeys, ClientCertInfo, ClientCertMode, ConnectionInfo, Credentials, EmulatorConfig,
+    EmulatorError, OperationCoverage, SppConnection, SpsConnection, A2A_APP_NAME, ADMIN_PASSWORD,
+    ADMIN_USER, ASSET_NAME, CERT_USER, EXTERNAL_PASSWORD, EXTERNAL_PROVIDER_ID,
+    EXTERNAL_PROVIDER_NAME, EXTERNAL_USER, MFA_OTP, MFA_PASSWORD, MFA_USER, PASSWORD_ACCOUNT,
+    PASSWORD_ACCOUNT_PASSWORD, PLAIN_PASSWORD, PLAIN_USER, SPS_PASSWORD, SPS_USER, SSH_KEY_ACCOUNT,
 };
 pub use tls::PeerCertificate;
 

@@ -14,7 +14,9 @@ use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::api::generic::{self, ServedBy};
-use crate::api::{self, api_error, bad_method, json_response, no_route, unauthorized, Ctx, Unhandled};
+use crate::api::{
+    self, api_error, bad_method, json_response, no_route, unauthorized, Ctx, Unhandled,
+};
 use crate::openapi::Spec;
 use crate::state::App;
 use crate::{admin, rsts, signalr};
@@ -188,7 +190,11 @@ async fn serve_api(ctx: &mut Ctx, service: &str) -> Response {
             None => no_route(ctx),
         };
     };
-    let body = if ctx.body.is_some() && svc.json_body_schema(svc.operation_object(route, op)).is_some() {
+    let body = if ctx.body.is_some()
+        && svc
+            .json_body_schema(svc.operation_object(route, op))
+            .is_some()
+    {
         match ctx.bytes().await {
             Ok(b) if b.iter().all(u8::is_ascii_whitespace) => None,
             Ok(b) => serde_json::from_slice(&b).ok(),
@@ -267,7 +273,10 @@ pub(crate) async fn coverage(app: Arc<App>) -> Vec<crate::model::OperationCovera
                     method: op.method.to_string(),
                     path: route.template.clone(),
                     operation_id: op.id.clone(),
-                    served_by: served_by.map(ServedBy::name).unwrap_or("unserved").to_string(),
+                    served_by: served_by
+                        .map(ServedBy::name)
+                        .unwrap_or("unserved")
+                        .to_string(),
                 });
             }
         }

@@ -170,11 +170,9 @@ fn handwritten_exists(ctx: &Ctx, service: &str, collection: &str, id: &str) -> O
         ("core", "assetaccounts") => Some(has(&db.accounts)),
         ("core", "a2aregistrations") => Some(has(&db.registrations)),
         ("core", "accessrequests") => Some(has(&db.access_requests)),
-        ("core", "trustedcertificates") => Some(
-            db.trusted_certs
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case(id)),
-        ),
+        ("core", "trustedcertificates") => {
+            Some(db.trusted_certs.keys().any(|k| k.eq_ignore_ascii_case(id)))
+        }
         ("appliance", "backups") => Some(db.backups.contains_key(id)),
         _ => None,
     }
@@ -210,7 +208,10 @@ pub(crate) async fn handle(
             continue;
         }
         let id = &concrete[i];
-        let exists = match (i, handwritten_exists(ctx, svc.name, &concrete[0].to_ascii_lowercase(), id)) {
+        let exists = match (
+            i,
+            handwritten_exists(ctx, svc.name, &concrete[0].to_ascii_lowercase(), id),
+        ) {
             (1, Some(found)) => found,
             _ => find(ctx, &key(svc.name, &concrete[..i]), id).is_some(),
         };
@@ -447,10 +448,22 @@ mod tests {
         assert_eq!(kind_of("core", Method::GET, &["Roles", "1"]), Read);
         assert_eq!(kind_of("core", Method::PUT, &["Roles", "1"]), Update);
         assert_eq!(kind_of("core", Method::DELETE, &["Roles", "1"]), Delete);
-        assert_eq!(kind_of("core", Method::POST, &["Roles", "1", "Members", "Add"]), MembersModify);
-        assert_eq!(kind_of("core", Method::POST, &["Roles", "1", "Members", "Remove"]), MembersModify);
-        assert_eq!(kind_of("core", Method::GET, &["Roles", "1", "Members"]), MembersGet);
-        assert_eq!(kind_of("core", Method::PUT, &["Roles", "1", "Members"]), MembersSet);
+        assert_eq!(
+            kind_of("core", Method::POST, &["Roles", "1", "Members", "Add"]),
+            MembersModify
+        );
+        assert_eq!(
+            kind_of("core", Method::POST, &["Roles", "1", "Members", "Remove"]),
+            MembersModify
+        );
+        assert_eq!(
+            kind_of("core", Method::GET, &["Roles", "1", "Members"]),
+            MembersGet
+        );
+        assert_eq!(
+            kind_of("core", Method::PUT, &["Roles", "1", "Members"]),
+            MembersSet
+        );
         assert_eq!(kind_of("appliance", Method::GET, &["Version"]), Synthesized);
     }
 
@@ -458,7 +471,10 @@ mod tests {
     fn roles_come_from_the_documented_403() {
         let svc = Spec::get().service("core").unwrap();
         let op = json!({"responses": {"403": {"description": "Must have PolicyAdmin, ApplicationAuditor or Auditor permission."}}});
-        assert_eq!(required_roles(svc, &op), vec!["PolicyAdmin", "ApplicationAuditor", "Auditor"]);
+        assert_eq!(
+            required_roles(svc, &op),
+            vec!["PolicyAdmin", "ApplicationAuditor", "Auditor"]
+        );
         let op = json!({"responses": {"403": {"description": "Must have PolicyAdmin permission or own a partition."}}});
         assert!(required_roles(svc, &op).is_empty());
         assert!(required_roles(svc, &json!({})).is_empty());
@@ -466,7 +482,10 @@ mod tests {
 
     #[test]
     fn members_compare_by_id() {
-        assert!(same_member(&json!({"Id": 3, "Name": "a"}), &json!({"Id": 3})));
+        assert!(same_member(
+            &json!({"Id": 3, "Name": "a"}),
+            &json!({"Id": 3})
+        ));
         assert!(!same_member(&json!({"Id": 3}), &json!({"Id": 4})));
         assert!(id_matches(&json!({"Id": 12}), "12"));
         assert!(id_matches(&json!({"Id": "AbC"}), "abc"));

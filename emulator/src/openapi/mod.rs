@@ -153,7 +153,10 @@ impl ServiceSpec {
 
     /// The first success status the operation documents (200 when it
     /// documents none) and its body: media type and schema, JSON preferred.
-    pub(crate) fn success<'a>(&'a self, operation: &'a Value) -> (u16, Option<(&'a str, &'a Value)>) {
+    pub(crate) fn success<'a>(
+        &'a self,
+        operation: &'a Value,
+    ) -> (u16, Option<(&'a str, &'a Value)>) {
         let Some(responses) = operation["responses"].as_object() else {
             return (200, None);
         };
@@ -277,10 +280,12 @@ fn route(key: &str, item: &Value) -> Option<Route> {
     let raw: Vec<&str> = parts.collect();
     let segments = raw
         .iter()
-        .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) => Segment::Param(name.to_string()),
-            None => Segment::Literal(s.to_ascii_lowercase()),
-        })
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => Segment::Param(name.to_string()),
+                None => Segment::Literal(s.to_ascii_lowercase()),
+            },
+        )
         .collect();
     let operations: Vec<Operation> = METHODS
         .iter()
@@ -328,7 +333,9 @@ mod tests {
         let (r, params) = core.find(&["users", "42"], &Method::GET).unwrap();
         assert_eq!(r.template, "Users/{id}");
         assert_eq!(params, vec![("id".to_string(), "42".to_string())]);
-        let (r, params) = core.find(&["ME", "ActionableRequests"], &Method::GET).unwrap();
+        let (r, params) = core
+            .find(&["ME", "ActionableRequests"], &Method::GET)
+            .unwrap();
         assert_eq!(r.template, "Me/ActionableRequests");
         assert!(params.is_empty());
         assert!(core.find(&["NoSuchThing"], &Method::GET).is_none());

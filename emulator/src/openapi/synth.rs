@@ -172,7 +172,10 @@ mod tests {
             if let Some(schemas) = svc.document["components"]["schemas"].as_object() {
                 for name in schemas.keys() {
                     let v = svc.example(&json!({ "$ref": format!("#/components/schemas/{name}") }));
-                    assert!(!v.is_null() || schemas[name].get("type").is_none(), "{name}");
+                    assert!(
+                        !v.is_null() || schemas[name].get("type").is_none(),
+                        "{name}"
+                    );
                 }
             }
         }
@@ -191,8 +194,10 @@ mod tests {
         );
         assert_eq!(core.example(&json!({"type": "array"})), json!([]));
         assert_eq!(
-            core.example(&json!({"allOf": [{"properties": {"A": {"type": "integer"}}},
-                                 {"properties": {"B": {"type": "boolean"}}}]})),
+            core.example(
+                &json!({"allOf": [{"properties": {"A": {"type": "integer"}}},
+                                 {"properties": {"B": {"type": "boolean"}}}]})
+            ),
             json!({"A": 0, "B": false})
         );
         let secret = core.example(&json!({"type": "object", "properties": {
