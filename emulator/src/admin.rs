@@ -7,6 +7,7 @@
 //! | `GET /emulator/state` | | counters, switches, grant types, websocket count, TLS handshakes (full, resumed), what is left of an A2A hub outage (`a2a_hub_outage_ms`, `null` when up) |
 //! | `POST /emulator/latency` | `{"ms": 250}` | delay every SPP request |
 //! | `POST /emulator/fail` | `{"count": 3, "status": 503}` | fail the next N requests |
+//! | `POST /emulator/validation` | `{"strict": false}` | stop (or resume) validating requests against the documents |
 //! | `POST /emulator/websockets/drop` | | close every SignalR websocket abruptly |
 //! | `POST /emulator/websockets/silent` | `{"silent": true}` | hubs stop pinging and answering |
 //! | `POST /emulator/a2a-hub/outage` | `{"ms": 10000}` | the A2A hub is out for that long: its connections drop, negotiate and upgrades answer 503 (`{"ms": 0}` ends it); answers the state |
@@ -61,6 +62,7 @@ fn state(c: &Control) -> Value {
         "pending_failures": c.pending_failures(),
         "users": c.user_count(),
         "a2a_hub_outage_ms": c.a2a_hub_outage_remaining().map(|d| d.as_millis() as u64),
+        "strict_validation": c.strict_validation(),
     })
 }
 
@@ -85,6 +87,13 @@ pub(crate) async fn handle(mut ctx: Ctx) -> Response {
             control.set_latency(Duration::from_millis(b["ms"].as_u64().unwrap_or(0)));
             ok(&state(&control))
         }
+        (Method::POST, ["validation"]) => match b["strict"].as_bool() {
+            Some(strict) => {
+                control.set_strict_validation(strict);
+                ok(&state(&control))
+            }
+            None => error(StatusCode::BAD_REQUEST, "strict must be true or false"),
+        },
         (Method::POST, ["fail"]) => {
             let status = b["status"].as_u64().unwrap_or(503);
             if !(500..=599).contains(&status) {

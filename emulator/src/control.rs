@@ -75,6 +75,17 @@ impl Control {
             .store(latency.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Turns strict request validation on or off (see
+    /// [`EmulatorConfig::strict_validation`](crate::model::EmulatorConfig)).
+    pub fn set_strict_validation(&self, strict: bool) {
+        self.app.strict_validation.store(strict, Ordering::SeqCst);
+    }
+
+    /// Whether requests are validated against the documents.
+    pub fn strict_validation(&self) -> bool {
+        self.app.strict_validation.load(Ordering::SeqCst)
+    }
+
     /// Answers the next `count` SPP requests with `status` (a 5xx) and the
     /// appliance's error body.
     pub fn fail_next(&self, count: u64, status: u16) {

@@ -116,11 +116,6 @@ impl Emulator {
         };
         std::fs::create_dir_all(&dir).map_err(|e| EmulatorError::Io(dir.clone(), e))?;
         let dir = dir.canonicalize().unwrap_or(dir);
-        // The documents are parsed once per process, beside the start-up
-        // work, so that the first request does not wait for them.
-        std::thread::spawn(|| {
-            openapi::Spec::get();
-        });
         let certs = certs::generate(&dir)?;
         let contexts = Arc::new(tls::TlsContexts::new(&certs)?);
 
@@ -201,6 +196,12 @@ impl Emulator {
             tokio::spawn(state::App::housekeeping(Arc::downgrade(&app))),
         ];
         tracing::info!("Safeguard emulator listening on https://{spp_host}");
+        // The documents are parsed once per process, in the background once
+        // the listeners are up, so that neither the start nor (usually) the
+        // first request waits for them.
+        std::thread::spawn(|| {
+            openapi::Spec::get();
+        });
         Ok(Emulator {
             info,
             ca_pem: certs.ca_pem.clone(),

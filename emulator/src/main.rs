@@ -68,6 +68,11 @@ struct Args {
     /// Size in bytes of the seeded backup.
     #[arg(long, default_value_t = 1024 * 1024)]
     backup_size: u64,
+    /// Let requests through without validating them against the documents
+    /// (the appliance, and the emulator by default, refuse an invalid request
+    /// with 400).
+    #[arg(long)]
+    lenient: bool,
     /// Print connection.json instead of the human-readable summary.
     #[arg(long)]
     json: bool,
@@ -101,6 +106,7 @@ async fn main() -> std::process::ExitCode {
         },
         signalr_ping_interval: Duration::from_secs(args.ping_seconds.max(1)),
         backup_size: args.backup_size,
+        strict_validation: !args.lenient,
         ..EmulatorConfig::default()
     };
     let emulator = match Emulator::start(config).await {

@@ -93,6 +93,11 @@ pub struct EmulatorConfig {
     /// How long to wait for a client's answer to a post-handshake
     /// CertificateRequest, or for its renegotiation to complete (default 5 s).
     pub post_handshake_timeout: Duration,
+    /// Validate every request against the documents (parameters, body
+    /// schema, content type) and refuse an invalid one with the appliance's
+    /// 400, as the appliance does (default `true`); `false` lets anything
+    /// through to the handlers.
+    pub strict_validation: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -109,6 +114,7 @@ impl Default for EmulatorConfig {
             device_code_lifetime: Duration::from_secs(300),
             backup_size: 1024 * 1024,
             post_handshake_timeout: Duration::from_secs(5),
+            strict_validation: true,
         }
     }
 }

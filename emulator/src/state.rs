@@ -271,6 +271,8 @@ pub(crate) struct App {
     pub silent: AtomicBool,
     pub negotiate_v0: AtomicBool,
     pub latency_ms: AtomicU64,
+    /// Requests are validated against the documents.
+    pub strict_validation: AtomicBool,
     pub fail_remaining: AtomicU64,
     pub fail_status: AtomicU32,
     pub token_lifetime: Mutex<Duration>,
@@ -509,6 +511,18 @@ impl App {
             new_user(admin_id, ADMIN_USER, LOCAL_PROVIDER, ADMIN_USER, &ALL_ROLES),
         );
         db.passwords.insert(admin_id, ADMIN_PASSWORD.to_string());
+        // The default partition every appliance has (Id -1; its name as the
+        // appliance's UI and API show it). Other partitions are created
+        // through the generic layer's AssetPartitions collection.
+        db.generic.insert(
+            "core/assetpartitions".to_string(),
+            vec![json!({"Id": -1, "Name": "Default Partition",
+                "Description": "Assets and accounts not assigned to another partition.",
+                "CreatedDate": now_string(), "CreatedByUserId": admin_id,
+                "CreatedByUserDisplayName": ADMIN_USER, "ManagedBy": [],
+                "DefaultProfileId": 1, "DefaultProfileName": "Default Profile",
+                "DefaultSshKeyProfileId": 1, "DefaultSshKeyProfileName": "Default SSH Key Profile"})],
+        );
         let mfa_id = db.id();
         let mut mfa = new_user(mfa_id, MFA_USER, LOCAL_PROVIDER, MFA_USER, &[]);
         mfa["SecondaryAuthenticationProvider"] = json!({"Id": 4, "Name": "Emulator One-Time Password",
@@ -650,6 +664,7 @@ impl App {
             silent: AtomicBool::new(false),
             negotiate_v0: AtomicBool::new(false),
             latency_ms: AtomicU64::new(0),
+            strict_validation: AtomicBool::new(config.strict_validation),
             fail_remaining: AtomicU64::new(0),
             fail_status: AtomicU32::new(503),
             token_lifetime: Mutex::new(config.token_lifetime),
