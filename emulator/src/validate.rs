@@ -56,7 +56,8 @@ pub(crate) struct RequestView<'a> {
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Invalid {
-    /// 415: the body's media type is not one the operation accepts.
+    /// 415: the body's media type is not one the operation accepts (its
+    /// `type/subtype`, lower-case; empty when the request named none).
     MediaType(String),
     /// 400: ModelState entries (member path, message), in a stable order.
     Model(Vec<(String, String)>),
@@ -151,9 +152,8 @@ pub(crate) fn validate(
                 .find(|(key, _)| media_matches(key, &mt))
                 .map(|(k, v)| (k.as_str(), v));
             if media.is_none() {
-                return Err(Invalid::MediaType(
-                    req.content_type.unwrap_or("").to_owned(),
-                ));
+                // The message names the media type without its parameters.
+                return Err(Invalid::MediaType(mt));
             }
         }
     }
@@ -417,10 +417,8 @@ fn check_parameters(
                     None if required => errors.push((name.to_owned(), required_message(name))),
                     None => {}
                     Some(v) => {
-                        if let Some(schema) = schema {
-                            if !param_value_ok(document, schema, &[v]) {
-                                errors.push((name.to_owned(), invalid_param(v, name)));
-                            }
+                        if let Some(bad) = schema.and_then(|s| bad_param_value(document, s, &[v])) {
+                            errors.push((name.to_owned(), invalid_param(bad, name)));
                         }
                     }
                 }
@@ -439,11 +437,8 @@ fn check_parameters(
                     }
                     continue;
                 }
-                if let Some(schema) = schema {
-                    if !param_value_ok(document, schema, &values) {
-                        let shown = values.join(",");
-                        errors.push((name.to_owned(), invalid_param(&shown, name)));
-                    }
+                if let Some(bad) = schema.and_then(|s| bad_param_value(document, s, &values)) {
+                    errors.push((name.to_owned(), invalid_param(bad, name)));
                 }
             }
             _ => {}
@@ -461,28 +456,25 @@ fn required_message(name: &str) -> String {
     format!("The {name} field is required.")
 }
 
-/// Whether the received values of one parameter convert to its schema. A
-/// scalar takes the first value (ASP.NET Core's `FirstValue`); an array takes
-/// every value, each split at commas.
-fn param_value_ok(document: &Value, schema: &Value, values: &[&str]) -> bool {
+/// The first received value of one parameter that does not convert to its
+/// schema, if any. A scalar takes the first value (ASP.NET Core's
+/// `FirstValue`); an array takes every value, each split at commas.
+fn bad_param_value<'v>(document: &Value, schema: &Value, values: &[&'v str]) -> Option<&'v str> {
     let mut slots = Parts::default();
-    let Some(facts) = Facts::of(parts_of(document, schema, &mut slots)) else {
-        return true;
-    };
+    let facts = Facts::of(parts_of(document, schema, &mut slots))?;
     if facts.kind() == Some("array") {
-        let Some(items) = facts.items else {
-            return true;
-        };
+        let items = facts.items?;
         return values
             .iter()
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .filter(|v| !v.is_empty())
-            .all(|v| scalar_text_ok(document, items, v));
+            .find(|v| !scalar_text_ok(document, items, v));
     }
     values
         .first()
-        .is_none_or(|v| scalar_text_ok(document, schema, v))
+        .copied()
+        .filter(|v| !scalar_text_ok(document, schema, v))
 }
 
 /// Whether one text value (a path segment, a query value, an array element)
@@ -849,23 +841,49 @@ impl<'d> Checker<'d> {
         self.fail(message);
     }
 
-    /// Appends a member name to the path the way Newtonsoft writes it
-    /// (`A.B`, or `A['odd name']`); returns the length to truncate back to.
+    /// Appends a member name to the path the way Newtonsoft.Json writes it
+    /// (`JsonPosition.WriteTo`): `A.B`, or `A['odd name']` for a name with
+    /// a character of its list (`.`, space, quotes, `/`, backslash, brackets,
+    /// parentheses, line breaks), quotes and backslashes escaped. Returns the
+    /// length to truncate back to.
     fn push_member(&mut self, name: &str) -> usize {
         let len = self.path.len();
-        let plain = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == '-');
-        if plain {
+        let special = |c: char| {
+            matches!(
+                c,
+                '.' | ' '
+                    | '\''
+                    | '/'
+                    | '"'
+                    | '['
+                    | ']'
+                    | '('
+                    | ')'
+                    | '\t'
+                    | '\n'
+                    | '\r'
+                    | '\u{c}'
+                    | '\u{8}'
+                    | '\\'
+                    | '\u{85}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+            )
+        };
+        if name.contains(special) {
+            self.path.push_str("['");
+            for c in name.chars() {
+                if c == '\'' || c == '\\' {
+                    self.path.push('\\');
+                }
+                self.path.push(c);
+            }
+            self.path.push_str("']");
+        } else {
             if !self.path.is_empty() {
                 self.path.push('.');
             }
             self.path.push_str(name);
-        } else {
-            self.path.push_str("['");
-            self.path.push_str(name);
-            self.path.push_str("']");
         }
         len
     }

@@ -230,7 +230,6 @@ fn query_parameters_convert_like_aspnet() {
         ("key", "not-a-guid"),
         ("color", "Purple"),
         ("color", "Red,Purple"),
-        ("ids", "1,x"),
     ];
     for (name, value) in bad {
         let entries = model(inline_query(&[(name, value)]));
@@ -243,6 +242,28 @@ fn query_parameters_convert_like_aspnet() {
             "{name}={value}"
         );
     }
+    // The offending element of an array, the offending first value.
+    assert_eq!(
+        model(inline_query(&[("ids", "1, x,y")])),
+        vec![(
+            "ids".to_owned(),
+            "The value 'x' is not valid for ids.".to_owned()
+        )]
+    );
+    assert_eq!(
+        model(inline_query(&[("ids", "1"), ("ids", "2,z")])),
+        vec![(
+            "ids".to_owned(),
+            "The value 'z' is not valid for ids.".to_owned()
+        )]
+    );
+    assert_eq!(
+        model(inline_query(&[("count", "maybe"), ("count", "true")])),
+        vec![(
+            "count".to_owned(),
+            "The value 'maybe' is not valid for count.".to_owned()
+        )]
+    );
     // Case-insensitive names keep the document's name in ModelState.
     assert_eq!(members(inline_query(&[("Limit", "x")])), ["limit"]);
 }
@@ -305,7 +326,7 @@ fn content_types() {
     };
     assert!(put(Some("Application/JSON; charset=utf-8"), body).is_ok());
     assert_eq!(
-        put(Some("text/plain"), body),
+        put(Some("Text/Plain; charset=utf-8"), body),
         Err(Invalid::MediaType("text/plain".into()))
     );
     assert_eq!(put(None, body), Err(Invalid::MediaType(String::new())));
@@ -452,6 +473,33 @@ fn body_errors_name_the_member() {
     let entries = model(thing(r#"{"Count": "x", "Flag": "y"}"#));
     assert_eq!(entries.len(), 3, "{entries:?}");
     assert_eq!(entries[0].0, "Name");
+}
+
+#[test]
+fn member_paths_like_newtonsoft() {
+    let doc = inline();
+    let mut checker = Checker::new(&doc);
+    for name in ["A", "b-c", "$x", "", "a b", "it's", "x.y", "q\\r"] {
+        let len = checker.push_member("Labels");
+        checker.push_member(name);
+        checker.fail(String::new());
+        checker.path.truncate(len);
+    }
+    let keys: Vec<&str> = checker.errors.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "Labels.A",
+            "Labels.b-c",
+            "Labels.$x",
+            "Labels.",
+            "Labels['a b']",
+            "Labels['it\\'s']",
+            "Labels['x.y']",
+            "Labels['q\\\\r']"
+        ]
+    );
+    assert_eq!(checker.path, "");
 }
 
 #[test]
