@@ -852,6 +852,165 @@ fn real_parameters() {
     }
 }
 
+/// A valid text for a parameter of `schema` (a scalar, or an array of them).
+fn sample_text(document: &Value, schema: &Value) -> String {
+    match sample(document, schema, 0) {
+        Value::String(s) => s,
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+/// A minimal valid value of `schema`: required (not read-only) members only,
+/// one element per array, the first enum name, a sample of each format.
+fn sample(document: &Value, schema: &Value, depth: usize) -> Value {
+    let mut slots = Parts::default();
+    let parts = parts_of(document, schema, &mut slots);
+    let Some(facts) = Facts::of(parts) else {
+        return json!({});
+    };
+    if let Some(options) = facts.enumeration {
+        return options.first().cloned().unwrap_or(Value::Null);
+    }
+    match facts.kind() {
+        Some("object") => {
+            let mut out = Map::new();
+            for part in parts {
+                let required = part
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten();
+                for name in required.filter_map(Value::as_str) {
+                    let property = parts.iter().find_map(|p| p.get("properties")?.get(name));
+                    if let Some(property) = property.filter(|p| !is_read_only(document, p)) {
+                        out.insert(name.to_owned(), sample(document, property, depth + 1));
+                    } else if property.is_none() {
+                        out.insert(name.to_owned(), json!("x"));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        Some("array") if depth < 8 => match facts.items {
+            Some(items) => json!([sample(document, items, depth + 1)]),
+            None => json!([]),
+        },
+        Some("array") => json!([]),
+        Some("integer") => json!(1),
+        Some("number") => json!(1.5),
+        Some("boolean") => json!(true),
+        Some("string") => match facts.format {
+            Some("date-time") => json!("2024-05-01T10:00:00Z"),
+            Some("uuid") => json!("0f8fad5b-d9cb-469f-a165-70867728950e"),
+            Some("byte") => json!("aGVsbG8="),
+            Some("date-span") => json!("01:00:00"),
+            _ => json!("x"),
+        },
+        _ => json!({}),
+    }
+}
+
+/// Every operation of the vendor's documents accepts a request built from its
+/// own schemas (every parameter, a minimal body in its first media type), and
+/// refuses a non-numeric value for an integer path parameter: the validator
+/// is never stricter than the documents.
+#[test]
+fn real_every_operation_accepts_its_own_sample() {
+    let mut checked = 0;
+    let mut refused = 0;
+    for name in ["core", "appliance"] {
+        let Some(doc) = vendor(name) else { return };
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if method == "parameters" {
+                    continue;
+                }
+                let params: Vec<&Value> = op
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let mut path_values = Vec::new();
+                let mut query = Vec::new();
+                for p in &params {
+                    let pname = p["name"].as_str().unwrap();
+                    let text = sample_text(doc, &p["schema"]);
+                    match p["in"].as_str() {
+                        Some("path") => path_values.push((pname.to_owned(), text)),
+                        Some("query") => query.push((pname.to_owned(), text)),
+                        _ => {}
+                    }
+                }
+                let (ct, body) = match op
+                    .get("requestBody")
+                    .and_then(|rb| rb["content"].as_object())
+                {
+                    Some(content) => {
+                        let (key, media) = content.iter().next().unwrap();
+                        let body = if is_json_media(key) {
+                            sample(doc, &media["schema"], 0).to_string().into_bytes()
+                        } else {
+                            b"raw file bytes".to_vec()
+                        };
+                        (Some(key.replace("*", "vnd.x")), body)
+                    }
+                    None => (None, Vec::new()),
+                };
+                let path_params: Vec<(&str, &str)> = path_values
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                let result = validate(
+                    doc,
+                    item,
+                    op,
+                    &request(&path_params, &query, ct.as_deref(), &body),
+                );
+                assert!(
+                    result.is_ok(),
+                    "{name} {method} {path}: {result:?} for {}",
+                    String::from_utf8_lossy(&body)
+                );
+                checked += 1;
+
+                // An integer path parameter given a word.
+                if let Some((pname, _)) = path_values.iter().find(|(n, _)| {
+                    params
+                        .iter()
+                        .any(|p| p["name"] == **n && sample(doc, &p["schema"], 0).is_i64())
+                }) {
+                    let broken: Vec<(&str, &str)> = path_params
+                        .iter()
+                        .map(|(n, v)| if n == pname { (*n, "word") } else { (*n, *v) })
+                        .collect();
+                    let result = validate(
+                        doc,
+                        item,
+                        op,
+                        &request(&broken, &query, ct.as_deref(), &body),
+                    );
+                    assert_eq!(members(result), [pname.as_str()], "{name} {method} {path}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    if checked > 0 {
+        eprintln!("{checked} operations accept their own sample; {refused} refuse a bad integer path parameter");
+        assert!(checked > 1000, "{checked}");
+        assert!(refused > 500, "{refused}");
+    }
+}
+
 /// Every operation of the real documents with an empty request, an empty JSON
 /// object and garbage: no panic, and a verdict every time.
 #[test]
