@@ -524,19 +524,21 @@ fn parse_number(text: &str) -> Option<f64> {
     t.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
-/// Whether an integer fits the schema's format (`int64`; `int32` or none).
+/// Whether an integer fits the schema's format: `int32`, or 64 bits for
+/// `int64` and for an integer without a format (Swashbuckle writes `int32`
+/// for every `int`, so an unformatted one is at least as wide).
 fn int_in_range(n: i128, format: Option<&str>) -> bool {
     match format {
-        Some("int64") => i64::try_from(n).is_ok(),
-        _ => i32::try_from(n).is_ok(),
+        Some("int32") => i32::try_from(n).is_ok(),
+        _ => i64::try_from(n).is_ok(),
     }
 }
 
 /// .NET's name of the integer type a format stands for, for messages.
 fn int_type_name(format: Option<&str>) -> &'static str {
     match format {
-        Some("int64") => "Int64",
-        _ => "Int32",
+        Some("int32") => "Int32",
+        _ => "Int64",
     }
 }
 

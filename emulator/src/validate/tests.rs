@@ -429,6 +429,18 @@ fn bodies_parse_and_return() {
     assert!(thing(lenient).is_ok(), "{:?}", thing(lenient));
     assert!(thing(r#"{"Name": "n", "Count": 3.0, "Flag": 1, "When": null, "Count": ""}"#).is_ok());
     assert!(thing(r#"{"Name": true}"#).is_ok());
+    // An integer without a format is 64 bits wide.
+    assert!(thing(r#"{"Name": "n", "Labels": {"a": 9000000000}}"#).is_ok());
+    assert_eq!(
+        model(thing(
+            r#"{"Name": "n", "Labels": {"a": 9223372036854775808}}"#
+        )),
+        vec![(
+            "Labels.a".to_owned(),
+            "JSON integer 9223372036854775808 is too large or small for an Int64. Path 'Labels.a'."
+                .to_owned()
+        )]
+    );
 }
 
 #[test]
