@@ -27,6 +27,10 @@
 //! * `null` counts as absent, so a required member that is `null` is missing.
 //! * Query parameter names match case-insensitively; unknown ones are ignored;
 //!   a scalar takes the first of repeated values; an empty value is absent.
+//! * Not checked: `minLength`/`maxLength`/`minimum`/`maximum` (the documents
+//!   carry them, sometimes oddly, such as `maximum: 255` on strings, and
+//!   whether the appliance's binder enforces them is not documented), header
+//!   and cookie parameters.
 //!
 //! Documents and bodies are untrusted input: `$ref` chains, `allOf` nesting
 //! and `oneOf`/`anyOf` alternatives that do not consume the body are cut off
