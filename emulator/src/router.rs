@@ -177,6 +177,22 @@ async fn serve_api(ctx: &mut Ctx, service: &str) -> Response {
     let op = found
         .as_ref()
         .and_then(|(route, _)| route.operation(ctx.method()));
+    // Authorization and validation come after authentication (a request
+    // without a credential is 401 whatever it holds) and before any handler.
+    let mut parsed = None;
+    if let (Some((route, params)), Some(op)) = (&found, op) {
+        if credentialed(ctx, service) {
+            if let Err(r) = generic::authorize(ctx, svc, svc.operation_object(route, op)) {
+                return r;
+            }
+            if ctx.app.strict_validation.load(Ordering::SeqCst) {
+                match validate_request(ctx, svc, route, op, params).await {
+                    Ok(body) => parsed = body,
+                    Err(r) => return r,
+                }
+            }
+        }
+    }
     let r = handwritten(ctx, service).await;
     if r.extensions().get::<Unhandled>().is_none() {
         return served(r, ServedBy::Handwritten);
@@ -190,7 +206,9 @@ async fn serve_api(ctx: &mut Ctx, service: &str) -> Response {
             None => no_route(ctx),
         };
     };
-    let body = if ctx.body.is_some()
+    let body = if parsed.is_some() {
+        parsed
+    } else if ctx.body.is_some()
         && svc
             .json_body_schema(svc.operation_object(route, op))
             .is_some()
@@ -213,6 +231,60 @@ async fn serve_api(ctx: &mut Ctx, service: &str) -> Response {
             ServedBy::Synthesized
         },
     )
+}
+
+/// Validates a request against its operation in the original document;
+/// the appliance's 400 (or 415) when it is invalid. The body is read here
+/// and handed back to the handlers unchanged; its JSON, when it has some,
+/// is returned.
+async fn validate_request(
+    ctx: &mut Ctx,
+    svc: &crate::openapi::ServiceSpec,
+    route: &crate::openapi::Route,
+    op: &crate::openapi::Operation,
+    params: &[(String, String)],
+) -> Result<Option<serde_json::Value>, Response> {
+    // Only JSON bodies are read (bounded) for validation; an upload's stream
+    // (octet-stream, multipart) is checked for its media type only and
+    // reaches the handler untouched.
+    let json = ctx
+        .header("content-type")
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+    let bytes = match ctx.body.is_some() && json {
+        true => ctx.bytes().await?,
+        false => bytes::Bytes::new(),
+    };
+    let query: Vec<(String, String)> = ctx
+        .parts
+        .uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
+    let path_params: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let view = crate::validate::RequestView {
+        path_params: &path_params,
+        query: &query,
+        content_type: ctx.header("content-type"),
+        body: &bytes,
+    };
+    let result = crate::validate::validate(
+        &svc.document,
+        svc.path_item(route),
+        svc.operation_object(route, op),
+        &view,
+    );
+    if json {
+        ctx.body = Some(axum::body::Body::from(bytes));
+    }
+    result.map_err(|invalid| {
+        json_response(
+            StatusCode::from_u16(invalid.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            &invalid.body(),
+        )
+    })
 }
 
 /// How one documented operation is served: probed through the router with an
@@ -242,6 +314,9 @@ pub(crate) async fn coverage(app: Arc<App>) -> Vec<crate::model::OperationCovera
         );
         token
     };
+    // Placeholder arguments are not valid ones: probe the handlers, not
+    // the validation.
+    let strict = app.strict_validation.swap(false, Ordering::SeqCst);
     let router = router(app.clone());
     let mut out = Vec::new();
     for svc in &Spec::get().services {
@@ -281,5 +356,6 @@ pub(crate) async fn coverage(app: Arc<App>) -> Vec<crate::model::OperationCovera
             }
         }
     }
+    app.strict_validation.store(strict, Ordering::SeqCst);
     out
 }

@@ -67,11 +67,31 @@ async fn users_crud_and_password() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    // Update.
+    // Update: PUT takes the whole entity (its required members too); a
+    // different Id in the body does not move it.
+    let mut whole: Value = c
+        .get(core(&emu, &format!("Users/{id}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    whole["Description"] = json!("updated");
+    whole["Id"] = json!(999);
     let r = c
         .put(core(&emu, &format!("Users/{id}")))
         .bearer_auth(&t)
         .json(&json!({"Description": "updated", "Id": 999}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "Name is required");
+    let r = c
+        .put(core(&emu, &format!("Users/{id}")))
+        .bearer_auth(&t)
+        .json(&whole)
         .send()
         .await
         .unwrap();
@@ -494,15 +514,16 @@ async fn settings_login_message_and_misc() {
             .status(),
         405
     );
-    assert_eq!(
-        c.get(core(&emu, "Users/abc"))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    // A non-integer id does not bind: the appliance's 400 naming it.
+    let r = c
+        .get(core(&emu, "Users/abc"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["ModelState"]["id"].is_array(), "{v}");
 }
 
 /// Fidelity with the vendor's tools: v3 paths answer as v4, the default

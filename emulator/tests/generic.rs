@@ -51,7 +51,7 @@ async fn a_collection_derived_from_the_paths_keeps_state() {
     let c = client(&emu);
     let t = admin_token(&c, &emu).await;
     let server = json!({"Name": "archive-1", "NetworkAddress": "archive.example.com",
-                        "ConnectionProperties": {"ShareType": "Sftp", "Port": 22}});
+                        "ConnectionProperties": {"TransferProtocolType": "Sftp", "Port": 22}});
     let r = c
         .post(core(&emu, "archiveservers"))
         .bearer_auth(&t)
@@ -71,7 +71,7 @@ async fn a_collection_derived_from_the_paths_keeps_state() {
         .bearer_auth(&t)
         .json(
             &json!({"Name": "archive-2", "NetworkAddress": "b.example.com",
-                      "ConnectionProperties": {"ShareType": "Sftp", "Port": 22}}),
+                      "ConnectionProperties": {"TransferProtocolType": "Sftp", "Port": 22}}),
         )
         .send()
         .await
@@ -157,10 +157,38 @@ async fn lists_add_remove_and_set() {
             .json(&body)
             .send()
     };
-    let r = post("Add", json!([{"Id": 1}, {"Id": 4}])).await.unwrap();
+    let user = |id: i64| {
+        let c = &c;
+        let t = &t;
+        let url = core(&emu, &format!("Users/{id}"));
+        async move {
+            c.get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let (one, four, two) = (user(1).await, user(4).await, user(2).await);
+    let r = post("Add", json!([one, four])).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    post("add", json!([{"Id": 4}])).await.unwrap();
-    post("Remove", json!([{"Id": 1}])).await.unwrap();
+    post("add", json!([four])).await.unwrap();
+    post("Remove", json!([one])).await.unwrap();
+    // An element that is not a user: the appliance's 400 naming it.
+    let r = post("Add", json!([{"Id": "x"}])).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["ModelState"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("[0]")),
+        "{v}"
+    );
     let got: Value = c
         .get(core(&emu, &members))
         .bearer_auth(&t)
@@ -170,10 +198,10 @@ async fn lists_add_remove_and_set() {
         .json()
         .await
         .unwrap();
-    assert_eq!(got, json!([{"Id": 4}]));
+    assert_eq!(got, json!([four]));
     c.put(core(&emu, &members))
         .bearer_auth(&t)
-        .json(&json!([{"Id": 2}]))
+        .json(&json!([two]))
         .send()
         .await
         .unwrap();
@@ -186,7 +214,7 @@ async fn lists_add_remove_and_set() {
         .json()
         .await
         .unwrap();
-    assert_eq!(got, json!([{"Id": 2}]));
+    assert_eq!(got, json!([two]));
 }
 
 #[tokio::test]

@@ -22,12 +22,14 @@ const ROOT: &str = "";
 /// modules of its own layer or of a lower one, never of a higher one.
 const LAYERS: &[(&str, u8)] = &[
     // 0, pure data and helpers: the public settings, constants and error
-    // types, certificate generation, SSH keys, the list query language.
+    // types, certificate generation, SSH keys, the list query language,
+    // request validation against the OpenAPI documents.
     ("model", 0),
     ("certs", 0),
     ("sshkey", 0),
     ("query", 0),
     ("openapi", 0),
+    ("validate", 0),
     // 1, transport: the TLS server and its client-certificate machinery
     // (serves whatever router it is given).
     ("tls", 1),
