@@ -8,8 +8,8 @@ mod common;
 
 use safeguard_emulator as emu_consts;
 use safeguard_sdk::api::core::types::{
-    AccessRequestState, AccessRequestStateKnown, AccessRequestType, AccessRequestTypeKnown,
-    NewAccessRequest,
+    AccessRequestRole, AccessRequestRoleKnown, AccessRequestState, AccessRequestStateKnown,
+    AccessRequestType, AccessRequestTypeKnown, NewAccessRequest,
 };
 use safeguard_sdk::auth::PkceAuth;
 use safeguard_sdk::Error;
@@ -152,6 +152,116 @@ async fn request_approve_check_out_check_in_close_with_the_typed_client() {
         is(&closed.state, AccessRequestStateKnown::Complete),
         "{closed:?}"
     );
+
+    // The requester's buckets, the approver set, and the administrator's
+    // views of roles and policies all decode as their typed answers.
+    let mine = requester
+        .core()
+        .me_get_actionable_requests_by_request_role()
+        .access_request_role(AccessRequestRole::from(AccessRequestRoleKnown::Requester))
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        mine.is_empty(),
+        "a completed request needs no action: {mine:?}"
+    );
+    let sets = requester
+        .core()
+        .access_requests_get_approver_set()
+        .id(id.clone())
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sets[0].required_approvers, Some(1));
+    let assets = requester
+        .core()
+        .me_get_access_request_assets()
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(assets[0].name.as_deref(), Some(emu_consts::ASSET_NAME));
+    let asset = requester
+        .core()
+        .me_get_access_request_asset()
+        .asset_id(assets[0].id.unwrap())
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(asset.id, assets[0].id);
+    let my_roles = requester
+        .core()
+        .me_get_my_roles()
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(my_roles.len(), 1);
+    let roles = admin.core().roles_get().send().await.unwrap().into_inner();
+    let role_id = roles[0].id.unwrap();
+    assert_eq!(roles[0].id, my_roles[0].id);
+    assert_eq!(roles[0].user_count, Some(1));
+    let members = admin
+        .core()
+        .roles_get_members()
+        .id(role_id)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(members[0].name.as_deref(), Some(emu_consts::PLAIN_USER));
+    let policies = admin
+        .core()
+        .roles_get_password_policies()
+        .id(role_id)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let policy_id = policies[0].id.unwrap();
+    assert_eq!(policies[0].role_id, Some(role_id));
+    let policy = admin
+        .core()
+        .access_policies_get_access_policy_by_id()
+        .id(policy_id)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    let approvers = &policy.approver_sets.as_ref().unwrap()[0];
+    assert_eq!(
+        approvers.approvers.as_ref().unwrap()[0].name.as_deref(),
+        Some(emu_consts::ADMIN_USER)
+    );
+    let scope = admin
+        .core()
+        .access_policies_get_scope_items()
+        .id(policy_id)
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(scope[0].id, Some(account_id));
+    let all = admin
+        .core()
+        .access_policies_get_access_policies()
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.len(), 1);
+    let listed = admin
+        .core()
+        .access_requests_get()
+        .send()
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.len(), 1);
 
     // Out of order: a closed request cannot be checked out again.
     let err: Error = requester
