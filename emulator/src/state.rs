@@ -550,8 +550,9 @@ pub(crate) fn new_role(
 }
 
 /// A stored access policy with the appliance's defaults (core.json
-/// `AccessPolicy`): password requests, no approval, no review, two-hour
-/// releases of at most seven days.
+/// `AccessPolicy`): password requests, no approval, no review, no emergency
+/// access, two-hour releases the requester may not change (at most seven
+/// days once allowed: the SPP user guide's default maximum).
 pub(crate) fn new_access_policy(
     id: i64,
     name: &str,
@@ -571,7 +572,7 @@ pub(crate) fn new_access_policy(
         "RequesterProperties": {
             "DefaultReleaseDurationDays": 0, "DefaultReleaseDurationHours": 2, "DefaultReleaseDurationMinutes": 0,
             "MaximumReleaseDurationDays": 7, "MaximumReleaseDurationHours": 0, "MaximumReleaseDurationMinutes": 0,
-            "AllowCustomDuration": true, "RequireReasonCode": false, "RequireReasonComment": false,
+            "AllowCustomDuration": false, "RequireReasonCode": false, "RequireReasonComment": false,
             "RequireServiceTicket": false
         },
         "ApproverProperties": {
@@ -721,6 +722,7 @@ impl App {
         policy["Description"] =
             json!("Seeded by the emulator: password requests need one approval.");
         policy["ApproverProperties"]["RequireApproval"] = json!(true);
+        policy["RequesterProperties"]["AllowCustomDuration"] = json!(true);
         policy["ApproverSets"] = json!([{"RequiredApprovers": 1,
             "Approvers": [{"Id": admin_id, "PrincipalKind": "User"}]}]);
         policy["ScopeItems"] = json!([{"Id": pw_id, "ScopeItemType": "Account"}]);

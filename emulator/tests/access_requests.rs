@@ -396,6 +396,15 @@ async fn outsiders_cannot_request_or_act() {
         60101,
     )
     .await;
+    // The seeded policy allows no emergency access.
+    let mut emergency = password_request(&emu);
+    emergency["IsEmergency"] = json!(true);
+    error(
+        post(&c, &emu, &req_t, "AccessRequests", Some(emergency)).await,
+        400,
+        50000,
+    )
+    .await;
     let bad = json!({"AccountId": emu.control().password_account_id(), "AccessRequestType": "Carrier pigeon"});
     error(
         post(&c, &emu, &req_t, "AccessRequests", Some(bad)).await,
@@ -822,6 +831,7 @@ async fn roles_policies_and_review() {
     )
     .await;
     full["ApproverProperties"]["RequireApproval"] = json!(true);
+    full["EmergencyAccessProperties"]["AllowEmergencyAccess"] = json!(true);
     let updated = json_of(
         put(&c, &emu, &admin, &format!("AccessPolicies/{pid}"), full).await,
         200,
@@ -830,6 +840,20 @@ async fn roles_policies_and_review() {
     assert_eq!(updated["ApproverProperties"]["RequireApproval"], true);
     let (id, v) = create(&c, &emu, &outsider).await;
     assert_eq!(v["State"], "PendingApproval");
+    assert_eq!(
+        v["DurationInMinutes"], 120,
+        "the policy does not let the requester choose"
+    );
+    // Emergency access skips the approval.
+    let mut emergency = password_request(&emu);
+    emergency["IsEmergency"] = json!(true);
+    let e = json_of(
+        post(&c, &emu, &outsider, "AccessRequests", Some(emergency)).await,
+        200,
+    )
+    .await;
+    assert_eq!(e["State"], "RequestAvailable");
+    assert_eq!(e["IsEmergency"], true);
     let sets = json_of(
         get(
             &c,

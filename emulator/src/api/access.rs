@@ -1514,11 +1514,27 @@ pub(crate) fn create_access_request(
             &format!("The requested duration ({duration} minutes) exceeds the maximum the access policy allows ({max} minutes)."),
         ));
     }
+    // "Emergency Access overrides the Approver requirements" (SPP user guide,
+    // access request policy, Requester tab), when the policy allows it.
+    let emergency = body
+        .get("IsEmergency")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if emergency
+        && policy["EmergencyAccessProperties"]["AllowEmergencyAccess"].as_bool() != Some(true)
+    {
+        return Err(bad_request(
+            50000,
+            "The access policy does not allow emergency access.",
+        ));
+    }
     let sets = policy["ApproverSets"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let required = if policy["ApproverProperties"]["RequireApproval"].as_bool() == Some(true) {
+    let required = if emergency {
+        0
+    } else if policy["ApproverProperties"]["RequireApproval"].as_bool() == Some(true) {
         sets.iter()
             .filter_map(|s| s["RequiredApprovers"].as_i64())
             .sum()
@@ -1579,7 +1595,7 @@ pub(crate) fn create_access_request(
         "DurationInMinutes": duration,
         "ExpiresOn": expires,
         "Id": id.to_string(),
-        "IsEmergency": body.get("IsEmergency").and_then(Value::as_bool).unwrap_or(false),
+        "IsEmergency": emergency,
         "NeedsAcknowledgement": false,
         "RequestAvailability": [{"Begin": stamp(now), "End": expires}],
         "ReasonCode": reason_code,
