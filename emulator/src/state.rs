@@ -494,6 +494,17 @@ pub(crate) fn retrievable_json(account: &Value, key: &str) -> Value {
     })
 }
 
+/// Access-request states whose release window runs: past `ExpiresOn` they
+/// become `Expired`.
+pub(crate) const EXPIRING_STATES: [&str; 6] = [
+    "PendingApproval",
+    "Approved",
+    "RequestAvailable",
+    "PasswordCheckedOut",
+    "SshKeyCheckedOut",
+    "SessionInitialized",
+];
+
 /// Name of the seeded role (entitlement) whose member may request the password account.
 pub(crate) const REQUESTER_ROLE: &str = "Emulator Requesters";
 /// Name of the seeded access policy of [`REQUESTER_ROLE`].
@@ -860,6 +871,53 @@ impl App {
             data,
             account_id,
         });
+    }
+
+    /// Moves every access request whose release window (`ExpiresOn`) has
+    /// passed while pending or available to `Expired` (the requester then
+    /// acknowledges it) and publishes `AccessRequestExpired` for each.
+    /// Returns how many expired.
+    pub(crate) fn expire_access_requests(&self) -> usize {
+        let now = chrono::Utc::now();
+        let expired: Vec<Value> = {
+            let mut db = self.db();
+            let mut out = Vec::new();
+            for r in db.access_requests.values_mut() {
+                let due = r["ExpiresOn"]
+                    .as_str()
+                    .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+                    .is_some_and(|e| e <= now);
+                let state = r["State"].as_str().unwrap_or_default();
+                if !due || !EXPIRING_STATES.contains(&state) {
+                    continue;
+                }
+                let stamp = now_string();
+                let action = json!({"ActionType": "ExpireRequest", "Comment": Value::Null,
+                    "NewState": "Expired", "OccurredOn": stamp, "OldState": state,
+                    "User": Value::Null, "SessionId": Value::Null});
+                if let Some(a) = r["WorkflowActions"].as_array_mut() {
+                    a.push(action);
+                }
+                r["State"] = json!("Expired");
+                r["StateChangedOn"] = json!(stamp);
+                r["WasExpired"] = json!(true);
+                r["NeedsAcknowledgement"] = json!(true);
+                out.push(r.clone());
+            }
+            out
+        };
+        for r in &expired {
+            self.emit(
+                "AccessRequestExpired",
+                json!({"RequestId": r["Id"], "AssetId": r["AssetId"], "AssetName": r["AssetName"],
+                    "AccountId": r["AccountId"], "AccountName": r["AccountName"],
+                    "Requester": r["RequesterDisplayName"], "RequesterId": r["RequesterId"],
+                    "Comment": r["ReasonComment"], "DurationInMinutes": r["DurationInMinutes"],
+                    "AccessRequestType": r["AccessRequestType"], "State": "Expired"}),
+                None,
+            );
+        }
+        expired.len()
     }
 
     /// What is left of the A2A hub's outage (`None` when the hub is up).

@@ -893,3 +893,58 @@ async fn roles_policies_and_review() {
         404
     );
 }
+
+#[tokio::test]
+async fn expired_requests_wait_for_acknowledgement() {
+    let emu = start().await;
+    let c = client(&emu);
+    let admin = admin_token(&c, &emu).await;
+    let req_t = requester_token(&c, &emu).await;
+    let mut ws = event_socket(&emu, &admin).await;
+    let (id, _) = create(&c, &emu, &req_t).await;
+    json_of(step(&c, &emu, &admin, &id, "Approve").await, 200).await;
+    json_of(step(&c, &emu, &req_t, &id, "CheckOutPassword").await, 200).await;
+    // A finished request does not expire; the checked-out one does.
+    let (done, _) = create(&c, &emu, &req_t).await;
+    json_of(step(&c, &emu, &req_t, &done, "Cancel").await, 200).await;
+    // Over HTTP too (for programs that are not Rust).
+    let r = c
+        .post(format!("{}/emulator/access-requests/expire", base(&emu)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r, 200).await, json!({"expired": 1}));
+    assert_eq!(emu.control().expire_access_requests(), 0);
+    let v = json_of(
+        get(&c, &emu, &req_t, &format!("AccessRequests/{id}")).await,
+        200,
+    )
+    .await;
+    assert_eq!(v["State"], "Expired");
+    assert_eq!(v["WasExpired"], true);
+    assert_eq!(v["NeedsAcknowledgement"], true);
+    let closed = json_of(
+        get(&c, &emu, &req_t, &format!("AccessRequests/{done}")).await,
+        200,
+    )
+    .await;
+    assert_eq!(closed["State"], "Closed");
+    error(
+        step(&c, &emu, &req_t, &id, "CheckOutPassword").await,
+        400,
+        90400,
+    )
+    .await;
+    error(step(&c, &emu, &req_t, &id, "CheckIn").await, 400, 90400).await;
+    let mine = json_of(
+        get(&c, &emu, &req_t, "Me/ActionableRequests/Requester").await,
+        200,
+    )
+    .await;
+    assert_eq!(mine[0]["Id"], id.as_str());
+    let v = json_of(step(&c, &emu, &req_t, &id, "Acknowledge").await, 200).await;
+    assert_eq!(v["State"], "Closed");
+    let events = events_until(&mut ws, "AccessRequestExpired").await;
+    let (_, expired) = events.last().unwrap();
+    assert_eq!(expired["RequestId"], id.as_str());
+}

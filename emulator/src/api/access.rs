@@ -22,8 +22,9 @@
 //! `SshKeyCheckedOut`, `SessionInitialized`; closes from `RequestCheckedIn`,
 //! `Terminated`; acknowledges `Expired` and `PendingAcknowledgment`;
 //! `Closed`, `Complete` and `Reclaimed` are final. Requests start at once
-//! (a future `RequestedFor` is recorded, not waited for), do not expire on
-//! their own, and check-in does not rotate the password.
+//! (a future `RequestedFor` is recorded, not waited for); once `ExpiresOn`
+//! has passed, a pending or available request is `Expired` (see
+//! `App::expire_access_requests`); check-in does not rotate the password.
 
 use axum::response::Response;
 use http::{Method, StatusCode};
@@ -91,6 +92,8 @@ pub(crate) fn handles(l: &[&str]) -> bool {
 
 /// Answers a path for which [`handles`] is true.
 pub(crate) async fn handle(ctx: &mut Ctx, l: &[&str]) -> Response {
+    // Requests whose window has passed expire before anyone looks at them.
+    ctx.app.expire_access_requests();
     let r = match l {
         ["roles", rest @ ..] => roles(ctx, rest).await,
         ["accesspolicies", rest @ ..] => policies(ctx, rest).await,
