@@ -691,6 +691,55 @@ async fn roles_policies_and_review() {
     assert_eq!(v["State"], "Complete");
     assert_eq!(v["CurrentReviewerCount"], 1);
 
+    // An expired role grants nothing; without the date it does again.
+    let mut r = json_of(
+        get(&c, &emu, &admin, &format!("Roles/{role_id}")).await,
+        200,
+    )
+    .await;
+    r["ExpirationDate"] = json!("2020-01-01T00:00:00Z");
+    let r = json_of(
+        put(&c, &emu, &admin, &format!("Roles/{role_id}"), r).await,
+        200,
+    )
+    .await;
+    assert_eq!(r["IsExpired"], true);
+    assert_eq!(
+        json_of(
+            get(&c, &emu, &outsider, "Me/RequestEntitlements").await,
+            200
+        )
+        .await,
+        json!([])
+    );
+    error(
+        post(
+            &c,
+            &emu,
+            &outsider,
+            "AccessRequests",
+            Some(password_request(&emu)),
+        )
+        .await,
+        403,
+        60101,
+    )
+    .await;
+    let mut r = r;
+    r["ExpirationDate"] = Value::Null;
+    let r = json_of(
+        put(&c, &emu, &admin, &format!("Roles/{role_id}"), r).await,
+        200,
+    )
+    .await;
+    assert_eq!(r["IsExpired"], false);
+    let ents = json_of(
+        get(&c, &emu, &outsider, "Me/RequestEntitlements").await,
+        200,
+    )
+    .await;
+    assert_eq!(ents.as_array().unwrap().len(), 2);
+
     // Membership: removed, the outsider may no longer request; added back, again.
     let left = json_of(
         post(

@@ -468,8 +468,17 @@ fn count_of(policy: &Value, kind: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Whether an entity's `ExpirationDate` (role or policy) has passed.
+fn expired(v: &Value) -> bool {
+    v["ExpirationDate"]
+        .as_str()
+        .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+        .is_some_and(|e| e <= chrono::Utc::now())
+}
+
 fn render_policy(db: &Db, p: &Value) -> Value {
     let mut r = p.clone();
+    r["IsExpired"] = json!(expired(p));
     let role = p["RoleId"].as_i64().and_then(|i| db.roles.get(&i));
     r["RoleName"] = role.map(|r| r["Name"].clone()).unwrap_or(Value::Null);
     r["RolePriority"] = role.map(|r| r["Priority"].clone()).unwrap_or(json!(0));
@@ -491,6 +500,7 @@ fn render_policy(db: &Db, p: &Value) -> Value {
 
 fn render_role(db: &Db, role: &Value) -> Value {
     let mut r = role.clone();
+    r["IsExpired"] = json!(expired(role));
     let members = ids_of(&role["Members"]);
     r["Members"] = json!(identities(db, &members));
     let policies: Vec<&Value> = db
@@ -507,6 +517,7 @@ fn render_role(db: &Db, role: &Value) -> Value {
     let mut assets: Vec<i64> = policies.iter().flat_map(|p| policy_assets(db, p)).collect();
     assets.sort_unstable();
     assets.dedup();
+    r["HasExpiredPolicies"] = json!(policies.iter().any(|p| expired(p)));
     r["UserCount"] = json!(members.len());
     r["PolicyCount"] = json!(policies.len());
     r["AccountCount"] = json!(accounts.len());
@@ -1009,8 +1020,8 @@ fn entitlements(db: &Db, user: i64) -> Vec<(i64, i64)> {
         .values()
         .filter_map(|p| {
             let role = db.roles.get(&p["RoleId"].as_i64()?)?;
-            ids_of(&role["Members"])
-                .contains(&user)
+            // An expired role or policy grants nothing.
+            (ids_of(&role["Members"]).contains(&user) && !expired(role) && !expired(p))
                 .then_some((role, p))
         })
         .collect();
