@@ -14,6 +14,7 @@
 //! | `POST /emulator/signalr` | `{"negotiate_v0": true, "ping_ms": 15000}` | negotiate version, ping interval |
 //! | `POST /emulator/tokens/expire` | | expire every token now |
 //! | `POST /emulator/tokens/lifetime` | `{"seconds": 60}` | lifetime of new tokens |
+//! | `POST /emulator/access-requests/expire` | | end the window of every pending or available access request now; answers `{"expired": N}` |
 //! | `POST /emulator/client-cert-mode` | `{"mode": "PostHandshake"}` | or `InHandshake`, `Renegotiation` |
 //! | `POST /emulator/grants` | `{"grants": ["ResourceOwner", ...]}` | allowed OAuth2 grant types |
 //! | `GET /emulator/counters` | | sign-ins per grant, LoginResponse calls |
@@ -132,6 +133,9 @@ pub(crate) async fn handle(mut ctx: Ctx) -> Response {
         (Method::POST, ["tokens", "expire"]) => {
             control.expire_all_tokens();
             ok(&state(&control))
+        }
+        (Method::POST, ["access-requests", "expire"]) => {
+            ok(&json!({"expired": control.expire_access_requests()}))
         }
         (Method::POST, ["tokens", "lifetime"]) => match b["seconds"].as_u64() {
             Some(s) if s > 0 => {

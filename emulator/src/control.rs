@@ -403,6 +403,24 @@ impl Control {
             .unwrap_or_default()
     }
 
+    /// Ends the release window of every pending or available access request
+    /// now, as if its duration had passed: each moves to `Expired` (with
+    /// `WasExpired` and `NeedsAcknowledgement`) and `AccessRequestExpired` is
+    /// published. Returns how many expired.
+    pub fn expire_access_requests(&self) -> usize {
+        let past = (chrono::Utc::now() - chrono::Duration::seconds(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        {
+            let mut db = self.app.db();
+            for r in db.access_requests.values_mut() {
+                if EXPIRING_STATES.contains(&r["State"].as_str().unwrap_or_default()) {
+                    r["ExpiresOn"] = serde_json::json!(past);
+                }
+            }
+        }
+        self.app.expire_access_requests()
+    }
+
     /// The current password of an account.
     pub fn account_password(&self, account_id: i64) -> Option<String> {
         self.app.db().account_passwords.get(&account_id).cloned()

@@ -15,9 +15,14 @@
 //!   `POST /RSTS/UserLogin/LoginController` (steps 1, 3, 5, 6, 7),
 //!   `POST /RSTS/oauth2/DeviceLogin`.
 //! * `/service/core/v4/...`: Token, Me, Users, AuthenticationProviders, Assets,
-//!   AssetAccounts, TrustedCertificates, A2ARegistrations, AccessRequests,
-//!   Settings, Events/FireTestEvent, LoginMessage, with `filter`, `fields`,
-//!   `orderby`, `page`, `limit` and `count`.
+//!   AssetAccounts, TrustedCertificates, A2ARegistrations, Settings,
+//!   Events/FireTestEvent, LoginMessage, with `filter`, `fields`, `orderby`,
+//!   `page`, `limit` and `count`; the privileged-access workflow, stateful:
+//!   Roles (Members, Policies), AccessPolicies (ScopeItems, ApproverSets,
+//!   Reviewers), Me/RequestEntitlements, Me/AccessRequestAssets,
+//!   Me/ActionableRequests, Me/Roles, and AccessRequests (create, Approve,
+//!   Deny, CheckOutPassword, CheckOutSshKey, CheckIn, Close, Cancel,
+//!   Acknowledge, Review, ApproverSet) with the appliance's states and events.
 //! * `/service/appliance/v4/...`: SystemTime, Backups (streamed download and upload).
 //! * `/service/notification/v4/Status` and `Status/State`, anonymously.
 //! * `/service/a2a/v4/...`: Credentials and AccessRequests (client certificate +

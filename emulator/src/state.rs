@@ -130,6 +130,13 @@ pub(crate) struct Db {
     pub trusted_certs: BTreeMap<String, Value>,
     pub settings: Vec<Value>,
     pub access_requests: BTreeMap<i64, Value>,
+    /// Roles (entitlements), shaped like core.json's `Role`; `Members` hold
+    /// `Identity` objects (re-rendered from the users when answered).
+    pub roles: BTreeMap<i64, Value>,
+    /// Access policies, shaped like `AccessPolicy`; `ScopeItems` hold
+    /// `{Id, ScopeItemType}` and `ApproverSets[].Approvers` / `Reviewers` hold
+    /// `{Id, PrincipalKind}` (rendered in full when answered).
+    pub policies: BTreeMap<i64, Value>,
     pub backups: BTreeMap<String, Backup>,
     pub login_message: Value,
     pub tokens: HashMap<String, UserToken>,
@@ -494,6 +501,135 @@ pub(crate) fn retrievable_json(account: &Value, key: &str) -> Value {
     })
 }
 
+/// Access-request states whose release window runs: past `ExpiresOn` they
+/// become `Expired`.
+pub(crate) const EXPIRING_STATES: [&str; 6] = [
+    "PendingApproval",
+    "Approved",
+    "RequestAvailable",
+    "PasswordCheckedOut",
+    "SshKeyCheckedOut",
+    "SessionInitialized",
+];
+
+/// Name of the seeded role (entitlement) whose member may request the password account.
+pub(crate) const REQUESTER_ROLE: &str = "Emulator Requesters";
+/// Name of the seeded access policy of [`REQUESTER_ROLE`].
+pub(crate) const ACCESS_POLICY: &str = "Emulator Password Policy";
+
+/// A user as core.json's `Identity` (also the shape of `Approver`).
+pub(crate) fn identity_json(user: &Value) -> Value {
+    let idp = &user["IdentityProvider"];
+    json!({
+        "DisplayName": user["DisplayName"],
+        "Id": user["Id"],
+        "IdentityProviderId": idp["Id"],
+        "IdentityProviderName": idp["Name"],
+        "IdentityProviderTypeReferenceName": idp["TypeReferenceName"],
+        "IsSystemOwned": user["IsSystemOwned"].as_bool().unwrap_or(false),
+        "Name": user["Name"],
+        "PrincipalKind": "User",
+        "EmailAddress": user["EmailAddress"],
+        "DomainName": Value::Null,
+        "FullDisplayName": user["DisplayName"],
+    })
+}
+
+/// `HourlyRestrictionProperties` without restrictions.
+pub(crate) fn no_hourly_restrictions() -> Value {
+    json!({"EnableHourlyRestrictions": false, "MondayValidHours": [], "TuesdayValidHours": [],
+        "WednesdayValidHours": [], "ThursdayValidHours": [], "FridayValidHours": [],
+        "SaturdayValidHours": [], "SundayValidHours": []})
+}
+
+/// A stored role (core.json `Role`; the counts are computed when answered).
+pub(crate) fn new_role(
+    id: i64,
+    name: &str,
+    priority: i64,
+    members: Vec<Value>,
+    (by, by_name): (i64, &str),
+) -> Value {
+    json!({
+        "Id": id,
+        "Name": name,
+        "Priority": priority,
+        "Description": Value::Null,
+        "ExpirationDate": Value::Null,
+        "IsExpired": false,
+        "HasExpiredPolicies": false,
+        "HasInvalidPolicies": false,
+        "CreatedDate": now_string(),
+        "CreatedByUserId": by,
+        "CreatedByUserDisplayName": by_name,
+        "HourlyRestrictionProperties": no_hourly_restrictions(),
+        "Members": members,
+    })
+}
+
+/// A stored access policy with the appliance's defaults (core.json
+/// `AccessPolicy`): password requests, no approval, no review, no emergency
+/// access, two-hour releases the requester may not change (at most seven
+/// days once allowed: the SPP user guide's default maximum).
+pub(crate) fn new_access_policy(
+    id: i64,
+    name: &str,
+    role_id: i64,
+    priority: i64,
+    (by, by_name): (i64, &str),
+) -> Value {
+    json!({
+        "Id": id,
+        "Name": name,
+        "Description": Value::Null,
+        "RoleId": role_id,
+        "Priority": priority,
+        "CreatedDate": now_string(),
+        "CreatedByUserId": by,
+        "CreatedByUserDisplayName": by_name,
+        "RequesterProperties": {
+            "DefaultReleaseDurationDays": 0, "DefaultReleaseDurationHours": 2, "DefaultReleaseDurationMinutes": 0,
+            "MaximumReleaseDurationDays": 7, "MaximumReleaseDurationHours": 0, "MaximumReleaseDurationMinutes": 0,
+            "AllowCustomDuration": false, "RequireReasonCode": false, "RequireReasonComment": false,
+            "RequireServiceTicket": false
+        },
+        "ApproverProperties": {
+            "RequireApproval": false, "PendingApprovalEscalationEnabled": false,
+            "PendingApprovalDurationBeforeEscalationDays": 0, "PendingApprovalDurationBeforeEscalationHours": 0,
+            "PendingApprovalDurationBeforeEscalationMinutes": 0
+        },
+        "ReviewerProperties": {
+            "RequiredReviewers": 0, "RequireReviewerComment": false,
+            "AllowSubsequentAccessRequestsWithoutReview": true, "PendingReviewEscalationEnabled": false,
+            "PendingReviewDurationBeforeEscalationDays": 0, "PendingReviewDurationBeforeEscalationHours": 0,
+            "PendingReviewDurationBeforeEscalationMinutes": 0
+        },
+        "AccessRequestProperties": {
+            "AccessRequestType": "Password", "AllowSimultaneousAccess": true, "MaximumSimultaneousReleases": 1,
+            "ChangePasswordAfterCheckin": false, "ChangeSshKeyAfterCheckin": false,
+            "AllowSessionPasswordRelease": false, "AllowSessionSshKeyRelease": false,
+            "IncludePasswordRelease": false, "IncludeSshKeyRelease": false,
+            "SessionAccessAccountType": "None", "SessionAccessAccounts": [],
+            "TerminateExpiredSessions": false, "AllowLinkedAccountPasswordAccess": false,
+            "PassphraseProtectSshKey": false, "UseAltLoginName": false, "LinkedAccountScopeFiltering": false
+        },
+        "SessionProperties": {
+            "SessionModuleConnectionId": Value::Null, "SessionConnectionPolicyRef": Value::Null,
+            "RdpShowWallpaper": false
+        },
+        "EmergencyAccessProperties": {"AllowEmergencyAccess": false, "IgnoreHourlyRestrictions": false},
+        "ApproverSets": [],
+        "Reviewers": [],
+        "NotificationContacts": [],
+        "ReasonCodes": [],
+        "ScopeItems": [],
+        "ExpirationDate": Value::Null,
+        "IsExpired": false,
+        "InvalidConnectionPolicy": false,
+        "HourlyRestrictionProperties": no_hourly_restrictions(),
+    })
+}
+
 fn setting(name: &str, category: &str, value: &str, default: &str) -> Value {
     json!({"Name": name, "Category": category, "Value": value, "DefaultValue": default,
            "MinValue": Value::Null, "MaxValue": Value::Null, "Options": []})
@@ -594,6 +730,33 @@ impl App {
                 key: SshKey::generate(&format!("{SSH_KEY_ACCOUNT}@{ASSET_NAME}")),
             },
         );
+
+        // Privileged access: the plain user may request the password
+        // account's password through one policy that needs one approval by
+        // the administrator.
+        let role_id = db.id();
+        let requester = identity_json(&db.users[&plain_id]);
+        db.roles.insert(
+            role_id,
+            new_role(
+                role_id,
+                REQUESTER_ROLE,
+                1,
+                vec![requester],
+                (admin_id, ADMIN_USER),
+            ),
+        );
+        let policy_id = db.id();
+        let mut policy =
+            new_access_policy(policy_id, ACCESS_POLICY, role_id, 1, (admin_id, ADMIN_USER));
+        policy["Description"] =
+            json!("Seeded by the emulator: password requests need one approval.");
+        policy["ApproverProperties"]["RequireApproval"] = json!(true);
+        policy["RequesterProperties"]["AllowCustomDuration"] = json!(true);
+        policy["ApproverSets"] = json!([{"RequiredApprovers": 1,
+            "Approvers": [{"Id": admin_id, "PrincipalKind": "User"}]}]);
+        policy["ScopeItems"] = json!([{"Id": pw_id, "ScopeItemType": "Account"}]);
+        db.policies.insert(policy_id, policy);
 
         let reg_id = db.id();
         db.registrations.insert(
@@ -728,6 +891,53 @@ impl App {
             data,
             account_id,
         });
+    }
+
+    /// Moves every access request whose release window (`ExpiresOn`) has
+    /// passed while pending or available to `Expired` (the requester then
+    /// acknowledges it) and publishes `AccessRequestExpired` for each.
+    /// Returns how many expired.
+    pub(crate) fn expire_access_requests(&self) -> usize {
+        let now = chrono::Utc::now();
+        let expired: Vec<Value> = {
+            let mut db = self.db();
+            let mut out = Vec::new();
+            for r in db.access_requests.values_mut() {
+                let due = r["ExpiresOn"]
+                    .as_str()
+                    .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+                    .is_some_and(|e| e <= now);
+                let state = r["State"].as_str().unwrap_or_default();
+                if !due || !EXPIRING_STATES.contains(&state) {
+                    continue;
+                }
+                let stamp = now_string();
+                let action = json!({"ActionType": "ExpireRequest", "Comment": Value::Null,
+                    "NewState": "Expired", "OccurredOn": stamp, "OldState": state,
+                    "User": Value::Null, "SessionId": Value::Null});
+                if let Some(a) = r["WorkflowActions"].as_array_mut() {
+                    a.push(action);
+                }
+                r["State"] = json!("Expired");
+                r["StateChangedOn"] = json!(stamp);
+                r["WasExpired"] = json!(true);
+                r["NeedsAcknowledgement"] = json!(true);
+                out.push(r.clone());
+            }
+            out
+        };
+        for r in &expired {
+            self.emit(
+                "AccessRequestExpired",
+                json!({"RequestId": r["Id"], "AssetId": r["AssetId"], "AssetName": r["AssetName"],
+                    "AccountId": r["AccountId"], "AccountName": r["AccountName"],
+                    "Requester": r["RequesterDisplayName"], "RequesterId": r["RequesterId"],
+                    "Comment": r["ReasonComment"], "DurationInMinutes": r["DurationInMinutes"],
+                    "AccessRequestType": r["AccessRequestType"], "State": "Expired"}),
+                None,
+            );
+        }
+        expired.len()
     }
 
     /// What is left of the A2A hub's outage (`None` when the hub is up).

@@ -394,7 +394,30 @@ async fn assets_accounts_registrations_and_requests() {
         .unwrap();
     assert_eq!(r.status(), 201);
     assert!(r.json::<Value>().await.unwrap()["ApiKey"].is_string());
-    // Access request: create, check out, check in.
+    // Access request: only with an entitlement (a role of the admin with a
+    // policy over the account, here without approval); create, check out,
+    // check in.
+    let r = post(
+        "AccessRequests",
+        json!({"AccountId": acct_id, "AccessRequestType": "Password", "ReasonComment": "x"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    let role: Value = post("Roles", json!({"Name": "Admins", "Members": [{"Id": 1}]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = post(
+        "AccessPolicies",
+        json!({"Name": "db01 root", "RoleId": role["Id"],
+               "ScopeItems": [{"Id": acct_id, "ScopeItemType": "Account"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
     let r = post(
         "AccessRequests",
         json!({"AccountId": acct_id, "AccessRequestType": "Password", "ReasonComment": "x"}),

@@ -7,7 +7,8 @@ use axum::response::Response;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::core::{create_access_request, set_account_password, set_account_ssh_key};
+use super::access::create_access_request;
+use super::core::{set_account_password, set_account_ssh_key};
 use super::*;
 use crate::sshkey::KeyFormat;
 use crate::state::is_trusted;

@@ -16,6 +16,7 @@ use crate::state::App;
 use crate::tls::{ConnHandle, PeerCertificate};
 
 pub(crate) mod a2a;
+pub(crate) mod access;
 pub(crate) mod appliance;
 pub(crate) mod core;
 pub(crate) mod generic;
