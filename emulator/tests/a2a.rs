@@ -436,3 +436,81 @@ async fn peer_certificate_extension_in_handshake_mode() {
     .await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn ed25519_key_set_through_core_and_retrieved_in_every_format() {
+    use base64::Engine;
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let id = emu.control().ssh_key_account_id();
+    let pkey = openssl::pkey::PKey::generate_ed25519().unwrap();
+    let pem = String::from_utf8(pkey.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let r = c
+        .put(core(&emu, &format!("AssetAccounts/{id}/SshKey")))
+        .bearer_auth(&t)
+        .json(&json!({"PrivateKey": pem, "Comment": "ed@emulator"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["KeyType"], "Ed25519");
+    assert_eq!(v["KeyLength"], 256);
+    // The public key is the one OpenSSL derives.
+    let mut blob = vec![0, 0, 0, 11];
+    blob.extend_from_slice(b"ssh-ed25519");
+    blob.extend_from_slice(&[0, 0, 0, 32]);
+    blob.extend_from_slice(&pkey.raw_public_key().unwrap());
+    let expected = format!(
+        "ssh-ed25519 {} ed@emulator",
+        base64::engine::general_purpose::STANDARD.encode(&blob)
+    );
+    assert_eq!(v["PublicKey"], expected.as_str());
+    let r = c
+        .get(core(&emu, &format!("AssetAccounts/{id}/SshKey")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["KeyType"], "Ed25519");
+
+    let keys = emu.connection().spp.a2a.clone();
+    let a2a_client = cert_client(&emu);
+    let get = |fmt: &'static str| {
+        a2a_client
+            .get(a2a(
+                &emu,
+                &format!("Credentials?type=privatekey&keyFormat={fmt}"),
+            ))
+            .header("Authorization", format!("A2A {}", keys.ssh_key_api_key))
+            .send()
+    };
+    let openssh: String = get("OpenSsh").await.unwrap().json().await.unwrap();
+    assert!(openssh.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
+    let putty: String = get("Putty").await.unwrap().json().await.unwrap();
+    assert!(
+        putty.starts_with("PuTTY-User-Key-File-2: ssh-ed25519\n"),
+        "{putty}"
+    );
+    assert!(putty.contains("Comment: ed@emulator\n"));
+    // The ssh.com format holds RSA and DSA keys only: a 400 naming keyFormat.
+    let r = get("Ssh2").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["ModelState"]["keyFormat"].is_array(), "{body}");
+
+    // Both retrieved forms set back through A2A: the same public key.
+    for text in [openssh, putty] {
+        let r = a2a_client
+            .put(a2a(&emu, "Credentials/SshKey"))
+            .header("Authorization", format!("A2A {}", keys.ssh_key_api_key))
+            .json(&json!({"PrivateKey": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["PublicKey"], expected.as_str());
+    }
+}

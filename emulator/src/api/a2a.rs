@@ -116,7 +116,10 @@ pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
                         return validation_error("keyFormat must be openssh, ssh2 or putty.", "keyFormat");
                     };
                     match db.account_ssh_keys.get(&acct) {
-                        Some(k) => ok(&json!(k.key.format(format))),
+                        Some(k) => match k.key.format(format) {
+                            Ok(text) => ok(&json!(text)),
+                            Err(e) => validation_error(&e, "keyFormat"),
+                        },
                         None => api_error(StatusCode::NOT_FOUND, 70003, "The account has no SSH key."),
                     }
                 }

@@ -800,7 +800,7 @@ pub(crate) fn ssh_key_json(key: &SshKey, with_private: bool) -> Value {
         "Comment": key.comment,
         "Fingerprint": key.fingerprint_md5(),
         "FingerprintSha256": key.fingerprint_sha256(),
-        "KeyType": "Rsa",
+        "KeyType": key.key_type(),
         "KeyLength": key.bits(),
     })
 }
