@@ -1051,8 +1051,86 @@ fn visible_registration(db: &Db, user: i64, reg: &Value) -> bool {
             && reg["VisibleToCertificateUsers"].as_bool().unwrap_or(false))
 }
 
+/// Whether the request carries a user token (header or `access_token`).
+fn has_bearer(ctx: &Ctx) -> bool {
+    ctx.header("authorization")
+        .and_then(|h| h.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        || ctx.q("access_token").is_some()
+}
+
+/// The A2ARegistrations GETs for a caller with a client certificate (and
+/// perhaps API keys) instead of a user token; see `a2a::certificate_view`.
+async fn certificate_registrations(ctx: &mut Ctx, l: &[&str]) -> Response {
+    let view = match super::a2a::certificate_view(ctx).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let db = ctx.app.db();
+    let accounts_of = |reg: i64| -> Vec<Value> {
+        db.retrievable
+            .range((reg, i64::MIN)..=(reg, i64::MAX))
+            .filter(|((_, a), _)| view[&reg].as_ref().is_none_or(|s| s.contains(a)))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let reg_of = |id: &str| -> Option<i64> { id.parse().ok().filter(|i| view.contains_key(i)) };
+    match l {
+        [] => {
+            let items: Vec<Value> = view
+                .keys()
+                .filter_map(|id| db.registrations.get(id).cloned())
+                .collect();
+            drop(db);
+            list(ctx, items)
+        }
+        [id, rest @ ..] => {
+            let Some(reg) = reg_of(id) else {
+                drop(db);
+                return not_found("A2A registration", id);
+            };
+            match rest {
+                [] => {
+                    let v = db.registrations[&reg].clone();
+                    drop(db);
+                    one(ctx, &v)
+                }
+                ["retrievableaccounts"] => {
+                    let items = accounts_of(reg);
+                    drop(db);
+                    list(ctx, items)
+                }
+                ["retrievableaccounts", acct, tail @ ..] => {
+                    let found = acct.parse::<i64>().ok().and_then(|a| {
+                        accounts_of(reg)
+                            .into_iter()
+                            .find(|v| v["AccountId"].as_i64() == Some(a))
+                    });
+                    drop(db);
+                    let Some(v) = found else {
+                        return not_found("retrievable account", acct);
+                    };
+                    match tail {
+                        [] => one(ctx, &v),
+                        ["apikey"] => ok(&v["ApiKey"]),
+                        _ => no_route(ctx),
+                    }
+                }
+                _ => {
+                    drop(db);
+                    // Other registration resources need a user token.
+                    unauthorized()
+                }
+            }
+        }
+    }
+}
+
 async fn registrations(ctx: &mut Ctx, l: &[&str]) -> Response {
     let m = ctx.method().clone();
+    if m == Method::GET && !has_bearer(ctx) {
+        return certificate_registrations(ctx, l).await;
+    }
     match (m, l) {
         (Method::GET, []) => match ctx.user() {
             Ok(u) => {
