@@ -40,7 +40,7 @@
 //! | 3 control | `control` ([`Control`], the test handle) | layers 0-2 |
 //! | 2 state | `state` (entities, tokens, counters, switches) | layers 0-1 |
 //! | 1 transport | [`tls`] (the HTTPS server; serves whatever router it is given) | layer 0 |
-//! | 0 pure | `model` (constants, settings, errors, `connection.json`), `certs`, `sshkey`, `query` | each other without circles |
+//! | 0 pure | `model` (constants, settings, errors, `connection.json`), `certs`, `sshkey`, `query`, `platforms` | each other without circles |
 //!
 //! Lower layers name the public types and constants through `crate::model`,
 //! not through their re-exports here. What a lower layer needs from a higher
@@ -60,6 +60,7 @@ mod api;
 mod certs;
 mod control;
 mod model;
+mod platforms;
 mod query;
 mod router;
 mod rsts;

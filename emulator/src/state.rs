@@ -458,7 +458,7 @@ pub(crate) fn new_asset(id: i64, name: &str, address: &str) -> Value {
         "Name": name,
         "Description": Value::Null,
         "NetworkAddress": address,
-        "PlatformId": 188,
+        "PlatformId": crate::platforms::OTHER_LINUX,
         "PlatformDisplayName": "Other Linux",
         "IsDirectory": false,
         "ManagedNetworkId": 1,
@@ -471,7 +471,7 @@ pub(crate) fn new_asset(id: i64, name: &str, address: &str) -> Value {
         "CreatedDate": now_string(),
         "CreatedByUserId": -2,
         "CreatedByUserDisplayName": "Safeguard Emulator",
-        "Platform": {"Id": 188, "PlatformType": "Linux", "PlatformFamily": "Linux", "DisplayName": "Other Linux", "Name": "Other"},
+        "Platform": crate::platforms::get(crate::platforms::OTHER_LINUX).unwrap_or(Value::Null),
         "ConnectionProperties": {"ServiceAccountCredentialType": "None", "Port": 22},
     })
 }
@@ -498,7 +498,7 @@ pub(crate) fn new_account(id: i64, name: &str, asset: &Value) -> Value {
             "Id": asset["Id"], "Name": asset["Name"], "NetworkAddress": asset["NetworkAddress"],
             "AssetPartitionId": -1, "AssetPartitionName": "Default Partition"
         },
-        "Platform": {"Id": 188, "PlatformType": "Linux", "PlatformFamily": "Linux", "DisplayName": "Other Linux"},
+        "Platform": asset["Platform"].clone(),
         "RequestProperties": {"AllowPasswordRequest": true, "AllowSessionRequest": false, "AllowSshKeyRequest": true},
         "HasPassword": false,
         "HasSshKey": false,

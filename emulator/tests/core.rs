@@ -567,3 +567,115 @@ async fn header_names_are_title_case() {
     assert!(r.head.contains("\r\nContent-Length: "), "{}", r.head);
     assert!(r.head.contains("\r\nContent-Type: "), "{}", r.head);
 }
+
+#[tokio::test]
+async fn platforms_and_asset_platforms() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let get = |path: String| c.get(core(&emu, &path)).bearer_auth(&t).send();
+    // The catalogue: documented members, enum values of core.json.
+    let all: Value = get("Platforms".into()).await.unwrap().json().await.unwrap();
+    let all = all.as_array().unwrap().clone();
+    assert!(all.len() >= 20, "{}", all.len());
+    for p in &all {
+        for member in [
+            "Id",
+            "Name",
+            "DisplayName",
+            "PlatformType",
+            "PlatformFamily",
+            "DeviceClass",
+        ] {
+            assert!(!p[member].is_null(), "{member} of {p}");
+        }
+    }
+    // Id 522 is a directory platform (safeguard-ps leaves it out of its LDAP
+    // directory search), and the current platforms are Id >= 500.
+    let r = get("Platforms/522".into()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["DeviceClass"], "Directory");
+    let current: Value = get(
+        "Platforms?filter=Id ge 500 and DisplayName icontains 'windows'&fields=Id,DisplayName"
+            .into(),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        current.as_array().is_some_and(|a| !a.is_empty()),
+        "{current}"
+    );
+    assert_eq!(get("Platforms/99999".into()).await.unwrap().status(), 404);
+    let r = c.get(core(&emu, "Platforms")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // The seeded asset keeps its platform, and its accounts carry it.
+    let assets: Value = get("Assets".into()).await.unwrap().json().await.unwrap();
+    let seeded = &assets[0];
+    assert_eq!(seeded["PlatformId"], 188);
+    assert_eq!(seeded["PlatformDisplayName"], "Other Linux");
+    assert_eq!(seeded["Platform"]["PlatformType"], "LinuxOther");
+
+    // An asset created with a PlatformId gets that platform.
+    let windows = all
+        .iter()
+        .find(|p| p["PlatformType"] == "Windows" && p["LicenseClass"] == "System")
+        .unwrap()
+        .clone();
+    let r = c
+        .post(core(&emu, "Assets"))
+        .bearer_auth(&t)
+        .json(&json!({"Name": "win01", "NetworkAddress": "10.2.2.2", "PlatformId": windows["Id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let asset: Value = r.json().await.unwrap();
+    assert_eq!(asset["PlatformId"], windows["Id"]);
+    assert_eq!(asset["PlatformDisplayName"], windows["DisplayName"]);
+    assert_eq!(asset["Platform"]["PlatformFamily"], "Windows");
+    assert_eq!(asset["Platform"]["DeviceClass"], "Server");
+    let id = asset["Id"].as_i64().unwrap();
+    let r = c
+        .post(core(&emu, "AssetAccounts"))
+        .bearer_auth(&t)
+        .json(&json!({"Name": "Administrator", "Asset": {"Id": id}}))
+        .send()
+        .await
+        .unwrap();
+    let acct: Value = r.json().await.unwrap();
+    assert_eq!(acct["Platform"]["PlatformType"], "Windows");
+    // Changed through PUT.
+    let r = c
+        .put(core(&emu, &format!("Assets/{id}")))
+        .bearer_auth(&t)
+        .json(&json!({"Name": "win01", "PlatformId": 522}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["Platform"]["DeviceClass"],
+        "Directory"
+    );
+    // An unknown PlatformId: 400, nothing created.
+    let r = c
+        .post(core(&emu, "Assets"))
+        .bearer_auth(&t)
+        .json(&json!({"Name": "nowhere", "PlatformId": 99999}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().await.unwrap()["Message"]
+        .as_str()
+        .unwrap()
+        .contains("99999"));
+    let r = get("Assets?filter=Name eq 'nowhere'&count=true".into())
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!(0));
+}

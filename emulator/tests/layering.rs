@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("certs", 0),
     ("sshkey", 0),
     ("query", 0),
+    ("platforms", 0),
     // 1, transport: the TLS server and its client-certificate machinery
     // (serves whatever router it is given).
     ("tls", 1),

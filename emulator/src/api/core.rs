@@ -86,6 +86,7 @@ pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
         },
         ["users", ..] => users(ctx, &l[1..]).await,
         ["assets", ..] => assets(ctx, &l[1..]).await,
+        ["platforms", ..] => platforms(ctx, &l[1..]),
         ["assetaccounts", ..] => accounts(ctx, &l[1..]).await,
         ["trustedcertificates", ..] => trusted(ctx, &segs[1..]).await,
         ["a2aregistrations", ..] => registrations(ctx, &l[1..]).await,
@@ -518,6 +519,60 @@ async fn users(ctx: &mut Ctx, l: &[&str]) -> Response {
 
 const ASSET_WRITABLE: [&str; 5] = ["Name", "Description", "NetworkAddress", "Disabled", "Tags"];
 
+/// Gives `asset` the platform the body's `PlatformId` names (or the
+/// `Platform.Id` of a body that sends the nested object): `PlatformId`,
+/// `PlatformDisplayName` and the whole `Platform`. An id the catalogue does
+/// not hold is a 400.
+fn set_platform(asset: &mut Value, body: &Map<String, Value>) -> Result<(), Response> {
+    let requested = body
+        .get("PlatformId")
+        .filter(|v| !v.is_null())
+        .or_else(|| body.get("Platform").and_then(|p| p.get("Id")));
+    let Some(requested) = requested else {
+        return Ok(());
+    };
+    let Some(id) = requested.as_i64() else {
+        return Err(validation_error(
+            "The PlatformId field must be an integer.",
+            "PlatformId",
+        ));
+    };
+    let Some(platform) = crate::platforms::get(id) else {
+        return Err(bad_request(
+            50006,
+            &format!("Unable to find platform with id '{id}'."),
+        ));
+    };
+    asset["PlatformId"] = json!(id);
+    asset["PlatformDisplayName"] = platform["DisplayName"].clone();
+    asset["Platform"] = platform;
+    Ok(())
+}
+
+/// `GET Platforms` and `GET Platforms/{id}` (any signed-in user).
+fn platforms(ctx: &mut Ctx, l: &[&str]) -> Response {
+    if ctx.method() != Method::GET {
+        return bad_method(ctx);
+    }
+    if let Err(r) = ctx.user() {
+        return r;
+    }
+    match l {
+        [] => list(ctx, crate::platforms::all()),
+        [id] => {
+            let id = match parse_id(ctx, id) {
+                Ok(i) => i,
+                Err(r) => return r,
+            };
+            match crate::platforms::get(id) {
+                Some(p) => one(ctx, &p),
+                None => not_found("platform", &id.to_string()),
+            }
+        }
+        _ => no_route(ctx),
+    }
+}
+
 async fn assets(ctx: &mut Ctx, l: &[&str]) -> Response {
     let m = ctx.method().clone();
     match (m, l) {
@@ -565,9 +620,8 @@ async fn assets(ctx: &mut Ctx, l: &[&str]) -> Response {
             let id = db.id();
             let mut asset = new_asset(id, &name, &address);
             merge(&mut asset, &body, &ASSET_WRITABLE);
-            if let Some(p) = body.get("PlatformId").and_then(Value::as_i64) {
-                asset["PlatformId"] = json!(p);
-                asset["Platform"]["Id"] = json!(p);
+            if let Err(r) = set_platform(&mut asset, &body) {
+                return r;
             }
             asset["CreatedByUserId"] = json!(by);
             db.assets.insert(id, asset.clone());
@@ -610,6 +664,9 @@ async fn assets(ctx: &mut Ctx, l: &[&str]) -> Response {
                         return not_found("asset", &id.to_string());
                     };
                     merge(&mut asset, &body, &ASSET_WRITABLE);
+                    if let Err(r) = set_platform(&mut asset, &body) {
+                        return r;
+                    }
                     db.assets.insert(id, asset.clone());
                     drop(db);
                     ctx.app.emit(
@@ -1502,7 +1559,7 @@ pub(crate) fn create_access_request(
         "AssetId": acct["Asset"]["Id"],
         "AssetName": acct["Asset"]["Name"],
         "AssetNetworkAddress": acct["Asset"]["NetworkAddress"],
-        "AssetPlatformType": "Linux",
+        "AssetPlatformType": acct["Platform"]["PlatformType"],
         "CreatedOn": now_string(),
         "DurationInMinutes": minutes,
         "ExpiresOn": (now + chrono::Duration::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
