@@ -679,3 +679,83 @@ async fn platforms_and_asset_platforms() {
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!(0));
 }
+
+/// Every member named like a date (`*Date`, `*On`, `*Time`, `NotBefore`,
+/// `NotAfter`) that holds a string, anywhere in `v`.
+fn date_members(v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let datey = k.ends_with("Date")
+                    || k.ends_with("On")
+                    || k.ends_with("Time")
+                    || k == "NotBefore"
+                    || k == "NotAfter";
+                match x {
+                    Value::String(s) if datey => out.push((k.clone(), s.clone())),
+                    _ => date_members(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| date_members(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn dates_are_rfc3339() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    // A login message gives its optional UpdatedDate a value.
+    let r = c
+        .put(core(&emu, "LoginMessage"))
+        .bearer_auth(&t)
+        .json(&json!({"Message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let mut found = Vec::new();
+    for path in [
+        "service/core/v4/TrustedCertificates",
+        "service/core/v4/Users",
+        "service/core/v4/Me",
+        "service/core/v4/Assets",
+        "service/core/v4/AssetAccounts",
+        "service/core/v4/A2ARegistrations",
+        "service/core/v4/LoginMessage",
+        "service/appliance/v4/SystemTime",
+        "service/appliance/v4/Backups",
+    ] {
+        let r = c
+            .get(format!("{}/{path}", base(&emu)))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().await.unwrap();
+        let before = found.len();
+        date_members(&v, &mut found);
+        if path.ends_with("TrustedCertificates") {
+            let names: Vec<&str> = found[before..].iter().map(|(k, _)| k.as_str()).collect();
+            assert!(
+                names.contains(&"NotBefore") && names.contains(&"NotAfter"),
+                "{v}"
+            );
+        }
+    }
+    assert!(found.len() > 10, "{found:?}");
+    for (k, s) in &found {
+        let parsed = chrono::DateTime::parse_from_rfc3339(s);
+        assert!(parsed.is_ok(), "{k} = {s:?} is not RFC 3339");
+    }
+    // Certificate dates in whole seconds, UTC, as the appliance writes them.
+    for (k, s) in found.iter().filter(|(k, _)| k.starts_with("Not")) {
+        assert!(
+            s.len() == 20 && s.ends_with('Z'),
+            "{k} = {s:?} is not like 2026-12-04T17:21:17Z"
+        );
+    }
+}
