@@ -661,6 +661,15 @@ async fn platforms_and_asset_platforms() {
         r.json::<Value>().await.unwrap()["Platform"]["DeviceClass"],
         "Directory"
     );
+    // Its accounts follow.
+    let acct_id = acct["Id"].as_i64().unwrap();
+    let acct: Value = get(format!("AssetAccounts/{acct_id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(acct["Platform"]["Id"], 522);
     // An unknown PlatformId: 400, nothing created.
     let r = c
         .post(core(&emu, "Assets"))

@@ -68,15 +68,17 @@ pub(crate) type CertificateView =
 /// the core `A2ARegistrations` GETs, which core.json documents as open to
 /// "certificate based and API key authentication" (their 403 answers).
 ///
-/// * Client certificate alone: the certificate user's registrations with
-///   application self-discovery on (`VisibleToCertificateUsers`, "whether
-///   application self discovery is enabled for the cert user"), all their
-///   accounts. This is how safeguard-ps' `Get-SafeguardA2aRetrievableAccount`
+/// * Client certificate alone: the certificate user's registrations, all
+///   their accounts. This is how safeguard-ps' `Get-SafeguardA2aRetrievableAccount`
 ///   calls it (`Invoke-SafeguardA2aMethodWithCertificate -Service core
 ///   -RelativeUrl "A2ARegistrations"`, no `Authorization` header).
 /// * Client certificate and `Authorization: A2A <key> ...`: only the
 ///   registration and account each key retrieves (keys of other
 ///   certificates: 403 / 60094; unknown keys: 403 / 60096).
+///
+/// Either way only registrations with application self discovery on
+/// (`VisibleToCertificateUsers`, "whether application self discovery is
+/// enabled for the cert user") are visible.
 ///
 /// No certificate, or one that is not a certificate user's: 401 like any
 /// unauthenticated core call.

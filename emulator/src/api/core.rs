@@ -667,6 +667,12 @@ async fn assets(ctx: &mut Ctx, l: &[&str]) -> Response {
                     if let Err(r) = set_platform(&mut asset, &body) {
                         return r;
                     }
+                    // The asset's accounts carry its platform.
+                    for acct in db.accounts.values_mut() {
+                        if acct["Asset"]["Id"].as_i64() == Some(id) {
+                            acct["Platform"] = asset["Platform"].clone();
+                        }
+                    }
                     db.assets.insert(id, asset.clone());
                     drop(db);
                     ctx.app.emit(
