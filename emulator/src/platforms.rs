@@ -2,23 +2,31 @@
 //! `Platform` schema, with `PlatformType`, `PlatformFamily` and `DeviceClass`
 //! values from that document's enums.
 //!
-//! Where the ids come from: safeguard-ps (`src/datatypes.psm1`) documents
-//! that the appliance keeps "legacy platform definitions differentiated only
-//! by version and architecture" below Id 500 and searches current platforms
-//! with `Id ge 500`, and that Id 522 is a `Directory`-class platform its LDAP
-//! directory search leaves out (Active Directory, which is not an LDAP
-//! platform). Those ranges and 522 are the only sourced ids: no vendor
-//! document or script found lists the other ids, so every other number below
-//! is the emulator's own (188, "Other Linux", is kept from earlier emulator
-//! versions, whose seeded asset used it). Names and display names follow the
-//! appliance's generic platforms (SPP administration guide, "Connection tab
-//! (add asset)": Other, Other Managed, Other Directory, Linux) and its
-//! platform types.
-
+//! Where the ids and names come from (the vendor publishes no catalogue):
+//!
+//! * 521 is "Other Linux": safeguard-ps' test suites create their Linux
+//!   assets with `-Platform 521` and say so ("Platform ID 521 is "Other
+//!   Linux" (built-in, not Custom)", `test/Suites/Suite-CustomPlatforms.ps1`).
+//! * 188 is "Ubuntu Other", a legacy platform: SafeguardDotNet's README
+//!   creates a Linux asset with `PlatformId = 188, // Ubuntu Other`.
+//! * Current platforms have `Id >= 500`, legacy ones ("differentiated only
+//!   by version and architecture") `Id < 500` (safeguard-ps
+//!   `src/datatypes.psm1`, which searches `Id ge 500`).
+//! * 522 is a `Directory`-class platform that safeguard-ps' LDAP directory
+//!   search leaves out (`Id ne 522`); that it is Active Directory (the
+//!   directory that is not an LDAP platform) is the emulator's reading.
+//! * The display names "Other", "Other Managed", "Other Directory" (SPP
+//!   administration guide, "Connection tab (add asset)"; safeguard-ps
+//!   `samples/load-bulk-assets.ps1`), "Windows Server (WinRM)" and "Windows
+//!   Desktop (WinRM)" (safeguard-ps `samples/new-windows-asset-with-discovery.ps1`).
+//!
+//! Every other id (the 600s) is the emulator's own, chosen clear of the
+//! appliance's known ones and at or above 500 so that the vendor's
+//! `Id ge 500` searches find them.
 use serde_json::{json, Value};
 
-/// Id of the seeded asset's platform, "Other Linux".
-pub(crate) const OTHER_LINUX: i64 = 188;
+/// Id of the seeded asset's platform, "Other Linux" (sourced, see above).
+pub(crate) const OTHER_LINUX: i64 = 521;
 
 /// `(Id, Name, DisplayName, PlatformType, PlatformFamily, DeviceClass, SSH)`.
 type Row = (
@@ -32,6 +40,16 @@ type Row = (
 );
 
 const ROWS: &[Row] = &[
+    // Sourced ids.
+    (
+        188,
+        "Ubuntu",
+        "Ubuntu Other",
+        "Ubuntu",
+        "Linux",
+        "Server",
+        true,
+    ),
     (
         OTHER_LINUX,
         "Other Linux",
@@ -40,142 +58,6 @@ const ROWS: &[Row] = &[
         "Linux",
         "Server",
         true,
-    ),
-    (500, "Other", "Other", "Other", "None", "Unknown", false),
-    (
-        501,
-        "Other Managed",
-        "Other Managed",
-        "OtherManaged",
-        "None",
-        "Unknown",
-        false,
-    ),
-    (
-        502,
-        "Other Directory",
-        "Other Directory",
-        "OtherDirectory",
-        "None",
-        "Directory",
-        false,
-    ),
-    (503, "Linux", "Linux", "LinuxOther", "Linux", "Server", true),
-    (
-        504,
-        "Windows Server",
-        "Windows Server",
-        "Windows",
-        "Windows",
-        "Server",
-        false,
-    ),
-    (
-        505,
-        "Windows Desktop",
-        "Windows Desktop",
-        "Windows",
-        "Windows",
-        "Server",
-        false,
-    ),
-    (
-        506,
-        "Windows SSH",
-        "Windows SSH",
-        "WindowsSsh",
-        "WindowsSsh",
-        "Server",
-        true,
-    ),
-    (
-        507,
-        "Windows Remote Management",
-        "Windows Remote Management",
-        "WindowsRm",
-        "WindowsRm",
-        "Server",
-        false,
-    ),
-    (
-        508,
-        "Red Hat Enterprise Linux",
-        "Red Hat Enterprise Linux",
-        "RedHatEnterprise",
-        "Linux",
-        "Server",
-        true,
-    ),
-    (509, "Ubuntu", "Ubuntu", "Ubuntu", "Linux", "Server", true),
-    (510, "Debian", "Debian", "Debian", "Linux", "Server", true),
-    (
-        511,
-        "SUSE Linux Enterprise Server",
-        "SUSE Linux Enterprise Server",
-        "Suse",
-        "Linux",
-        "Server",
-        true,
-    ),
-    (
-        512,
-        "Oracle Linux",
-        "Oracle Linux",
-        "OracleLinux",
-        "Linux",
-        "Server",
-        true,
-    ),
-    (
-        513,
-        "Amazon Linux",
-        "Amazon Linux",
-        "AmazonLinux",
-        "Linux",
-        "Server",
-        true,
-    ),
-    (514, "AIX", "IBM AIX", "AIX", "AIX", "Server", true),
-    (
-        515,
-        "Solaris",
-        "Oracle Solaris",
-        "Solaris",
-        "Solaris",
-        "Server",
-        true,
-    ),
-    (516, "HP-UX", "HP-UX", "HPUX", "HPUX", "Server", true),
-    (517, "macOS", "macOS", "OSX", "OSX", "Server", true),
-    (
-        518, "FreeBSD", "FreeBSD", "FreeBsd", "FreeBsd", "Server", true,
-    ),
-    (
-        519,
-        "Cisco IOS",
-        "Cisco IOS",
-        "CiscoIOS",
-        "Cisco",
-        "NetworkDevice",
-        true,
-    ),
-    (
-        520,
-        "Microsoft SQL Server",
-        "Microsoft SQL Server",
-        "SqlServer",
-        "SqlServer",
-        "Database",
-        false,
-    ),
-    (
-        521,
-        "Oracle Database",
-        "Oracle Database",
-        "Oracle",
-        "Oracle",
-        "Database",
-        false,
     ),
     (
         522,
@@ -186,8 +68,153 @@ const ROWS: &[Row] = &[
         "Directory",
         false,
     ),
+    // The emulator's ids (sourced names where noted above).
+    (600, "Other", "Other", "Other", "None", "Unknown", false),
     (
-        523,
+        601,
+        "Other Managed",
+        "Other Managed",
+        "OtherManaged",
+        "None",
+        "Unknown",
+        false,
+    ),
+    (
+        602,
+        "Other Directory",
+        "Other Directory",
+        "OtherDirectory",
+        "None",
+        "Directory",
+        false,
+    ),
+    (
+        603,
+        "Windows Server",
+        "Windows Server",
+        "Windows",
+        "Windows",
+        "Server",
+        false,
+    ),
+    (
+        604,
+        "Windows Desktop",
+        "Windows Desktop",
+        "Windows",
+        "Windows",
+        "Server",
+        false,
+    ),
+    (
+        605,
+        "Windows Server (WinRM)",
+        "Windows Server (WinRM)",
+        "WindowsRm",
+        "WindowsRm",
+        "Server",
+        false,
+    ),
+    (
+        606,
+        "Windows Desktop (WinRM)",
+        "Windows Desktop (WinRM)",
+        "WindowsRm",
+        "WindowsRm",
+        "Server",
+        false,
+    ),
+    (
+        607,
+        "Windows SSH",
+        "Windows SSH",
+        "WindowsSsh",
+        "WindowsSsh",
+        "Server",
+        true,
+    ),
+    (
+        608,
+        "Red Hat Enterprise Linux",
+        "Red Hat Enterprise Linux",
+        "RedHatEnterprise",
+        "Linux",
+        "Server",
+        true,
+    ),
+    (609, "Ubuntu", "Ubuntu", "Ubuntu", "Linux", "Server", true),
+    (610, "Debian", "Debian", "Debian", "Linux", "Server", true),
+    (
+        611,
+        "SUSE Linux Enterprise Server",
+        "SUSE Linux Enterprise Server",
+        "Suse",
+        "Linux",
+        "Server",
+        true,
+    ),
+    (
+        612,
+        "Oracle Linux",
+        "Oracle Linux",
+        "OracleLinux",
+        "Linux",
+        "Server",
+        true,
+    ),
+    (
+        613,
+        "Amazon Linux",
+        "Amazon Linux",
+        "AmazonLinux",
+        "Linux",
+        "Server",
+        true,
+    ),
+    (614, "AIX", "IBM AIX", "AIX", "AIX", "Server", true),
+    (
+        615,
+        "Solaris",
+        "Oracle Solaris",
+        "Solaris",
+        "Solaris",
+        "Server",
+        true,
+    ),
+    (616, "HP-UX", "HP-UX", "HPUX", "HPUX", "Server", true),
+    (617, "macOS", "macOS", "OSX", "OSX", "Server", true),
+    (
+        618, "FreeBSD", "FreeBSD", "FreeBsd", "FreeBsd", "Server", true,
+    ),
+    (
+        619,
+        "Cisco IOS",
+        "Cisco IOS",
+        "CiscoIOS",
+        "Cisco",
+        "NetworkDevice",
+        true,
+    ),
+    (
+        620,
+        "Microsoft SQL Server",
+        "Microsoft SQL Server",
+        "SqlServer",
+        "SqlServer",
+        "Database",
+        false,
+    ),
+    (
+        621,
+        "Oracle Database",
+        "Oracle Database",
+        "Oracle",
+        "Oracle",
+        "Database",
+        false,
+    ),
+    (
+        622,
         "OpenLDAP",
         "OpenLDAP",
         "Ldap",
@@ -195,9 +222,9 @@ const ROWS: &[Row] = &[
         "Directory",
         false,
     ),
-    (524, "MySQL", "MySQL", "MySQL", "MySQL", "Database", false),
+    (623, "MySQL", "MySQL", "MySQL", "MySQL", "Database", false),
     (
-        525,
+        624,
         "PostgreSQL",
         "PostgreSQL",
         "PostgreSQL",
@@ -222,6 +249,12 @@ pub(crate) fn get(id: i64) -> Option<Value> {
 fn platform(r: &Row) -> Value {
     let &(id, name, display, kind, family, class, ssh) = r;
     let windows = family.starts_with("Windows");
+    // Legacy platforms (Id < 500) carry a version ("Ubuntu Other").
+    let version = if id < 500 {
+        json!("Other")
+    } else {
+        Value::Null
+    };
     json!({
         "Id": id,
         "PlatformType": kind,
@@ -229,12 +262,12 @@ fn platform(r: &Row) -> Value {
         "DisplayName": display,
         "Name": name,
         "Description": Value::Null,
-        "Version": Value::Null,
+        "Version": version,
         "Architecture": Value::Null,
         "DeviceClass": class,
         // Unix-like systems tell account names apart by case.
         "IsAcctNameCaseSensitive": ssh && !windows,
-        "LicenseClass": if name == "Windows Desktop" { "Desktop" } else { "System" },
+        "LicenseClass": if name.starts_with("Windows Desktop") { "Desktop" } else { "System" },
         "IsSystemOwned": true,
         // Only custom platforms list their operations.
         "SupportedOperations": Value::Null,

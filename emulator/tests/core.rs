@@ -590,8 +590,18 @@ async fn platforms_and_asset_platforms() {
             assert!(!p[member].is_null(), "{member} of {p}");
         }
     }
-    // Id 522 is a directory platform (safeguard-ps leaves it out of its LDAP
-    // directory search), and the current platforms are Id >= 500.
+    // The appliance's known ids: 521 Other Linux, 188 Ubuntu Other (legacy),
+    // 522 a directory platform; current platforms are Id >= 500.
+    for (id, name) in [(521, "Other Linux"), (188, "Ubuntu Other")] {
+        let p: Value = get(format!("Platforms/{id}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(p["DisplayName"], name);
+        assert_eq!(p["PlatformFamily"], "Linux");
+    }
     let r = get("Platforms/522".into()).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["DeviceClass"], "Directory");
@@ -615,7 +625,7 @@ async fn platforms_and_asset_platforms() {
     // The seeded asset keeps its platform, and its accounts carry it.
     let assets: Value = get("Assets".into()).await.unwrap().json().await.unwrap();
     let seeded = &assets[0];
-    assert_eq!(seeded["PlatformId"], 188);
+    assert_eq!(seeded["PlatformId"], 521);
     assert_eq!(seeded["PlatformDisplayName"], "Other Linux");
     assert_eq!(seeded["Platform"]["PlatformType"], "LinuxOther");
 
