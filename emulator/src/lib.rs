@@ -15,14 +15,16 @@
 //!   `POST /RSTS/UserLogin/LoginController` (steps 1, 3, 5, 6, 7),
 //!   `POST /RSTS/oauth2/DeviceLogin`.
 //! * `/service/core/v4/...`: Token, Me, Users, AuthenticationProviders, Assets,
-//!   AssetAccounts, TrustedCertificates, A2ARegistrations, AccessRequests,
-//!   Settings, Events/FireTestEvent, LoginMessage, with `filter`, `fields`,
-//!   `orderby`, `page`, `limit` and `count`.
+//!   AssetAccounts, Platforms, TrustedCertificates, A2ARegistrations (also
+//!   for certificate users without a token), AccessRequests, Settings,
+//!   Events/FireTestEvent, LoginMessage, with `filter`, `fields`, `orderby`,
+//!   `page`, `limit` and `count`.
 //! * `/service/appliance/v4/...`: SystemTime, Backups (streamed download and upload).
 //! * `/service/notification/v4/Status` and `Status/State`, anonymously.
 //! * `/service/a2a/v4/...`: Credentials and AccessRequests (client certificate +
 //!   `Authorization: A2A <key>`).
-//! * SignalR hubs `/service/event/signalr` and `/service/a2a/signalr`.
+//! * SignalR hubs `/service/event/signalr` and `/service/a2a/signalr` over
+//!   WebSockets, Server-Sent Events and long polling.
 //! * `/service/{core,appliance,notification,a2a}/swagger/v4/swagger.json`.
 //! * `/emulator/...`: the HTTP face of [`Control`] (see [`admin`]).
 //! * The SPS API under `/api/` on its own port ([`sps`]).
