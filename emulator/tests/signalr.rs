@@ -885,3 +885,108 @@ async fn a2a_hub_over_long_polling_and_its_outage() {
     assert!(broken.is_err(), "{broken:?}");
     assert_eq!(poll().await.unwrap().status(), 503);
 }
+
+/// Reads from an OpenSSL stream until `needle` shows up (the SSE body is
+/// chunked; each event is one chunk, so its text is contiguous).
+async fn read_until(
+    s: &mut tokio_openssl::SslStream<tokio::net::TcpStream>,
+    buf: &mut Vec<u8>,
+    needle: &str,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut tmp = [0u8; 4096];
+    while !String::from_utf8_lossy(buf).contains(needle) {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in {:?}", String::from_utf8_lossy(buf)))
+            .unwrap();
+        assert!(n > 0, "closed before {needle:?}");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+/// The A2A hub over Server-Sent Events the way safeguard-ps' A2A listener
+/// connects (negotiate, open the stream, POST the handshake), with the
+/// certificate asked for in `mode`, over OpenSSL.
+async fn a2a_hub_sse(mode: ClientCertMode) {
+    use tokio::io::AsyncWriteExt;
+    let emu = start_with(EmulatorConfig {
+        client_cert_mode: mode,
+        ..Default::default()
+    })
+    .await;
+    let keys = emu.connection().spp.a2a.clone();
+    let auth = format!("A2A {}", keys.password_api_key);
+    let post_handshake = mode == ClientCertMode::PostHandshake;
+    let hub = "/service/a2a/signalr";
+    let mut c = openssl_connect(&emu, true, post_handshake).await;
+    let r = raw_request(
+        &mut c,
+        "POST",
+        &format!("{hub}/negotiate?negotiateVersion=1"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{mode:?}");
+    let token = r.json()["connectionToken"].as_str().unwrap().to_string();
+    // The stream, on its own connection.
+    let mut s = openssl_connect(&emu, true, post_handshake).await;
+    let req = format!(
+        "GET {hub}?id={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nAuthorization: {auth}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, ":\r\n").await;
+    assert!(
+        String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"),
+        "{mode:?}: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    let r = raw_request(
+        &mut c,
+        "POST",
+        &format!("{hub}?id={token}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        HANDSHAKE.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    read_until(&mut s, &mut buf, "data: {}\u{1e}\r\n\r\n").await;
+    emu.control().emit_a2a_event(
+        "AssetAccountPasswordUpdated",
+        emu.control().password_account_id(),
+        json!({"mode": format!("{mode:?}")}),
+    );
+    read_until(&mut s, &mut buf, "NotifyEventAsync").await;
+    // Without a certificate the stream is refused.
+    let mut n = openssl_connect(&emu, false, post_handshake).await;
+    let r = raw_request(
+        &mut n,
+        "GET",
+        &format!("{hub}?id={token}"),
+        &[("Authorization", &auth), ("Accept", "text/event-stream")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn a2a_hub_sse_in_handshake_mode() {
+    a2a_hub_sse(ClientCertMode::InHandshake).await;
+}
+
+#[tokio::test]
+async fn a2a_hub_sse_post_handshake() {
+    a2a_hub_sse(ClientCertMode::PostHandshake).await;
+}
+
+#[tokio::test]
+async fn a2a_hub_sse_by_renegotiation() {
+    a2a_hub_sse(ClientCertMode::Renegotiation).await;
+}
