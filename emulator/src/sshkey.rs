@@ -1,7 +1,8 @@
 //! RSA and Ed25519 SSH private keys in the three formats the A2A service
 //! hands out: OpenSSH (`openssh-key-v1`), SSH2 (ssh.com / SECSH, RSA only)
 //! and PuTTY (PPK v2), all unencrypted, plus parsing of OpenSSH, PEM
-//! (PKCS#1 / PKCS#8) and unencrypted PuTTY (PPK v2 and v3) keys.
+//! (PKCS#1 / PKCS#8), unencrypted PuTTY (PPK v2 and v3) and unencrypted
+//! ssh.com (RSA) keys.
 //!
 //! The appliance supports RSA, Ed25519, ECDSA and DSA identity keys (SPP
 //! administration guide, "SSH key management": "SPP supports RSA, Ed25519,
@@ -175,6 +176,9 @@ impl SshKey {
         if text.starts_with("PuTTY-User-Key-File-") {
             return Self::parse_putty(text);
         }
+        if text.starts_with("---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----") {
+            return Self::parse_ssh2(text);
+        }
         if text.starts_with("-----BEGIN") {
             let pkey = match passphrase.filter(|p| !p.is_empty()) {
                 Some(p) => PKey::private_key_from_pem_passphrase(text.as_bytes(), p.as_bytes()),
@@ -259,6 +263,71 @@ impl SshKey {
         let q = p.mpint().ok_or_else(bad)?;
         let comment = String::from_utf8_lossy(p.string().unwrap_or_default()).into_owned();
         let rsa = rsa_from_parts(n, e, d, pp, q, iqmp).map_err(|_| bad())?;
+        Ok(Self {
+            material: Material::Rsa(rsa),
+            comment,
+        })
+    }
+
+    /// An ssh.com (SECSH) RSA key with cipher `none`, as [`Self::ssh2`] writes it.
+    fn parse_ssh2(text: &str) -> Result<Self, String> {
+        let bad = || "Invalid SSH2 private key.".to_string();
+        let mut comment = String::new();
+        let mut body = String::new();
+        let mut lines = text.lines().map(str::trim).skip(1);
+        while let Some(line) = lines.next() {
+            if line.starts_with("---- END") {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(": ") {
+                // A header; a trailing backslash continues it on the next line.
+                let mut value = value.to_string();
+                while value.ends_with('\\') {
+                    value.pop();
+                    value.push_str(lines.next().ok_or_else(bad)?);
+                }
+                if name.eq_ignore_ascii_case("Comment") {
+                    comment = value.trim_matches('"').to_string();
+                }
+                continue;
+            }
+            body.push_str(line);
+        }
+        let blob = B64.decode(body).map_err(|_| bad())?;
+        let mut r = Reader(&blob);
+        if r.u32().ok_or_else(bad)? != 0x3f6f_f9eb {
+            return Err(bad());
+        }
+        let _total = r.u32().ok_or_else(bad)?;
+        let kind = r.string().ok_or_else(bad)?;
+        let cipher = r.string().ok_or_else(bad)?;
+        if cipher != b"none" {
+            return Err("Encrypted SSH2 private keys are not supported.".to_string());
+        }
+        if !kind.starts_with(b"if-modn{sign{rsa") {
+            return Err("Only RSA keys are supported in the SSH2 format.".to_string());
+        }
+        let mut enc = Reader(r.string().ok_or_else(bad)?);
+        let len = enc.u32().ok_or_else(bad)? as usize;
+        let mut k = Reader(enc.0.get(..len).ok_or_else(bad)?);
+        // ssh.com multiple-precision integers: a bit count, then the magnitude.
+        let mut mpint = || -> Result<BigNum, String> {
+            let bits = k.u32().ok_or_else(bad)? as usize;
+            let n = bits.div_ceil(8);
+            if k.0.len() < n {
+                return Err(bad());
+            }
+            let (a, rest) = k.0.split_at(n);
+            k.0 = rest;
+            BigNum::from_slice(a).map_err(|_| bad())
+        };
+        let e = mpint()?;
+        let d = mpint()?;
+        let n = mpint()?;
+        let iqmp = mpint()?;
+        let p = mpint()?;
+        let q = mpint()?;
+        let rsa = rsa_from_parts(n, e, d, p, q, iqmp).map_err(|_| bad())?;
         Ok(Self {
             material: Material::Rsa(rsa),
             comment,
@@ -655,6 +724,9 @@ mod tests {
             SshKey::parse(&pem, None).unwrap().fingerprint_sha256(),
             k.fingerprint_sha256()
         );
+        // The SSH2 form reads back too, comment included.
+        let back = SshKey::parse(&k.ssh2().unwrap(), None).unwrap();
+        assert_eq!(back.public_key(), k.public_key());
         // PuTTY files of both formats read back.
         for version in [2, 3] {
             let back = SshKey::parse(&k.putty_version(version), None).unwrap();
@@ -743,6 +815,7 @@ PhrdUMrR69pRPnZyrXdwAAAAC29wZW5zc2gta2V5AQI=
             "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----",
             "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n",
             "PuTTY-User-Key-File-9: ssh-ed25519\n",
+            "---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----\nAAAA\n---- END SSH2 ENCRYPTED PRIVATE KEY ----",
             "garbage",
         ] {
             assert!(SshKey::parse(bad, None).is_err(), "{bad}");

@@ -661,3 +661,43 @@ async fn certificate_user_registrations_post_handshake() {
 async fn certificate_user_registrations_by_renegotiation() {
     certificate_user_registrations(ClientCertMode::Renegotiation).await;
 }
+
+#[tokio::test]
+async fn rsa_key_round_trips_through_every_format() {
+    let emu = start().await;
+    let keys = emu.connection().spp.a2a.clone();
+    let c = cert_client(&emu);
+    let auth = format!("A2A {}", keys.ssh_key_api_key);
+    let mut public = None;
+    for fmt in ["Ssh2", "Putty", "OpenSsh"] {
+        let text: String = c
+            .get(a2a(
+                &emu,
+                &format!("Credentials?type=privatekey&keyFormat={fmt}"),
+            ))
+            .header("Authorization", &auth)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // Set back in the same format: the same key.
+        let r = c
+            .put(a2a(&emu, &format!("Credentials/SshKey?keyFormat={fmt}")))
+            .header("Authorization", &auth)
+            .json(&json!({"PrivateKey": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{fmt}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["KeyType"], "Rsa");
+        let key = v["PublicKey"].as_str().unwrap().to_string();
+        assert!(key.starts_with("ssh-rsa "), "{key}");
+        if let Some(p) = &public {
+            assert_eq!(&key, p, "{fmt}");
+        }
+        public = Some(key);
+    }
+}
