@@ -990,3 +990,50 @@ async fn a2a_hub_sse_post_handshake() {
 async fn a2a_hub_sse_by_renegotiation() {
     a2a_hub_sse(ClientCertMode::Renegotiation).await;
 }
+
+#[tokio::test]
+async fn long_poll_timeout_over_the_control_face() {
+    let emu = start().await;
+    let c = client(&emu);
+    let r = c
+        .post(format!("{}/emulator/signalr", base(&emu)))
+        .json(&json!({"long_poll_ms": 200}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = admin_token(&c, &emu).await;
+    let hub = "/service/event/signalr";
+    let v = negotiate(&emu, hub, &format!("Bearer {t}"), 1, false).await;
+    let url = hub_url(&emu, hub, v["connectionToken"].as_str().unwrap());
+    assert_eq!(
+        c.get(&url).bearer_auth(&t).send().await.unwrap().status(),
+        200
+    );
+    c.post(&url)
+        .bearer_auth(&t)
+        .body(HANDSHAKE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get(&url)
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "{}\u{1e}"
+    );
+    // An empty poll ends after the configured 200 ms, not the default 90 s.
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), c.get(&url).bearer_auth(&t).send())
+        .await
+        .expect("the poll ends after the configured timeout")
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}
