@@ -11,7 +11,7 @@
 //! | `POST /emulator/websockets/drop` | | close every SignalR websocket abruptly |
 //! | `POST /emulator/websockets/silent` | `{"silent": true}` | hubs stop pinging and answering |
 //! | `POST /emulator/a2a-hub/outage` | `{"ms": 10000}` | the A2A hub is out for that long: its connections drop, negotiate and upgrades answer 503 (`{"ms": 0}` ends it); answers the state |
-//! | `POST /emulator/signalr` | `{"negotiate_v0": true, "ping_ms": 15000}` | negotiate version, ping interval |
+//! | `POST /emulator/signalr` | `{"negotiate_v0": true, "ping_ms": 15000, "long_poll_ms": 90000}` | negotiate version, ping interval, long-poll timeout |
 //! | `POST /emulator/tokens/expire` | | expire every token now |
 //! | `POST /emulator/tokens/lifetime` | `{"seconds": 60}` | lifetime of new tokens |
 //! | `POST /emulator/access-requests/expire` | | end the window of every pending or available access request now; answers `{"expired": N}` |
@@ -127,6 +127,9 @@ pub(crate) async fn handle(mut ctx: Ctx) -> Response {
             }
             if let Some(ms) = b["ping_ms"].as_u64() {
                 control.set_ping_interval(Duration::from_millis(ms));
+            }
+            if let Some(ms) = b["long_poll_ms"].as_u64() {
+                control.set_long_poll_timeout(Duration::from_millis(ms));
             }
             ok(&state(&control))
         }

@@ -229,11 +229,37 @@ pub(crate) fn trusted_cert_json(der: &[u8]) -> Option<Value> {
         "IssuerCertificates": [],
         "DnsNames": dns,
         "IpAddresses": ips,
-        "NotBefore": cert.not_before().to_string(),
-        "NotAfter": cert.not_after().to_string(),
+        "NotBefore": asn1_rfc3339(cert.not_before()),
+        "NotAfter": asn1_rfc3339(cert.not_after()),
         "Thumbprint": thumbprint(der),
         "CertificateType": "TrustedRoot",
         "IsSystemOwned": false,
         "SystemOwnedPrivateKey": false,
     }))
+}
+
+/// An ASN.1 certificate time as core.json's `date-time` (RFC 3339, UTC,
+/// whole seconds, as the appliance writes them: `2026-12-04T17:21:17Z`);
+/// `None` (JSON null) for a time that cannot be represented.
+pub(crate) fn asn1_rfc3339(t: &openssl::asn1::Asn1TimeRef) -> Option<String> {
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let diff = epoch.diff(t).ok()?;
+    let secs = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn certificate_times_are_rfc3339() {
+        let t = openssl::asn1::Asn1Time::from_str("20261204172117Z").unwrap();
+        assert_eq!(asn1_rfc3339(&t).as_deref(), Some("2026-12-04T17:21:17Z"));
+        let t = openssl::asn1::Asn1Time::from_str("19991231235959Z").unwrap();
+        assert_eq!(asn1_rfc3339(&t).as_deref(), Some("1999-12-31T23:59:59Z"));
+        let t = openssl::asn1::Asn1Time::from_str("20500101000000Z").unwrap();
+        assert_eq!(asn1_rfc3339(&t).as_deref(), Some("2050-01-01T00:00:00Z"));
+    }
 }

@@ -172,6 +172,26 @@ impl Control {
             .store(interval.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// How long SignalR long polls wait from now on before answering 200
+    /// with an empty body.
+    pub fn set_long_poll_timeout(&self, timeout: Duration) {
+        self.app
+            .long_poll_timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// SignalR connections over Server-Sent Events or long polling whose hub
+    /// is running.
+    pub fn http_hub_connection_count(&self) -> usize {
+        self.app
+            .hub_http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|c| !c.ended.load(Ordering::SeqCst))
+            .count()
+    }
+
     /// Forces negotiate to answer version 0 (`connectionId` only) even when
     /// the client asks for version 1.
     pub fn set_negotiate_v0(&self, v0: bool) {

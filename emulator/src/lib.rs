@@ -15,7 +15,8 @@
 //!   `POST /RSTS/UserLogin/LoginController` (steps 1, 3, 5, 6, 7),
 //!   `POST /RSTS/oauth2/DeviceLogin`.
 //! * `/service/core/v4/...`: Token, Me, Users, AuthenticationProviders, Assets,
-//!   AssetAccounts, TrustedCertificates, A2ARegistrations, Settings,
+//!   AssetAccounts, Platforms, TrustedCertificates, A2ARegistrations (also
+//!   for certificate users without a token), Settings,
 //!   Events/FireTestEvent, LoginMessage, with `filter`, `fields`, `orderby`,
 //!   `page`, `limit` and `count`; the privileged-access workflow, stateful:
 //!   Roles (Members, Policies), AccessPolicies (ScopeItems, ApproverSets,
@@ -27,7 +28,8 @@
 //! * `/service/notification/v4/Status` and `Status/State`, anonymously.
 //! * `/service/a2a/v4/...`: Credentials and AccessRequests (client certificate +
 //!   `Authorization: A2A <key>`).
-//! * SignalR hubs `/service/event/signalr` and `/service/a2a/signalr`.
+//! * SignalR hubs `/service/event/signalr` and `/service/a2a/signalr` over
+//!   WebSockets, Server-Sent Events and long polling.
 //! * `/service/{core,appliance,notification,a2a}/swagger/v4/swagger.json`.
 //! * `/emulator/...`: the HTTP face of [`Control`] (see [`admin`]).
 //! * The SPS API under `/api/` on its own port ([`sps`]).
@@ -45,7 +47,7 @@
 //! | 3 control | `control` ([`Control`], the test handle) | layers 0-2 |
 //! | 2 state | `state` (entities, tokens, counters, switches) | layers 0-1 |
 //! | 1 transport | [`tls`] (the HTTPS server; serves whatever router it is given) | layer 0 |
-//! | 0 pure | `model` (constants, settings, errors, `connection.json`), `certs`, `sshkey`, `query`, `openapi` (the embedded documents, their routes, schema-conforming examples), `validate` (request validation against the documents) | each other without circles |
+//! | 0 pure | `model` (constants, settings, errors, `connection.json`), `certs`, `sshkey`, `query`, `platforms`, `openapi` (the embedded documents, their routes, schema-conforming examples), `validate` (request validation against the documents) | each other without circles |
 //!
 //! Lower layers name the public types and constants through `crate::model`,
 //! not through their re-exports here. What a lower layer needs from a higher
@@ -66,6 +68,7 @@ mod certs;
 mod control;
 mod model;
 mod openapi;
+mod platforms;
 mod query;
 mod router;
 mod rsts;

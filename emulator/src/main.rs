@@ -65,6 +65,9 @@ struct Args {
     /// SignalR server ping interval in seconds.
     #[arg(long, default_value_t = 15)]
     ping_seconds: u64,
+    /// How long a SignalR long poll waits for a message, in seconds.
+    #[arg(long, default_value_t = 90)]
+    long_poll_seconds: u64,
     /// Size in bytes of the seeded backup.
     #[arg(long, default_value_t = 1024 * 1024)]
     backup_size: u64,
@@ -105,6 +108,7 @@ async fn main() -> std::process::ExitCode {
             ClientCertMode::InHandshake
         },
         signalr_ping_interval: Duration::from_secs(args.ping_seconds.max(1)),
+        signalr_long_poll_timeout: Duration::from_secs(args.long_poll_seconds.max(1)),
         backup_size: args.backup_size,
         strict_validation: !args.lenient,
         ..EmulatorConfig::default()

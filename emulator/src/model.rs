@@ -84,6 +84,10 @@ pub struct EmulatorConfig {
     pub client_cert_mode: ClientCertMode,
     /// Interval of the SignalR server pings (default 15 s).
     pub signalr_ping_interval: Duration,
+    /// How long a SignalR long poll waits for a message before it answers
+    /// 200 with an empty body (default 90 s, ASP.NET Core's
+    /// `LongPollingOptions.PollTimeout`).
+    pub signalr_long_poll_timeout: Duration,
     /// Device code polling interval announced to clients, whole seconds (default 5).
     pub device_code_interval: u64,
     /// Device code lifetime (default 5 minutes).
@@ -110,6 +114,7 @@ impl Default for EmulatorConfig {
             openapi_dir: None,
             client_cert_mode: ClientCertMode::InHandshake,
             signalr_ping_interval: Duration::from_secs(15),
+            signalr_long_poll_timeout: Duration::from_secs(90),
             device_code_interval: 5,
             device_code_lifetime: Duration::from_secs(300),
             backup_size: 1024 * 1024,

@@ -123,8 +123,16 @@ struct Parser {
     pos: usize,
 }
 
-const OPS: [&str; 11] = [
+/// The documented filter operators ("eq, ne, gt, ge, lt, le, and, or, not,
+/// contains, ieq, icontains, sw, isw, ew, iew, in", core.json's `filter`
+/// parameter), plus `ncontains`. `contains`, `sw` and `ew` already ignore
+/// case; their `i` forms are the same.
+const OPS: [&str; 15] = [
     "eq",
+    "ieq",
+    "icontains",
+    "isw",
+    "iew",
     "ne",
     "gt",
     "ge",
@@ -301,6 +309,10 @@ impl Filter {
                 let have = lookup(v, path).cloned().unwrap_or(Value::Null);
                 match op.as_str() {
                     "eq" => equal(&have, want),
+                    "ieq" => match (as_text(&have), as_text(want)) {
+                        (Some(h), Some(w)) => h == w,
+                        _ => equal(&have, want),
+                    },
                     "ne" => !equal(&have, want),
                     "gt" => compare(&have, want) == Some(Ordering::Greater),
                     "ge" => matches!(
@@ -309,11 +321,11 @@ impl Filter {
                     ),
                     "lt" => compare(&have, want) == Some(Ordering::Less),
                     "le" => matches!(compare(&have, want), Some(Ordering::Less | Ordering::Equal)),
-                    "contains" | "ncontains" | "sw" | "ew" => {
+                    "contains" | "ncontains" | "sw" | "ew" | "icontains" | "isw" | "iew" => {
                         let found = match (as_text(&have), as_text(want)) {
                             (Some(h), Some(w)) => match op.as_str() {
-                                "sw" => h.starts_with(&w),
-                                "ew" => h.ends_with(&w),
+                                "sw" | "isw" => h.starts_with(&w),
+                                "ew" | "iew" => h.ends_with(&w),
                                 _ => h.contains(&w),
                             },
                             _ => false,
@@ -476,6 +488,11 @@ mod tests {
         let v = json!({"Name": "Admin", "Id": 3, "Disabled": false, "P": {"Id": -1}});
         for (f, want) in [
             ("Name eq 'admin'", true),
+            ("Name ieq 'ADMIN'", true),
+            ("Name ieq 'adm'", false),
+            ("Name icontains 'DM' and Id ge 3", true),
+            ("Name isw 'ad' and Name iew 'IN'", true),
+            ("Name iew 'ad'", false),
             ("Name ne 'admin'", false),
             ("Name contains 'dm' and Id eq 3", true),
             ("Name contains 'x' or P.Id eq -1", true),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use base64::Engine as _;
 use openssl::x509::X509;
@@ -34,6 +34,40 @@ pub(crate) struct Event {
     pub data: Value,
     /// For A2A events: the account concerned (the A2A hub filters on it).
     pub account_id: Option<i64>,
+}
+
+/// A SignalR transport served by plain HTTP requests (ASP.NET Core's
+/// "half-transports", each paired with POSTs for what the client sends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HttpTransport {
+    /// `GET` with `Accept: text/event-stream`, one long response.
+    ServerSentEvents,
+    /// Repeated `GET`s, each answered with what is pending.
+    LongPolling,
+}
+
+/// A SignalR connection over Server-Sent Events or long polling. The hub task
+/// (in `signalr`) reads what the client POSTs from `incoming` and writes what
+/// it sends to the sender half of `outgoing`; the transport requests take it
+/// from there.
+pub(crate) struct HttpHubConn {
+    pub transport: HttpTransport,
+    /// Client to hub: the POSTed bodies. `None` once a DELETE ended the connection.
+    pub incoming: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    /// Hub to client. Server-Sent Events take the receiver out once (a second
+    /// stream is refused); long polls lock it one at a time.
+    pub outgoing: tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Bumped by every poll: a poll still waiting when it changes is
+    /// superseded (ASP.NET Core answers it 204).
+    pub poll_gen: watch::Sender<u64>,
+    /// Polls in progress, and when the last one ended (idle connections end).
+    pub polls: AtomicUsize,
+    pub last_poll: Mutex<Instant>,
+    /// Set when the hub ended the connection as broken (dropped, outage):
+    /// the transport then breaks its response instead of ending it cleanly.
+    pub aborted: AtomicBool,
+    /// Set when the hub task has ended.
+    pub ended: AtomicBool,
 }
 
 pub(crate) struct UserToken {
@@ -290,6 +324,12 @@ pub(crate) struct App {
     pub login_responses: AtomicU64,
     pub uploads: Mutex<Vec<Upload>>,
     pub websockets: AtomicUsize,
+    /// SignalR connections over Server-Sent Events and long polling, by the
+    /// id their requests carry (connectionToken, or connectionId for
+    /// negotiate version 0).
+    pub hub_http: Mutex<HashMap<String, Arc<HttpHubConn>>>,
+    /// How long a long poll waits for a message before answering 200 empty.
+    pub long_poll_timeout_ms: AtomicU64,
     pub cert_mode: ModeCell,
     /// TLS handshakes completed on the SPP port.
     pub handshakes: Arc<crate::tls::HandshakeCounts>,
@@ -432,7 +472,7 @@ pub(crate) fn new_asset(id: i64, name: &str, address: &str) -> Value {
         "Name": name,
         "Description": Value::Null,
         "NetworkAddress": address,
-        "PlatformId": 188,
+        "PlatformId": crate::platforms::OTHER_LINUX,
         "PlatformDisplayName": "Other Linux",
         "IsDirectory": false,
         "ManagedNetworkId": 1,
@@ -445,7 +485,7 @@ pub(crate) fn new_asset(id: i64, name: &str, address: &str) -> Value {
         "CreatedDate": now_string(),
         "CreatedByUserId": -2,
         "CreatedByUserDisplayName": "Safeguard Emulator",
-        "Platform": {"Id": 188, "PlatformType": "Linux", "PlatformFamily": "Linux", "DisplayName": "Other Linux", "Name": "Other"},
+        "Platform": crate::platforms::get(crate::platforms::OTHER_LINUX).unwrap_or(Value::Null),
         "ConnectionProperties": {"ServiceAccountCredentialType": "None", "Port": 22},
     })
 }
@@ -472,7 +512,7 @@ pub(crate) fn new_account(id: i64, name: &str, asset: &Value) -> Value {
             "Id": asset["Id"], "Name": asset["Name"], "NetworkAddress": asset["NetworkAddress"],
             "AssetPartitionId": -1, "AssetPartitionName": "Default Partition"
         },
-        "Platform": {"Id": 188, "PlatformType": "Linux", "PlatformFamily": "Linux", "DisplayName": "Other Linux"},
+        "Platform": asset["Platform"].clone(),
         "RequestProperties": {"AllowPasswordRequest": true, "AllowSessionRequest": false, "AllowSshKeyRequest": true},
         "HasPassword": false,
         "HasSshKey": false,
@@ -838,6 +878,10 @@ impl App {
             login_responses: AtomicU64::new(0),
             uploads: Mutex::new(Vec::new()),
             websockets: AtomicUsize::new(0),
+            hub_http: Mutex::new(HashMap::new()),
+            long_poll_timeout_ms: AtomicU64::new(
+                config.signalr_long_poll_timeout.as_millis() as u64
+            ),
             handshakes: Arc::default(),
             cert_mode: Arc::new(std::sync::atomic::AtomicU8::new(crate::tls::mode_to_u8(
                 config.client_cert_mode,
@@ -984,6 +1028,11 @@ impl App {
                 .retain(|_, t| t.expires + Duration::from_secs(3600) > now);
             db.signalr_ids
                 .retain(|_, t| now.duration_since(*t) < Duration::from_secs(600));
+            drop(db);
+            app.hub_http
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, c| !c.ended.load(std::sync::atomic::Ordering::SeqCst));
         }
     }
 }

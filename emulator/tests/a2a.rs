@@ -436,3 +436,268 @@ async fn peer_certificate_extension_in_handshake_mode() {
     .await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn ed25519_key_set_through_core_and_retrieved_in_every_format() {
+    use base64::Engine;
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let id = emu.control().ssh_key_account_id();
+    let pkey = openssl::pkey::PKey::generate_ed25519().unwrap();
+    let pem = String::from_utf8(pkey.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let r = c
+        .put(core(&emu, &format!("AssetAccounts/{id}/SshKey")))
+        .bearer_auth(&t)
+        .json(&json!({"PrivateKey": pem, "Comment": "ed@emulator"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["KeyType"], "Ed25519");
+    assert_eq!(v["KeyLength"], 256);
+    // The public key is the one OpenSSL derives.
+    let mut blob = vec![0, 0, 0, 11];
+    blob.extend_from_slice(b"ssh-ed25519");
+    blob.extend_from_slice(&[0, 0, 0, 32]);
+    blob.extend_from_slice(&pkey.raw_public_key().unwrap());
+    let expected = format!(
+        "ssh-ed25519 {} ed@emulator",
+        base64::engine::general_purpose::STANDARD.encode(&blob)
+    );
+    assert_eq!(v["PublicKey"], expected.as_str());
+    let r = c
+        .get(core(&emu, &format!("AssetAccounts/{id}/SshKey")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["KeyType"], "Ed25519");
+
+    let keys = emu.connection().spp.a2a.clone();
+    let a2a_client = cert_client(&emu);
+    let get = |fmt: &'static str| {
+        a2a_client
+            .get(a2a(
+                &emu,
+                &format!("Credentials?type=privatekey&keyFormat={fmt}"),
+            ))
+            .header("Authorization", format!("A2A {}", keys.ssh_key_api_key))
+            .send()
+    };
+    let openssh: String = get("OpenSsh").await.unwrap().json().await.unwrap();
+    assert!(openssh.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
+    let putty: String = get("Putty").await.unwrap().json().await.unwrap();
+    assert!(
+        putty.starts_with("PuTTY-User-Key-File-2: ssh-ed25519\n"),
+        "{putty}"
+    );
+    assert!(putty.contains("Comment: ed@emulator\n"));
+    // The ssh.com format holds RSA and DSA keys only: a 400 naming keyFormat.
+    let r = get("Ssh2").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["ModelState"]["keyFormat"].is_array(), "{body}");
+
+    // Both retrieved forms set back through A2A: the same public key.
+    for text in [openssh, putty] {
+        let r = a2a_client
+            .put(a2a(&emu, "Credentials/SshKey"))
+            .header("Authorization", format!("A2A {}", keys.ssh_key_api_key))
+            .json(&json!({"PrivateKey": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["PublicKey"], expected.as_str());
+    }
+}
+
+/// Certificate-user calls to core `A2ARegistrations` (no user token), over
+/// an OpenSSL connection that answers the emulator's way of asking for the
+/// certificate in `mode`.
+async fn certificate_user_registrations(mode: ClientCertMode) {
+    let emu = start_with(EmulatorConfig {
+        client_cert_mode: mode,
+        ..Default::default()
+    })
+    .await;
+    let control = emu.control();
+    let keys = emu.connection().spp.a2a.clone();
+    let post_handshake = mode == ClientCertMode::PostHandshake;
+    let mut s = openssl_connect(&emu, true, post_handshake).await;
+    let mut get = async |path: &str, auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        raw_request(
+            &mut s,
+            "GET",
+            &format!("/service/core/v4/{path}"),
+            &headers,
+            b"",
+        )
+        .await
+    };
+    // The certificate alone: the certificate user's registrations (self
+    // discovery on) and all their accounts with their API keys, as
+    // safeguard-ps' Get-SafeguardA2aRetrievableAccount reads them.
+    let r = get("A2ARegistrations", None).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{mode:?}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let regs = r.json();
+    assert_eq!(regs.as_array().unwrap().len(), 1, "{regs}");
+    assert_eq!(regs[0]["AppName"], A2A_APP_NAME);
+    let reg = regs[0]["Id"].as_i64().unwrap();
+    let r = get(&format!("A2ARegistrations/{reg}"), None).await;
+    assert_eq!(r.status, 200);
+    let r = get(&format!("A2ARegistrations/{reg}/RetrievableAccounts"), None).await;
+    assert_eq!(r.status, 200);
+    let accounts = r.json();
+    let mut api_keys: Vec<&str> = accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ApiKey"].as_str().unwrap())
+        .collect();
+    api_keys.sort();
+    let mut seeded = vec![
+        keys.password_api_key.as_str(),
+        keys.ssh_key_api_key.as_str(),
+    ];
+    seeded.sort();
+    assert_eq!(api_keys, seeded);
+
+    // With an API key: only what that key retrieves.
+    let auth = format!("A2A {}", keys.password_api_key);
+    let r = get("A2ARegistrations?fields=Id,AppName", Some(&auth)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!([{"Id": reg, "AppName": A2A_APP_NAME}]));
+    let r = get(
+        &format!("A2ARegistrations/{reg}/RetrievableAccounts"),
+        Some(&auth),
+    )
+    .await;
+    let listed = r.json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["AccountId"], control.password_account_id());
+    let pw = control.password_account_id();
+    let r = get(
+        &format!("A2ARegistrations/{reg}/RetrievableAccounts/{pw}/ApiKey"),
+        Some(&auth),
+    )
+    .await;
+    assert_eq!(r.json(), json!(keys.password_api_key));
+    let ssh = control.ssh_key_account_id();
+    let r = get(
+        &format!("A2ARegistrations/{reg}/RetrievableAccounts/{ssh}"),
+        Some(&auth),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = get("A2ARegistrations", Some("A2A not-a-key")).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["Code"], 60096);
+    let r = get("A2ARegistrations/999", None).await;
+    assert_eq!(r.status, 404);
+
+    // Self discovery off: the certificate user no longer sees it.
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let r = c
+        .put(core(&emu, &format!("A2ARegistrations/{reg}")))
+        .bearer_auth(&t)
+        .json(&json!({"AppName": A2A_APP_NAME, "VisibleToCertificateUsers": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = get("A2ARegistrations", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!([]));
+    // A user token still sees it.
+    let r = c
+        .get(core(&emu, "A2ARegistrations"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap().as_array().unwrap().len(),
+        1
+    );
+
+    // Without a certificate: 401 (403 / 60094 with an API key).
+    let mut s = openssl_connect(&emu, false, post_handshake).await;
+    let r = raw_request(&mut s, "GET", "/service/core/v4/A2ARegistrations", &[], b"").await;
+    assert_eq!(r.status, 401);
+    let r = raw_request(
+        &mut s,
+        "GET",
+        "/service/core/v4/A2ARegistrations",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["Code"], 60094);
+}
+
+#[tokio::test]
+async fn certificate_user_registrations_in_handshake_mode() {
+    certificate_user_registrations(ClientCertMode::InHandshake).await;
+}
+
+#[tokio::test]
+async fn certificate_user_registrations_post_handshake() {
+    certificate_user_registrations(ClientCertMode::PostHandshake).await;
+}
+
+#[tokio::test]
+async fn certificate_user_registrations_by_renegotiation() {
+    certificate_user_registrations(ClientCertMode::Renegotiation).await;
+}
+
+#[tokio::test]
+async fn rsa_key_round_trips_through_every_format() {
+    let emu = start().await;
+    let keys = emu.connection().spp.a2a.clone();
+    let c = cert_client(&emu);
+    let auth = format!("A2A {}", keys.ssh_key_api_key);
+    let mut public = None;
+    for fmt in ["Ssh2", "Putty", "OpenSsh"] {
+        let text: String = c
+            .get(a2a(
+                &emu,
+                &format!("Credentials?type=privatekey&keyFormat={fmt}"),
+            ))
+            .header("Authorization", &auth)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // Set back in the same format: the same key.
+        let r = c
+            .put(a2a(&emu, &format!("Credentials/SshKey?keyFormat={fmt}")))
+            .header("Authorization", &auth)
+            .json(&json!({"PrivateKey": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{fmt}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["KeyType"], "Rsa");
+        let key = v["PublicKey"].as_str().unwrap().to_string();
+        assert!(key.starts_with("ssh-rsa "), "{key}");
+        if let Some(p) = &public {
+            assert_eq!(&key, p, "{fmt}");
+        }
+        public = Some(key);
+    }
+}

@@ -184,7 +184,7 @@ async fn request_approve_check_out_check_in_close() {
         )
         .await,
         400,
-        70008,
+        70000,
     )
     .await;
     let assets = json_of(get(&c, &emu, &req_t, "Me/AccessRequestAssets").await, 200).await;
@@ -239,7 +239,7 @@ async fn request_approve_check_out_check_in_close() {
     error(
         get(&c, &emu, &admin, "Me/ActionableRequests/Nobody").await,
         400,
-        70008,
+        70000,
     )
     .await;
 
@@ -777,7 +777,7 @@ async fn roles_policies_and_review() {
         )
         .await,
         400,
-        70008,
+        70000,
     )
     .await;
     let back = json_of(

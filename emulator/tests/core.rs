@@ -611,3 +611,214 @@ async fn header_names_are_title_case() {
     assert!(r.head.contains("\r\nContent-Length: "), "{}", r.head);
     assert!(r.head.contains("\r\nContent-Type: "), "{}", r.head);
 }
+
+#[tokio::test]
+async fn platforms_and_asset_platforms() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let get = |path: String| c.get(core(&emu, &path)).bearer_auth(&t).send();
+    // The catalogue: documented members, enum values of core.json.
+    let all: Value = get("Platforms".into()).await.unwrap().json().await.unwrap();
+    let all = all.as_array().unwrap().clone();
+    assert!(all.len() >= 20, "{}", all.len());
+    for p in &all {
+        for member in [
+            "Id",
+            "Name",
+            "DisplayName",
+            "PlatformType",
+            "PlatformFamily",
+            "DeviceClass",
+        ] {
+            assert!(!p[member].is_null(), "{member} of {p}");
+        }
+    }
+    // The appliance's known ids: 521 Other Linux, 188 Ubuntu Other (legacy),
+    // 522 a directory platform; current platforms are Id >= 500.
+    for (id, name) in [(521, "Other Linux"), (188, "Ubuntu Other")] {
+        let p: Value = get(format!("Platforms/{id}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(p["DisplayName"], name);
+        assert_eq!(p["PlatformFamily"], "Linux");
+    }
+    let r = get("Platforms/522".into()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["DeviceClass"], "Directory");
+    let current: Value = get(
+        "Platforms?filter=Id ge 500 and DisplayName icontains 'windows'&fields=Id,DisplayName"
+            .into(),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        current.as_array().is_some_and(|a| !a.is_empty()),
+        "{current}"
+    );
+    assert_eq!(get("Platforms/99999".into()).await.unwrap().status(), 404);
+    let r = c.get(core(&emu, "Platforms")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // The seeded asset keeps its platform, and its accounts carry it.
+    let assets: Value = get("Assets".into()).await.unwrap().json().await.unwrap();
+    let seeded = &assets[0];
+    assert_eq!(seeded["PlatformId"], 521);
+    assert_eq!(seeded["PlatformDisplayName"], "Other Linux");
+    assert_eq!(seeded["Platform"]["PlatformType"], "LinuxOther");
+
+    // An asset created with a PlatformId gets that platform.
+    let windows = all
+        .iter()
+        .find(|p| p["PlatformType"] == "Windows" && p["LicenseClass"] == "System")
+        .unwrap()
+        .clone();
+    let r = c
+        .post(core(&emu, "Assets"))
+        .bearer_auth(&t)
+        .json(&json!({"Name": "win01", "NetworkAddress": "10.2.2.2", "PlatformId": windows["Id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let asset: Value = r.json().await.unwrap();
+    assert_eq!(asset["PlatformId"], windows["Id"]);
+    assert_eq!(asset["PlatformDisplayName"], windows["DisplayName"]);
+    assert_eq!(asset["Platform"]["PlatformFamily"], "Windows");
+    assert_eq!(asset["Platform"]["DeviceClass"], "Server");
+    let id = asset["Id"].as_i64().unwrap();
+    let r = c
+        .post(core(&emu, "AssetAccounts"))
+        .bearer_auth(&t)
+        .json(&json!({"Name": "Administrator", "Asset": {"Id": id}}))
+        .send()
+        .await
+        .unwrap();
+    let acct: Value = r.json().await.unwrap();
+    assert_eq!(acct["Platform"]["PlatformType"], "Windows");
+    // Changed through PUT.
+    let r = c
+        .put(core(&emu, &format!("Assets/{id}")))
+        .bearer_auth(&t)
+        .json(&json!({"Name": "win01", "PlatformId": 522}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["Platform"]["DeviceClass"],
+        "Directory"
+    );
+    // Its accounts follow.
+    let acct_id = acct["Id"].as_i64().unwrap();
+    let acct: Value = get(format!("AssetAccounts/{acct_id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(acct["Platform"]["Id"], 522);
+    // An unknown PlatformId: 400, nothing created.
+    let r = c
+        .post(core(&emu, "Assets"))
+        .bearer_auth(&t)
+        .json(&json!({"Name": "nowhere", "PlatformId": 99999}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().await.unwrap()["Message"]
+        .as_str()
+        .unwrap()
+        .contains("99999"));
+    let r = get("Assets?filter=Name eq 'nowhere'&count=true".into())
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!(0));
+}
+
+/// Every member named like a date (`*Date`, `*On`, `*Time`, `NotBefore`,
+/// `NotAfter`) that holds a string, anywhere in `v`.
+fn date_members(v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let datey = k.ends_with("Date")
+                    || k.ends_with("On")
+                    || k.ends_with("Time")
+                    || k == "NotBefore"
+                    || k == "NotAfter";
+                match x {
+                    Value::String(s) if datey => out.push((k.clone(), s.clone())),
+                    _ => date_members(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| date_members(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn dates_are_rfc3339() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    // A login message gives its optional UpdatedDate a value.
+    let r = c
+        .put(core(&emu, "LoginMessage"))
+        .bearer_auth(&t)
+        .json(&json!({"Message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let mut found = Vec::new();
+    for path in [
+        "service/core/v4/TrustedCertificates",
+        "service/core/v4/Users",
+        "service/core/v4/Me",
+        "service/core/v4/Assets",
+        "service/core/v4/AssetAccounts",
+        "service/core/v4/A2ARegistrations",
+        "service/core/v4/LoginMessage",
+        "service/appliance/v4/SystemTime",
+        "service/appliance/v4/Backups",
+    ] {
+        let r = c
+            .get(format!("{}/{path}", base(&emu)))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().await.unwrap();
+        let before = found.len();
+        date_members(&v, &mut found);
+        if path.ends_with("TrustedCertificates") {
+            let names: Vec<&str> = found[before..].iter().map(|(k, _)| k.as_str()).collect();
+            assert!(
+                names.contains(&"NotBefore") && names.contains(&"NotAfter"),
+                "{v}"
+            );
+        }
+    }
+    assert!(found.len() > 10, "{found:?}");
+    for (k, s) in &found {
+        let parsed = chrono::DateTime::parse_from_rfc3339(s);
+        assert!(parsed.is_ok(), "{k} = {s:?} is not RFC 3339");
+    }
+    // Certificate dates in whole seconds, UTC, as the appliance writes them.
+    for (k, s) in found.iter().filter(|(k, _)| k.starts_with("Not")) {
+        assert!(
+            s.len() == 20 && s.ends_with('Z'),
+            "{k} = {s:?} is not like 2026-12-04T17:21:17Z"
+        );
+    }
+}

@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("query", 0),
     ("openapi", 0),
     ("validate", 0),
+    ("platforms", 0),
     // 1, transport: the TLS server and its client-certificate machinery
     // (serves whatever router it is given).
     ("tls", 1),

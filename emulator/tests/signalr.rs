@@ -447,3 +447,593 @@ async fn a2a_hub_outage_over_http_and_ended_early() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+// ---- Server-Sent Events and long polling (TransportProtocols.md) ----
+
+const HANDSHAKE: &str = "{\"protocol\":\"json\",\"version\":1}\u{1e}";
+
+/// Reads SSE events (the `data:` lines of each event, joined) off a response.
+struct SseReader {
+    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+impl SseReader {
+    fn new(r: reqwest::Response) -> SseReader {
+        SseReader {
+            stream: r.bytes_stream().boxed(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next event's data; `Err` when the stream broke, `Ok(None)` when it ended.
+    async fn next_event(&mut self) -> Result<Option<String>, String> {
+        loop {
+            if let Some(pos) = self.buf.find("\r\n\r\n") {
+                let block: String = self.buf.drain(..pos + 4).collect();
+                let data: Vec<&str> = block
+                    .split("\r\n")
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                if !data.is_empty() {
+                    return Ok(Some(data.join("\n")));
+                }
+                continue;
+            }
+            match tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await {
+                Ok(Some(Ok(b))) => self.buf.push_str(&String::from_utf8_lossy(&b)),
+                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Ok(None) => return Ok(None),
+                Err(_) => return Err("no event within 10 s".into()),
+            }
+        }
+    }
+
+    /// The next invocation (skipping pings and the handshake answer).
+    async fn next_invocation(&mut self) -> Value {
+        loop {
+            let data = self.next_event().await.unwrap().expect("an event");
+            for rec in data.split('\u{1e}').filter(|r| !r.is_empty()) {
+                let v: Value = serde_json::from_str(rec).unwrap();
+                if v["type"] == 1 {
+                    return v;
+                }
+            }
+        }
+    }
+}
+
+fn hub_url(emu: &Emulator, hub: &str, id: &str) -> String {
+    format!("{}{hub}?id={id}", base(emu))
+}
+
+/// Fires the core test event as the admin.
+async fn fire_test_event(emu: &Emulator, token: &str) {
+    let r = client(emu)
+        .post(core(emu, "Events/FireTestEvent"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+/// Invocations in a long poll's body.
+fn invocations(body: &str) -> Vec<Value> {
+    body.split('\u{1e}')
+        .filter(|r| !r.is_empty())
+        .map(|r| serde_json::from_str::<Value>(r).unwrap())
+        .filter(|v| v["type"] == 1)
+        .collect()
+}
+
+#[tokio::test]
+async fn negotiate_lists_the_three_transports() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let auth = format!("Bearer {t}");
+    for version in [0, 1] {
+        let v = negotiate(&emu, "/service/event/signalr", &auth, version, false).await;
+        assert_eq!(
+            v["availableTransports"],
+            json!([
+                {"transport": "WebSockets", "transferFormats": ["Text", "Binary"]},
+                {"transport": "ServerSentEvents", "transferFormats": ["Text"]},
+                {"transport": "LongPolling", "transferFormats": ["Text", "Binary"]},
+            ])
+        );
+        assert_eq!(v["negotiateVersion"], version);
+        assert_eq!(v.get("connectionToken").is_some(), version == 1);
+    }
+    let keys = emu.connection().spp.a2a.clone();
+    let a2a = negotiate(
+        &emu,
+        "/service/a2a/signalr",
+        &format!("A2A {}", keys.password_api_key),
+        1,
+        true,
+    )
+    .await;
+    assert_eq!(a2a["availableTransports"].as_array().unwrap().len(), 3);
+    // A version that is not an integer: ASP.NET Core's error answer.
+    let r = c
+        .post(format!(
+            "{}/service/event/signalr/negotiate?negotiateVersion=x",
+            base(&emu)
+        ))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "The client requested a non-integer protocol version."
+    );
+}
+
+#[tokio::test]
+async fn server_sent_events_receive_a_fired_test_event() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let hub = "/service/event/signalr";
+    // Version 1 connects with the connectionToken, version 0 with the
+    // connectionId (here with the token in the query, as browsers send it).
+    for version in [1, 0] {
+        let v = negotiate(&emu, hub, &format!("Bearer {t}"), version, false).await;
+        let id = if version == 1 {
+            v["connectionToken"].as_str().unwrap().to_string()
+        } else {
+            v["connectionId"].as_str().unwrap().to_string()
+        };
+        let url = format!("{}&access_token={t}", hub_url(&emu, hub, &id));
+        let r = c
+            .get(&url)
+            .header("Accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let mut sse = SseReader::new(r);
+        // A second stream for the same connection: 409.
+        let second = c
+            .get(&url)
+            .header("Accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(second.status(), 409);
+        let r = c.post(&url).body(HANDSHAKE).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(sse.next_event().await.unwrap().unwrap(), "{}\u{1e}");
+        fire_test_event(&emu, &t).await;
+        let inv = sse.next_invocation().await;
+        assert_eq!(inv["target"], "NotifyEventAsync");
+        assert_eq!(inv["arguments"][0]["Name"], "TestEvent");
+        assert_eq!(emu.control().http_hub_connection_count(), 1);
+        // DELETE only ends long-polling connections.
+        let r = c.delete(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        // An injected drop breaks the stream (no clean end).
+        emu.control().drop_websockets();
+        let end = loop {
+            match sse.next_event().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        };
+        assert!(end.is_err(), "{end:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(emu.control().http_hub_connection_count(), 0);
+        // The connection is gone.
+        let r = c.post(&url).body(HANDSHAKE).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+    }
+}
+
+#[tokio::test]
+async fn long_polling_receives_events_and_delete_ends_it() {
+    let emu = start_with(EmulatorConfig {
+        signalr_long_poll_timeout: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let hub = "/service/event/signalr";
+    let v = negotiate(&emu, hub, &format!("Bearer {t}"), 1, false).await;
+    let url = hub_url(&emu, hub, v["connectionToken"].as_str().unwrap());
+    let poll = || c.get(&url).bearer_auth(&t).send();
+    // The first poll answers at once, empty.
+    let started = std::time::Instant::now();
+    let r = poll().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < Duration::from_millis(250));
+    assert_eq!(r.text().await.unwrap(), "");
+    let r = c
+        .post(&url)
+        .bearer_auth(&t)
+        .body(HANDSHAKE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = poll().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.text().await.unwrap(), "{}\u{1e}");
+    // Nothing pending: 200 empty after the poll timeout (no pings on long polling).
+    let started = std::time::Instant::now();
+    let r = poll().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // A fired event arrives in the next poll.
+    fire_test_event(&emu, &t).await;
+    let body = poll().await.unwrap().text().await.unwrap();
+    let inv = invocations(&body);
+    assert_eq!(inv.len(), 1, "{body}");
+    assert_eq!(inv[0]["arguments"][0]["Name"], "TestEvent");
+    // An invocation of an unknown hub method gets a completion with an error.
+    c.post(&url)
+        .bearer_auth(&t)
+        .body("{\"type\":1,\"invocationId\":\"7\",\"target\":\"Nope\",\"arguments\":[]}\u{1e}")
+        .send()
+        .await
+        .unwrap();
+    let body = poll().await.unwrap().text().await.unwrap();
+    assert!(body.contains("\"invocationId\":\"7\""), "{body}");
+    // A long poll waiting when the connection is deleted answers 204.
+    emu.control().set_long_poll_timeout(Duration::from_secs(30));
+    let waiting = tokio::spawn(poll());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = c.delete(&url).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let r = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting poll ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Then the connection is gone.
+    assert_eq!(poll().await.unwrap().status(), 404);
+    let r = c
+        .post(&url)
+        .bearer_auth(&t)
+        .body(HANDSHAKE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(emu.control().http_hub_connection_count(), 0);
+}
+
+#[tokio::test]
+async fn long_polling_close_message_and_superseded_poll() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let hub = "/service/event/signalr";
+    let v = negotiate(&emu, hub, &format!("Bearer {t}"), 1, false).await;
+    let url = hub_url(&emu, hub, v["connectionToken"].as_str().unwrap());
+    let poll = || c.get(&url).bearer_auth(&t).send();
+    assert_eq!(poll().await.unwrap().status(), 200);
+    c.post(&url)
+        .bearer_auth(&t)
+        .body(HANDSHAKE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poll().await.unwrap().text().await.unwrap(), "{}\u{1e}");
+    // A newer poll supersedes a waiting one, which answers 204.
+    let first = tokio::spawn(poll());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = tokio::spawn(poll());
+    let r = tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // The hub's close message arrives in the live poll; the next poll: 204.
+    emu.control().close_websockets("maintenance", Some(true));
+    let body = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let close: Value = serde_json::from_str(body.trim_end_matches('\u{1e}')).unwrap();
+    assert_eq!(close["type"], 7);
+    assert_eq!(close["error"], "maintenance");
+    assert_eq!(poll().await.unwrap().status(), 204);
+    assert_eq!(poll().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn http_transports_unauthenticated_and_bad_ids() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = admin_token(&c, &emu).await;
+    let hub = "/service/event/signalr";
+    let v = negotiate(&emu, hub, &format!("Bearer {t}"), 1, false).await;
+    let url = hub_url(&emu, hub, v["connectionToken"].as_str().unwrap());
+    // Without a token every request of every transport is 401.
+    let sse = c
+        .get(&url)
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 401);
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 401);
+    let r = c.post(&url).body(HANDSHAKE).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(c.delete(&url).send().await.unwrap().status(), 401);
+    let r = c.get(&url).bearer_auth("not-a-token").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A2A hub: no certificate is 403, no key 401.
+    let keys = emu.connection().spp.a2a.clone();
+    let a2a_url = hub_url(&emu, "/service/a2a/signalr", "x");
+    let r = c
+        .get(&a2a_url)
+        .header("Authorization", format!("A2A {}", keys.password_api_key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = cert_client(&emu).get(&a2a_url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // Authenticated: no id is 400, an unknown id 404.
+    let r = c
+        .get(format!("{}{hub}", base(&emu)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.text().await.unwrap(), "Connection ID required");
+    let r = c
+        .get(hub_url(&emu, hub, "unknown"))
+        .header("Accept", "text/event-stream")
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // One transport per connection.
+    assert_eq!(
+        c.get(&url).bearer_auth(&t).send().await.unwrap().status(),
+        200
+    );
+    let r = c
+        .get(&url)
+        .header("Accept", "text/event-stream")
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn a2a_hub_over_long_polling_and_its_outage() {
+    let emu = start_with(EmulatorConfig {
+        signalr_long_poll_timeout: Duration::from_secs(5),
+        ..Default::default()
+    })
+    .await;
+    let control = emu.control();
+    let keys = emu.connection().spp.a2a.clone();
+    let auth = format!("A2A {}", keys.password_api_key);
+    let hub = "/service/a2a/signalr";
+    let v = negotiate(&emu, hub, &auth, 1, true).await;
+    let url = hub_url(&emu, hub, v["connectionToken"].as_str().unwrap());
+    let c = cert_client(&emu);
+    let poll = || c.get(&url).header("Authorization", &auth).send();
+    assert_eq!(poll().await.unwrap().status(), 200);
+    let r = c
+        .post(&url)
+        .header("Authorization", &auth)
+        .body(HANDSHAKE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(poll().await.unwrap().text().await.unwrap(), "{}\u{1e}");
+    // Another account's event is filtered; this account's arrives.
+    control.emit_a2a_event(
+        "AssetAccountPasswordUpdated",
+        control.ssh_key_account_id(),
+        json!({"which": "other"}),
+    );
+    let r = c
+        .put(format!(
+            "{}/service/a2a/v4/Credentials/Password",
+            base(&emu)
+        ))
+        .header("Authorization", &auth)
+        .json(&"Rotated-lp")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let body = poll().await.unwrap().text().await.unwrap();
+    let inv = invocations(&body);
+    assert_eq!(inv.len(), 1, "{body}");
+    assert_eq!(
+        inv[0]["arguments"][0]["Data"]["AccountId"],
+        control.password_account_id()
+    );
+    // An outage breaks the waiting poll and refuses the next with 503.
+    let waiting = tokio::spawn(poll());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    control.a2a_hub_outage(Duration::from_secs(60));
+    let broken = tokio::time::timeout(Duration::from_secs(5), async {
+        match waiting.await.unwrap() {
+            Ok(r) => r.bytes().await.map(|_| ()),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .expect("the poll ends");
+    assert!(broken.is_err(), "{broken:?}");
+    assert_eq!(poll().await.unwrap().status(), 503);
+}
+
+/// Reads from an OpenSSL stream until `needle` shows up (the SSE body is
+/// chunked; each event is one chunk, so its text is contiguous).
+async fn read_until(
+    s: &mut tokio_openssl::SslStream<tokio::net::TcpStream>,
+    buf: &mut Vec<u8>,
+    needle: &str,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut tmp = [0u8; 4096];
+    while !String::from_utf8_lossy(buf).contains(needle) {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in {:?}", String::from_utf8_lossy(buf)))
+            .unwrap();
+        assert!(n > 0, "closed before {needle:?}");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+/// The A2A hub over Server-Sent Events the way safeguard-ps' A2A listener
+/// connects (negotiate, open the stream, POST the handshake), with the
+/// certificate asked for in `mode`, over OpenSSL.
+async fn a2a_hub_sse(mode: ClientCertMode) {
+    use tokio::io::AsyncWriteExt;
+    let emu = start_with(EmulatorConfig {
+        client_cert_mode: mode,
+        ..Default::default()
+    })
+    .await;
+    let keys = emu.connection().spp.a2a.clone();
+    let auth = format!("A2A {}", keys.password_api_key);
+    let post_handshake = mode == ClientCertMode::PostHandshake;
+    let hub = "/service/a2a/signalr";
+    let mut c = openssl_connect(&emu, true, post_handshake).await;
+    let r = raw_request(
+        &mut c,
+        "POST",
+        &format!("{hub}/negotiate?negotiateVersion=1"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{mode:?}");
+    let token = r.json()["connectionToken"].as_str().unwrap().to_string();
+    // The stream, on its own connection.
+    let mut s = openssl_connect(&emu, true, post_handshake).await;
+    let req = format!(
+        "GET {hub}?id={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nAuthorization: {auth}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, ":\r\n").await;
+    assert!(
+        String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"),
+        "{mode:?}: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    let r = raw_request(
+        &mut c,
+        "POST",
+        &format!("{hub}?id={token}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        HANDSHAKE.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    read_until(&mut s, &mut buf, "data: {}\u{1e}\r\n\r\n").await;
+    emu.control().emit_a2a_event(
+        "AssetAccountPasswordUpdated",
+        emu.control().password_account_id(),
+        json!({"mode": format!("{mode:?}")}),
+    );
+    read_until(&mut s, &mut buf, "NotifyEventAsync").await;
+    // Without a certificate the stream is refused.
+    let mut n = openssl_connect(&emu, false, post_handshake).await;
+    let r = raw_request(
+        &mut n,
+        "GET",
+        &format!("{hub}?id={token}"),
+        &[("Authorization", &auth), ("Accept", "text/event-stream")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn a2a_hub_sse_in_handshake_mode() {
+    a2a_hub_sse(ClientCertMode::InHandshake).await;
+}
+
+#[tokio::test]
+async fn a2a_hub_sse_post_handshake() {
+    a2a_hub_sse(ClientCertMode::PostHandshake).await;
+}
+
+#[tokio::test]
+async fn a2a_hub_sse_by_renegotiation() {
+    a2a_hub_sse(ClientCertMode::Renegotiation).await;
+}
+
+#[tokio::test]
+async fn long_poll_timeout_over_the_control_face() {
+    let emu = start().await;
+    let c = client(&emu);
+    let r = c
+        .post(format!("{}/emulator/signalr", base(&emu)))
+        .json(&json!({"long_poll_ms": 200}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = admin_token(&c, &emu).await;
+    let hub = "/service/event/signalr";
+    let v = negotiate(&emu, hub, &format!("Bearer {t}"), 1, false).await;
+    let url = hub_url(&emu, hub, v["connectionToken"].as_str().unwrap());
+    assert_eq!(
+        c.get(&url).bearer_auth(&t).send().await.unwrap().status(),
+        200
+    );
+    c.post(&url)
+        .bearer_auth(&t)
+        .body(HANDSHAKE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get(&url)
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "{}\u{1e}"
+    );
+    // An empty poll ends after the configured 200 ms, not the default 90 s.
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), c.get(&url).bearer_auth(&t).send())
+        .await
+        .expect("the poll ends after the configured timeout")
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}

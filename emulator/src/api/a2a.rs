@@ -59,6 +59,76 @@ pub(crate) fn registration_accepts(
     Ok(())
 }
 
+/// What a certificate-authenticated caller of `core/v4/A2ARegistrations`
+/// may see: registration id to the retrievable accounts (`None`: all of
+/// them).
+pub(crate) type CertificateView =
+    std::collections::BTreeMap<i64, Option<std::collections::BTreeSet<i64>>>;
+
+/// The registrations (and accounts) a caller without a user token sees on
+/// the core `A2ARegistrations` GETs, which core.json documents as open to
+/// "certificate based and API key authentication" (their 403 answers).
+///
+/// * Client certificate alone: the certificate user's registrations, all
+///   their accounts. This is how safeguard-ps' `Get-SafeguardA2aRetrievableAccount`
+///   calls it (`Invoke-SafeguardA2aMethodWithCertificate -Service core
+///   -RelativeUrl "A2ARegistrations"`, no `Authorization` header).
+/// * Client certificate and `Authorization: A2A <key> ...`: only the
+///   registration and account each key retrieves (keys of other
+///   certificates: 403 / 60094; unknown keys: 403 / 60096).
+///
+/// Either way only registrations with application self discovery on
+/// (`VisibleToCertificateUsers`, "whether application self discovery is
+/// enabled for the cert user") are visible.
+///
+/// No certificate, or one that is not a certificate user's: 401 like any
+/// unauthenticated core call.
+pub(crate) async fn certificate_view(ctx: &mut Ctx) -> Result<CertificateView, Response> {
+    let keys = a2a_keys(ctx);
+    let Some(cert) = ctx.client_certificate().await else {
+        return Err(if keys.is_some() {
+            authorization_denied()
+        } else {
+            unauthorized()
+        });
+    };
+    let mut view = CertificateView::new();
+    if let Some(keys) = keys {
+        for key in keys {
+            let Some((reg, acct)) = ctx.app.db().api_key_owner(&key) else {
+                return Err(bad_key());
+            };
+            registration_accepts(ctx, reg, &cert)?;
+            if let Some(Some(accounts)) = view.get_mut(&reg) {
+                accounts.insert(acct);
+            } else {
+                view.insert(reg, Some([acct].into_iter().collect()));
+            }
+        }
+    } else {
+        let db = ctx.app.db();
+        let user = db
+            .find_user(crate::state::CERT_PROVIDER, &cert.thumbprint)
+            .filter(|u| !db.users[u]["Disabled"].as_bool().unwrap_or(false))
+            .filter(|_| is_trusted(&db, &cert.der));
+        let Some(user) = user else {
+            return Err(unauthorized());
+        };
+        for (id, r) in &db.registrations {
+            if r["CertificateUserId"].as_i64() == Some(user) {
+                view.insert(*id, None);
+            }
+        }
+    }
+    let db = ctx.app.db();
+    view.retain(|id, _| {
+        db.registrations
+            .get(id)
+            .is_some_and(|r| r["VisibleToCertificateUsers"].as_bool().unwrap_or(false))
+    });
+    Ok(view)
+}
+
 fn bad_key() -> Response {
     api_error(
         StatusCode::FORBIDDEN,
@@ -117,7 +187,10 @@ pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
                         return validation_error("keyFormat must be openssh, ssh2 or putty.", "keyFormat");
                     };
                     match db.account_ssh_keys.get(&acct) {
-                        Some(k) => ok(&json!(k.key.format(format))),
+                        Some(k) => match k.key.format(format) {
+                            Ok(text) => ok(&json!(text)),
+                            Err(e) => validation_error(&e, "keyFormat"),
+                        },
                         None => api_error(StatusCode::NOT_FOUND, 70003, "The account has no SSH key."),
                     }
                 }

@@ -88,6 +88,7 @@ pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
         _ if super::access::handles(&l) => super::access::handle(ctx, &l).await,
         ["users", ..] => users(ctx, &l[1..]).await,
         ["assets", ..] => assets(ctx, &l[1..]).await,
+        ["platforms", ..] => platforms(ctx, &l[1..]),
         ["assetaccounts", ..] => accounts(ctx, &l[1..]).await,
         ["trustedcertificates", ..] => trusted(ctx, &segs[1..]).await,
         ["a2aregistrations", ..] => registrations(ctx, &l[1..]).await,
@@ -519,6 +520,60 @@ async fn users(ctx: &mut Ctx, l: &[&str]) -> Response {
 
 const ASSET_WRITABLE: [&str; 5] = ["Name", "Description", "NetworkAddress", "Disabled", "Tags"];
 
+/// Gives `asset` the platform the body's `PlatformId` names (or the
+/// `Platform.Id` of a body that sends the nested object): `PlatformId`,
+/// `PlatformDisplayName` and the whole `Platform`. An id the catalogue does
+/// not hold is a 400.
+fn set_platform(asset: &mut Value, body: &Map<String, Value>) -> Result<(), Response> {
+    let requested = body
+        .get("PlatformId")
+        .filter(|v| !v.is_null())
+        .or_else(|| body.get("Platform").and_then(|p| p.get("Id")));
+    let Some(requested) = requested else {
+        return Ok(());
+    };
+    let Some(id) = requested.as_i64() else {
+        return Err(validation_error(
+            "The PlatformId field must be an integer.",
+            "PlatformId",
+        ));
+    };
+    let Some(platform) = crate::platforms::get(id) else {
+        return Err(bad_request(
+            50006,
+            &format!("Unable to find platform with id '{id}'."),
+        ));
+    };
+    asset["PlatformId"] = json!(id);
+    asset["PlatformDisplayName"] = platform["DisplayName"].clone();
+    asset["Platform"] = platform;
+    Ok(())
+}
+
+/// `GET Platforms` and `GET Platforms/{id}` (any signed-in user).
+fn platforms(ctx: &mut Ctx, l: &[&str]) -> Response {
+    if ctx.method() != Method::GET {
+        return bad_method(ctx);
+    }
+    if let Err(r) = ctx.user() {
+        return r;
+    }
+    match l {
+        [] => list(ctx, crate::platforms::all()),
+        [id] => {
+            let id = match parse_id(ctx, id) {
+                Ok(i) => i,
+                Err(r) => return r,
+            };
+            match crate::platforms::get(id) {
+                Some(p) => one(ctx, &p),
+                None => not_found("platform", &id.to_string()),
+            }
+        }
+        _ => no_route(ctx),
+    }
+}
+
 async fn assets(ctx: &mut Ctx, l: &[&str]) -> Response {
     let m = ctx.method().clone();
     match (m, l) {
@@ -566,9 +621,8 @@ async fn assets(ctx: &mut Ctx, l: &[&str]) -> Response {
             let id = db.id();
             let mut asset = new_asset(id, &name, &address);
             merge(&mut asset, &body, &ASSET_WRITABLE);
-            if let Some(p) = body.get("PlatformId").and_then(Value::as_i64) {
-                asset["PlatformId"] = json!(p);
-                asset["Platform"]["Id"] = json!(p);
+            if let Err(r) = set_platform(&mut asset, &body) {
+                return r;
             }
             asset["CreatedByUserId"] = json!(by);
             db.assets.insert(id, asset.clone());
@@ -611,6 +665,15 @@ async fn assets(ctx: &mut Ctx, l: &[&str]) -> Response {
                         return not_found("asset", &id.to_string());
                     };
                     merge(&mut asset, &body, &ASSET_WRITABLE);
+                    if let Err(r) = set_platform(&mut asset, &body) {
+                        return r;
+                    }
+                    // The asset's accounts carry its platform.
+                    for acct in db.accounts.values_mut() {
+                        if acct["Asset"]["Id"].as_i64() == Some(id) {
+                            acct["Platform"] = asset["Platform"].clone();
+                        }
+                    }
                     db.assets.insert(id, asset.clone());
                     drop(db);
                     ctx.app.emit(
@@ -801,7 +864,7 @@ pub(crate) fn ssh_key_json(key: &SshKey, with_private: bool) -> Value {
         "Comment": key.comment,
         "Fingerprint": key.fingerprint_md5(),
         "FingerprintSha256": key.fingerprint_sha256(),
-        "KeyType": "Rsa",
+        "KeyType": key.key_type(),
         "KeyLength": key.bits(),
     })
 }
@@ -1052,8 +1115,86 @@ fn visible_registration(db: &Db, user: i64, reg: &Value) -> bool {
             && reg["VisibleToCertificateUsers"].as_bool().unwrap_or(false))
 }
 
+/// Whether the request carries a user token (header or `access_token`).
+fn has_bearer(ctx: &Ctx) -> bool {
+    ctx.header("authorization")
+        .and_then(|h| h.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        || ctx.q("access_token").is_some()
+}
+
+/// The A2ARegistrations GETs for a caller with a client certificate (and
+/// perhaps API keys) instead of a user token; see `a2a::certificate_view`.
+async fn certificate_registrations(ctx: &mut Ctx, l: &[&str]) -> Response {
+    let view = match super::a2a::certificate_view(ctx).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let db = ctx.app.db();
+    let accounts_of = |reg: i64| -> Vec<Value> {
+        db.retrievable
+            .range((reg, i64::MIN)..=(reg, i64::MAX))
+            .filter(|((_, a), _)| view[&reg].as_ref().is_none_or(|s| s.contains(a)))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let reg_of = |id: &str| -> Option<i64> { id.parse().ok().filter(|i| view.contains_key(i)) };
+    match l {
+        [] => {
+            let items: Vec<Value> = view
+                .keys()
+                .filter_map(|id| db.registrations.get(id).cloned())
+                .collect();
+            drop(db);
+            list(ctx, items)
+        }
+        [id, rest @ ..] => {
+            let Some(reg) = reg_of(id) else {
+                drop(db);
+                return not_found("A2A registration", id);
+            };
+            match rest {
+                [] => {
+                    let v = db.registrations[&reg].clone();
+                    drop(db);
+                    one(ctx, &v)
+                }
+                ["retrievableaccounts"] => {
+                    let items = accounts_of(reg);
+                    drop(db);
+                    list(ctx, items)
+                }
+                ["retrievableaccounts", acct, tail @ ..] => {
+                    let found = acct.parse::<i64>().ok().and_then(|a| {
+                        accounts_of(reg)
+                            .into_iter()
+                            .find(|v| v["AccountId"].as_i64() == Some(a))
+                    });
+                    drop(db);
+                    let Some(v) = found else {
+                        return not_found("retrievable account", acct);
+                    };
+                    match tail {
+                        [] => one(ctx, &v),
+                        ["apikey"] => ok(&v["ApiKey"]),
+                        _ => no_route(ctx),
+                    }
+                }
+                _ => {
+                    drop(db);
+                    // Other registration resources need a user token.
+                    unauthorized()
+                }
+            }
+        }
+    }
+}
+
 async fn registrations(ctx: &mut Ctx, l: &[&str]) -> Response {
     let m = ctx.method().clone();
+    if m == Method::GET && !has_bearer(ctx) {
+        return certificate_registrations(ctx, l).await;
+    }
     match (m, l) {
         (Method::GET, []) => match ctx.user() {
             Ok(u) => {
