@@ -31,11 +31,14 @@ fn main() {
 struct Builder {
     /// The `Client` method that returns it.
     client_method: String,
-    /// `(field as written, type, required)`, without `client`.
-    fields: Vec<(String, syn::Type, bool)>,
+    /// Its fields, without `client`.
+    fields: Vec<Field>,
     /// Whether `send` answers a `ByteStream` (a download or raw bytes).
     streams: bool,
 }
+
+/// A builder field: `(name as written, type, required)`.
+type Field = (String, syn::Type, bool);
 
 fn run() -> Result<(), String> {
     println!("cargo:rerun-if-changed=build.rs");
@@ -110,7 +113,7 @@ fn parse_builders(client: &str) -> Result<BTreeMap<(String, String), Builder>, S
             _ => None,
         })
         .ok_or("no `mod builder` in the generated client")?;
-    let mut structs: BTreeMap<String, (String, Vec<(String, syn::Type, bool)>)> = BTreeMap::new();
+    let mut structs: BTreeMap<String, (String, Vec<Field>)> = BTreeMap::new();
     for item in items {
         let syn::Item::Struct(s) = item else { continue };
         let doc = doc_text(&s.attrs);
@@ -317,11 +320,11 @@ fn emit_service(
             .get("operationId")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        write!(
+        writeln!(
             entries,
             "    Operation {{ service: ApiService::{variant}, operation_id: {operation_id:?}, \
              client_method: {cm:?}, method: {http_method:?}, path: {path:?}, \
-             path_params: &[{params}], body: {body}, call: {module}::{function} }},\n",
+             path_params: &[{params}], body: {body}, call: {module}::{function} }},",
             cm = builder.client_method,
             params = params.join(", "),
         )

@@ -16,10 +16,12 @@ const MAX_DEPTH: usize = 8;
 pub struct Synth<'d> {
     doc: &'d Value,
     counter: u64,
-    /// Ids of existing entities by the member name that references them
-    /// (`PlatformId` -> the first platform's `Id`): an integer member of
-    /// that name takes it instead of a made-up number.
-    pub known_ids: HashMap<String, Value>,
+    /// Known values by member name: existing entities by the member name
+    /// that references them
+    /// (`PlatformId` -> the first platform's `Id`, `Asset` -> `{"Id": ..}`
+    /// of the first asset): a member of that name whose schema has the
+    /// value's type takes it instead of a made-up value.
+    pub known: HashMap<String, Value>,
 }
 
 impl<'d> Synth<'d> {
@@ -28,7 +30,7 @@ impl<'d> Synth<'d> {
         Synth {
             doc,
             counter: first,
-            known_ids: HashMap::new(),
+            known: HashMap::new(),
         }
     }
 
@@ -114,12 +116,21 @@ impl<'d> Synth<'d> {
             }
         }
         let ty = schema.get("type").and_then(Value::as_str);
+        if let Some(known) = self.known.get(member) {
+            let fits = match ty {
+                Some("integer") => known.is_i64(),
+                Some("string") => known.is_string(),
+                Some("object") | None => known.is_object(),
+                _ => false,
+            };
+            if fits {
+                return known.clone();
+            }
+        }
         let format = schema.get("format").and_then(Value::as_str);
         match ty {
             Some("string") => self.string(schema, member, format),
-            Some("integer") => self
-                .known_id(member)
-                .unwrap_or_else(|| json!(integer(schema))),
+            Some("integer") => json!(integer(schema)),
             Some("number") => json!(integer(schema) as f64),
             Some("boolean") => json!(false),
             Some("array") => {
@@ -157,19 +168,14 @@ impl<'d> Synth<'d> {
         for (name, prop) in props {
             let wanted = required.contains(&name.as_str())
                 || name == "Name"
-                || self.known_ids.contains_key(name);
-            if !wanted || (is_read_only(self.resolve(prop)) && !required.contains(&name.as_str()))
-            {
+                || self.known.contains_key(name);
+            if !wanted || (is_read_only(self.resolve(prop)) && !required.contains(&name.as_str())) {
                 continue;
             }
             let v = self.value(prop, name, depth + 1);
             out.insert(name.clone(), v);
         }
         Value::Object(out)
-    }
-
-    fn known_id(&self, member: &str) -> Option<Value> {
-        self.known_ids.get(member).cloned()
     }
 
     fn string(&mut self, schema: &Value, member: &str, format: Option<&str>) -> Value {
@@ -258,10 +264,10 @@ mod tests {
     }
 
     #[test]
-    fn objects_get_required_members_name_and_known_ids_only() {
+    fn objects_get_required_members_name_and_known_only() {
         let doc = doc();
         let mut s = Synth::new(&doc, 0);
-        s.known_ids.insert("PlatformId".into(), json!(521));
+        s.known.insert("PlatformId".into(), json!(521));
         let v = s.value(&json!({ "$ref": "#/components/schemas/Thing" }), "body", 0);
         let obj = v.as_object().unwrap();
         let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
