@@ -294,28 +294,46 @@ fn emit_service(
             write!(setters, ".{field}(a.get::<{ty_text}>({name:?})?)").unwrap();
         }
         let function = format!("call_{index}");
-        let (prelude, client) = match service {
-            "a2a" => ("let api = c.a2a(a)?;\n        ", "api"),
-            "core" => ("", "c.core()"),
-            "appliance" => ("", "c.appliance()"),
-            _ => ("", "c.notification()"),
-        };
-        let finish = if builder.streams {
-            "crate::finish_stream(answer).await"
+        let (finish, combinator, wait) = if builder.streams {
+            ("crate::finish_stream", "then", ".await")
         } else {
-            "crate::finish(answer)"
+            ("crate::finish", "map", "")
         };
-        write!(
-            calls,
-            "    pub(super) fn {function}<'a>(c: &'a Clients, a: &'a Args) -> Call<'a> {{\n\
-             \x20       Box::pin(async move {{\n\
-             \x20       {prelude}let answer = {client}.{method_name}(){setters}.send().await.map_err(Failure::from_call)?;\n\
-             \x20       {finish}\n\
-             \x20       }})\n\
-             \x20   }}\n",
-            method_name = builder.client_method,
-        )
-        .unwrap();
+        let method_name = &builder.client_method;
+        if service == "a2a" {
+            // The a2a client is made per call (it holds the API key), so the
+            // builder borrows a local: an async block owns both.
+            write!(
+                calls,
+                "    pub(super) fn {function}<'a>(c: &'a Clients, a: &'a Args) -> Call<'a> {{\n\
+                 \x20       Box::pin(async move {{\n\
+                 \x20           let api = c.a2a(a)?;\n\
+                 \x20           {finish}(api.{method_name}(){setters}.send().await){wait}\n\
+                 \x20       }})\n\
+                 \x20   }}\n",
+            )
+            .unwrap();
+        } else {
+            // No async block per operation (a state machine each is most of
+            // what 1,072 of them cost to compile): the builder is made first,
+            // then its own sending future is boxed with the shared finish.
+            let client = match service {
+                "core" => "c.core()",
+                "appliance" => "c.appliance()",
+                _ => "c.notification()",
+            };
+            write!(
+                calls,
+                "    pub(super) fn {function}<'a>(c: &'a Clients, a: &'a Args) -> Call<'a> {{\n\
+                 \x20       let built = (|| -> Result<_, Failure> {{ Ok({client}.{method_name}(){setters}) }})();\n\
+                 \x20       match built {{\n\
+                 \x20           Ok(builder) => Box::pin(builder.send().{combinator}({finish})),\n\
+                 \x20           Err(failure) => crate::failed(failure),\n\
+                 \x20       }}\n\
+                 \x20   }}\n",
+            )
+            .unwrap();
+        }
         let operation_id = op
             .get("operationId")
             .and_then(Value::as_str)
@@ -342,6 +360,7 @@ fn emit_service(
          #[allow(unused_imports, unused_variables)]\n\
          mod {module} {{\n\
          \x20   use super::{{Args, Call, Clients, Failure}};\n\
+         \x20   use futures::FutureExt as _;\n\
          \x20   use safeguard_sdk::api::{service}::types;\n\
          {calls}}}\n"
     );

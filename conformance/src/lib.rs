@@ -247,16 +247,22 @@ impl Failure {
     }
 }
 
-/// The status of a decoded typed answer.
-pub fn finish<T>(answer: safeguard_sdk::api::core::ResponseValue<T>) -> Result<u16, Failure> {
-    Ok(answer.status().as_u16())
+/// The status of a typed answer that decoded, or why the call failed.
+pub fn finish<T>(
+    answer: Result<safeguard_sdk::api::core::ResponseValue<T>, CallError>,
+) -> Result<u16, Failure> {
+    Ok(answer.map_err(Failure::from_call)?.status().as_u16())
 }
 
-/// The status of a streamed answer (a download, raw bytes), once it was read
-/// to its end.
+/// The status of a streamed answer (a download, raw bytes) once it was read
+/// to its end, or why the call failed.
 pub async fn finish_stream(
-    answer: safeguard_sdk::api::core::ResponseValue<safeguard_sdk::api::core::ByteStream>,
+    answer: Result<
+        safeguard_sdk::api::core::ResponseValue<safeguard_sdk::api::core::ByteStream>,
+        CallError,
+    >,
 ) -> Result<u16, Failure> {
+    let answer = answer.map_err(Failure::from_call)?;
     let status = answer.status().as_u16();
     let mut stream = answer.into_inner();
     while let Some(chunk) = stream.next().await {
@@ -267,4 +273,9 @@ pub async fn finish_stream(
         })?;
     }
     Ok(status)
+}
+
+/// A call that failed before it was sent (its arguments did not fit).
+pub fn failed<'a>(failure: Failure) -> Call<'a> {
+    Box::pin(futures::future::ready(Err(failure)))
 }
