@@ -316,7 +316,9 @@ fn emit_service(
         } else {
             // No async block per operation (a state machine each is most of
             // what 1,072 of them cost to compile): the builder is made first,
-            // then its own sending future is boxed with the shared finish.
+            // then its own sending future is boxed with the shared finish. The
+            // builder is made in a closure called at once, so that `?` on
+            // the arguments needs no function naming the builder's type.
             let client = match service {
                 "core" => "c.core()",
                 "appliance" => "c.appliance()",
@@ -357,7 +359,7 @@ fn emit_service(
     }
     let module_code = format!(
         "\n/// The call functions of the {service} operations.\n\
-         #[allow(unused_imports, unused_variables)]\n\
+         #[allow(unused_imports, unused_variables, clippy::redundant_closure_call)]\n\
          mod {module} {{\n\
          \x20   use super::{{Args, Call, Clients, Failure}};\n\
          \x20   use futures::FutureExt as _;\n\
