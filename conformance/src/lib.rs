@@ -166,11 +166,14 @@ impl Args {
             status: None,
             detail: format!("no argument `{name}`"),
         })?;
-        // Path parameters are strings on the wire; a typed setter may want a
-        // number from one.
+        // Path parameters are strings on the wire: a typed setter may want a
+        // number from a string, or a string from an entity's numeric `Id`.
         serde_json::from_value(value.clone())
             .or_else(|e| match value {
                 Value::String(s) => serde_json::from_str(s).map_err(|_| e),
+                Value::Number(n) => {
+                    serde_json::from_value(Value::String(n.to_string())).map_err(|_| e)
+                }
                 _ => Err(e),
             })
             .map_err(|e| Failure {
