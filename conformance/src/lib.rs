@@ -201,8 +201,8 @@ impl Args {
 /// Why a typed call did not answer a decoded 2xx.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
-    /// What kind of failure (`HTTP 404`, `decode`, ...): what a report
-    /// groups by.
+    /// What kind of failure (`HTTP 404`, `HTTP 400 code 70000`, `typed
+    /// answer does not decode`, ...): what a report groups by.
     pub class: String,
     /// The answer's status, when there was one.
     pub status: Option<u16>,
@@ -238,7 +238,12 @@ impl Failure {
                     format!("HTTP {} (a 2xx the document does not list)", s.as_u16()),
                     Some(s.as_u16()),
                 ),
-                Some(s) => (format!("HTTP {}", s.as_u16()), Some(s.as_u16())),
+                // The appliance's code splits a status by cause (404 with
+                // 70003: an unknown id; without a code: an unrouted path).
+                Some(s) => match e.api_error().and_then(|api| api.code) {
+                    Some(code) => (format!("HTTP {} code {code}", s.as_u16()), Some(s.as_u16())),
+                    None => (format!("HTTP {}", s.as_u16()), Some(s.as_u16())),
+                },
                 None => (format!("{e:?}").chars().take(40).collect(), None),
             },
         };
