@@ -159,6 +159,11 @@ impl Args {
         self.0.insert(name.into(), value);
     }
 
+    /// The JSON value of `name`, as set.
+    pub fn get_value(&self, name: &str) -> Option<Value> {
+        self.0.get(name).cloned()
+    }
+
     /// The value of `name` deserialized into the setter's type.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T, Failure> {
         let value = self.0.get(name).ok_or_else(|| Failure {

@@ -116,7 +116,7 @@ impl<'d> Synth<'d> {
             }
         }
         let ty = schema.get("type").and_then(Value::as_str);
-        if let Some(known) = self.known.get(member) {
+        if let Some(known) = self.known.get(member).cloned() {
             let fits = match ty {
                 Some("integer") => known.is_i64(),
                 Some("string") => known.is_string(),
@@ -124,7 +124,15 @@ impl<'d> Synth<'d> {
                 _ => false,
             };
             if fits {
-                return known.clone();
+                // A reference to an existing entity still carries the
+                // members its schema requires (`ShareWithUser.Name`).
+                if let (Value::Object(k), true) = (&known, schema.get("properties").is_some()) {
+                    if let Value::Object(mut base) = self.object(schema, depth) {
+                        base.extend(k.clone());
+                        return Value::Object(base);
+                    }
+                }
+                return known;
             }
         }
         let format = schema.get("format").and_then(Value::as_str);
@@ -146,6 +154,9 @@ impl<'d> Synth<'d> {
                 self.object(schema, depth)
             }
             Some("object") => json!({}),
+            // A member of any type (the appliance's `Setting.Value`): a
+            // string.
+            None if schema.is_object() => self.string(schema, member, format),
             _ => Value::Null,
         }
     }

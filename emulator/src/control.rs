@@ -377,6 +377,25 @@ impl Control {
         })
     }
 
+    /// An rSTS access token for the user `name` (local provider), as a
+    /// sign-in of that user would hand out: what `Token/LoginResponse`
+    /// exchanges for a user token. For tests that call that exchange
+    /// themselves; `None` for an unknown user.
+    pub fn issue_sts_token(&self, name: &str) -> Option<String> {
+        let user_id = self.user_id(name)?;
+        let token = crate::state::random_token(48);
+        let lifetime = self.app.token_lifetime();
+        self.app.db().sts_tokens.insert(
+            token.clone(),
+            crate::state::StsToken {
+                user_id,
+                expires: std::time::Instant::now() + lifetime,
+                provider: "local".to_string(),
+            },
+        );
+        Some(token)
+    }
+
     /// Number of users.
     pub fn user_count(&self) -> usize {
         self.app.db().users.len()

@@ -536,7 +536,7 @@ pub(crate) fn retrievable_json(account: &Value, key: &str) -> Value {
         "AccountDescription": account["Description"],
         "NetworkAddress": account["Asset"]["NetworkAddress"],
         "AccountDisabled": 0,
-        "AccountType": "Other",
+        "AccountType": "Asset",
         "DomainName": account["DomainName"],
     })
 }
@@ -554,6 +554,8 @@ pub(crate) const EXPIRING_STATES: [&str; 6] = [
 
 /// Name of the seeded role (entitlement) whose member may request the password account.
 pub(crate) const REQUESTER_ROLE: &str = "Emulator Requesters";
+/// Name of the seeded role of the administrator (checks out without approval).
+pub(crate) const ADMIN_ROLE: &str = "Emulator Administrators";
 /// Name of the seeded access policy of [`REQUESTER_ROLE`].
 pub(crate) const ACCESS_POLICY: &str = "Emulator Password Policy";
 
@@ -817,6 +819,47 @@ impl App {
                 "Users": [{"UserId": admin_id, "UserName": ADMIN_USER}, {"UserId": plain_id, "UserName": PLAIN_USER}], "Groups": []}),
         );
 
+        // A cluster of one: this appliance, its primary (`Cluster/Members`
+        // answers it; `Cluster/Members/Self` and the rest come from the
+        // generic layer).
+        let appliance_id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+        let (ip, _) = host.rsplit_once(':').unwrap_or((host, ""));
+        db.generic.insert(
+            "core/cluster/members".to_string(),
+            vec![json!({"Id": appliance_id, "Name": "safeguard-emulator", "IsLeader": true,
+                "HostDnsSuffix": "", "Ipv4Address": ip, "Ipv6Address": Value::Null,
+                "SslCertificateThumbprint": certs.server_cert.digest(openssl::hash::MessageDigest::sha1()).map(|d| hex::encode_upper(d)).unwrap_or_default(), "EnrolledSince": now_string()})],
+        );
+
+        // The administrator may check out both seeded accounts without
+        // approval (a break-glass entitlement), so that the whole workflow
+        // can be walked as one user; the requester role above shows the
+        // approval path.
+        let admins_id = db.id();
+        let admin_identity = identity_json(&db.users[&admin_id]);
+        db.roles.insert(
+            admins_id,
+            new_role(
+                admins_id,
+                ADMIN_ROLE,
+                2,
+                vec![admin_identity],
+                (admin_id, ADMIN_USER),
+            ),
+        );
+        for (name, account, kind) in [
+            ("Emulator Break-Glass Password Policy", pw_id, "Password"),
+            ("Emulator Break-Glass SSH Key Policy", ssh_id, "SshKey"),
+        ] {
+            let id = db.id();
+            let mut policy = new_access_policy(id, name, admins_id, 1, (admin_id, ADMIN_USER));
+            policy["Description"] = json!("Seeded by the emulator: no approval needed.");
+            policy["RequesterProperties"]["AllowCustomDuration"] = json!(true);
+            policy["AccessRequestProperties"]["AccessRequestType"] = json!(kind);
+            policy["ScopeItems"] = json!([{"Id": account, "ScopeItemType": "Account"}]);
+            db.policies.insert(id, policy);
+        }
+
         db.settings = vec![
             setting(
                 GRANT_SETTING,
@@ -888,7 +931,7 @@ impl App {
             ))),
             openapi_dirs: config.openapi_search_path(),
             host: host.to_string(),
-            appliance_id: uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+            appliance_id: appliance_id.clone(),
             admin_id,
             password_account_id: pw_id,
             ssh_account_id: ssh_id,

@@ -105,9 +105,14 @@ async fn retrieve_and_set_credentials() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    assert!(v["PublicKey"].as_str().unwrap().starts_with("ssh-rsa "));
+    // 204 like the password (openapi/a2a.json); the account holds the key.
+    assert_eq!(r.status(), 204);
+    let ssh = emu.control().ssh_key_account_id();
+    assert!(emu
+        .control()
+        .account_public_key(ssh)
+        .unwrap()
+        .starts_with("ssh-rsa "));
     let r = c
         .put(a2a(&emu, "Credentials/SshKey"))
         .header("Authorization", auth(&keys.ssh_key_api_key))
@@ -509,9 +514,12 @@ async fn ed25519_key_set_through_core_and_retrieved_in_every_format() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["PublicKey"], expected.as_str());
+        assert_eq!(r.status(), 204);
+        let ssh = emu.control().ssh_key_account_id();
+        assert_eq!(
+            emu.control().account_public_key(ssh).as_deref(),
+            Some(expected.as_str())
+        );
     }
 }
 
@@ -690,10 +698,9 @@ async fn rsa_key_round_trips_through_every_format() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200, "{fmt}");
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["KeyType"], "Rsa");
-        let key = v["PublicKey"].as_str().unwrap().to_string();
+        assert_eq!(r.status(), 204, "{fmt}");
+        let ssh = emu.control().ssh_key_account_id();
+        let key = emu.control().account_public_key(ssh).unwrap();
         assert!(key.starts_with("ssh-rsa "), "{key}");
         if let Some(p) = &public {
             assert_eq!(&key, p, "{fmt}");

@@ -239,8 +239,10 @@ pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
                     Ok(b) => b,
                     Err(r) => return r,
                 };
+                // 204 like the password (openapi/a2a.json, written from the
+                // vendor's SDKs, which read no body from either).
                 match set_account_ssh_key(ctx, acct, &body) {
-                    Ok(v) => ok(&v),
+                    Ok(_) => no_content(),
                     Err(r) => r,
                 }
             }

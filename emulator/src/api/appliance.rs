@@ -68,6 +68,9 @@ pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
             ok(&meta)
         }
         (Method::POST, ["backups", "upload"]) => upload(ctx).await,
+        // `Backups/Restore` and `Backups/CancelUpload` are paths of their
+        // own, not backup ids (the generic layer answers them).
+        (_, ["backups", "restore" | "cancelupload" | "fromremote"]) => no_route(ctx),
         (Method::GET, ["backups", id]) => {
             if let Err(r) = ctx.user() {
                 return r;

@@ -558,8 +558,15 @@ fn platforms(ctx: &mut Ctx, l: &[&str]) -> Response {
     if let Err(r) = ctx.user() {
         return r;
     }
+    // The appliance's platforms, then custom ones (created through the
+    // generic layer's Platforms collection, which also answers their ids).
     match l {
-        [] => list(ctx, crate::platforms::all()),
+        [] => {
+            let mut items = crate::platforms::all();
+            let custom = ctx.app.db().generic.get("core/platforms").cloned();
+            items.extend(custom.unwrap_or_default());
+            list(ctx, items)
+        }
         [id] => {
             let id = match parse_id(ctx, id) {
                 Ok(i) => i,
@@ -567,7 +574,7 @@ fn platforms(ctx: &mut Ctx, l: &[&str]) -> Response {
             };
             match crate::platforms::get(id) {
                 Some(p) => one(ctx, &p),
-                None => not_found("platform", &id.to_string()),
+                None => no_route(ctx),
             }
         }
         _ => no_route(ctx),

@@ -190,7 +190,20 @@ fn handwritten_exists(ctx: &Ctx, service: &str, collection: &str, id: &str) -> O
         ("core", "assets") => Some(has(&db.assets)),
         ("core", "assetaccounts") => Some(has(&db.accounts)),
         ("core", "a2aregistrations") => Some(has(&db.registrations)),
-        ("core", "accessrequests") => Some(has(&db.access_requests)),
+        ("core", "accessrequests") => Some(
+            db.access_requests
+                .values()
+                .any(|r| r["Id"].as_str() == Some(id) || r["Id"].to_string() == id),
+        ),
+        ("core", "roles") => Some(has(&db.roles)),
+        ("core", "accesspolicies") => Some(has(&db.policies)),
+        ("core", "platforms") => Some(
+            n.is_some_and(|n| crate::platforms::get(n).is_some())
+                || db
+                    .generic
+                    .get("core/platforms")
+                    .is_some_and(|v| v.iter().any(|e| id_matches(e, id, None))),
+        ),
         ("core", "trustedcertificates") => {
             Some(db.trusted_certs.keys().any(|k| k.eq_ignore_ascii_case(id)))
         }
@@ -229,7 +242,10 @@ pub(crate) async fn handle(
             handwritten_exists(ctx, svc.name, &concrete[0].to_ascii_lowercase(), id),
         ) {
             (1, Some(found)) => found,
-            _ => find(ctx, &key(svc.name, &concrete[..i]), id).is_some(),
+            _ => {
+                let member = key_member(svc, &route.segments[..i]);
+                find(ctx, &key(svc.name, &concrete[..i]), id, member.as_deref()).is_some()
+            }
         };
         if !exists {
             let what = match &route.segments[i - 1] {
@@ -269,6 +285,22 @@ pub(crate) async fn handle(
             }
             if let Value::Object(e) = &mut entity {
                 e.insert("Id".to_string(), id.clone());
+                // Addressed by another member (`Share/{sharedWithId}`):
+                // the body's value, else the new id.
+                if let Some(member) = key_member(svc, &route.segments) {
+                    let given = body
+                        .as_ref()
+                        .and_then(|b| b.get(&member))
+                        .is_some_and(|v| !v.is_null() && v != &json!(0));
+                    if !given && e.contains_key(&member) {
+                        let text = matches!(e[&member], Value::String(_));
+                        let value = match &id {
+                            Value::Number(n) if text => Value::String(n.to_string()),
+                            other => other.clone(),
+                        };
+                        e.insert(member, value);
+                    }
+                }
                 let name = ctx
                     .app
                     .db()
@@ -296,35 +328,41 @@ pub(crate) async fn handle(
         }
         Kind::Read => {
             let k = key(svc.name, &concrete[..concrete.len() - 1]);
-            let entity = find(ctx, &k, &concrete[concrete.len() - 1]);
+            let member = key_member(svc, &route.segments[..route.segments.len() - 1]);
+            let entity = find(ctx, &k, &concrete[concrete.len() - 1], member.as_deref());
             answer(ctx, status, content, entity)
         }
         Kind::Update => {
             let k = key(svc.name, &concrete[..concrete.len() - 1]);
             let id = concrete[concrete.len() - 1].clone();
+            let key = key_member(svc, &route.segments[..route.segments.len() - 1]);
             let updated = {
                 let mut db = ctx.app.db();
                 let items = db.generic.entry(k).or_default();
-                items.iter_mut().find(|e| id_matches(e, &id)).map(|e| {
-                    if let (Value::Object(e), Some(Value::Object(b))) = (&mut *e, &body) {
-                        for (k, v) in b {
-                            if k != "Id" {
-                                e.insert(k.clone(), v.clone());
+                items
+                    .iter_mut()
+                    .find(|e| id_matches(e, &id, key.as_deref()))
+                    .map(|e| {
+                        if let (Value::Object(e), Some(Value::Object(b))) = (&mut *e, &body) {
+                            for (k, v) in b {
+                                if k != "Id" {
+                                    e.insert(k.clone(), v.clone());
+                                }
                             }
                         }
-                    }
-                    e.clone()
-                })
+                        e.clone()
+                    })
             };
             answer(ctx, status, content, updated)
         }
         Kind::Delete => {
             let k = key(svc.name, &concrete[..concrete.len() - 1]);
             let id = concrete[concrete.len() - 1].clone();
+            let key = key_member(svc, &route.segments[..route.segments.len() - 1]);
             {
                 let mut db = ctx.app.db();
                 if let Some(items) = db.generic.get_mut(&k) {
-                    items.retain(|e| !id_matches(e, &id));
+                    items.retain(|e| !id_matches(e, &id, key.as_deref()));
                 }
                 let prefix = format!("{k}/{}/", id.to_ascii_lowercase());
                 db.generic.retain(|key, _| !key.starts_with(&prefix));
@@ -382,11 +420,30 @@ pub(crate) async fn handle(
     }
 }
 
-fn id_matches(entity: &Value, id: &str) -> bool {
-    match &entity["Id"] {
+/// Whether `entity` is the one a path addresses with `id`: by its `Id`, or
+/// by the member named like the path's parameter (`{sharedWithId}` ->
+/// `SharedWithId`).
+fn id_matches(entity: &Value, id: &str, key: Option<&str>) -> bool {
+    let is = |v: &Value| match v {
         Value::Number(n) => n.to_string() == id,
         Value::String(s) => s.eq_ignore_ascii_case(id),
         _ => false,
+    };
+    is(&entity["Id"]) || key.is_some_and(|k| is(&entity[k]))
+}
+
+/// The member naming an entity of the collection `segments` when its
+/// by-id path's parameter is not `id` (`Share/{sharedWithId}` ->
+/// `SharedWithId`).
+fn key_member(svc: &ServiceSpec, segments: &[Segment]) -> Option<String> {
+    let route = svc.route_of(&with_param(segments))?;
+    match route.segments.last() {
+        Some(Segment::Param(p)) if !p.eq_ignore_ascii_case("id") => {
+            let mut c = p.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        }
+        _ => None,
     }
 }
 
@@ -401,12 +458,12 @@ fn stored(ctx: &Ctx, key: &str) -> Vec<Value> {
     ctx.app.db().generic.get(key).cloned().unwrap_or_default()
 }
 
-fn find(ctx: &Ctx, key: &str, id: &str) -> Option<Value> {
+fn find(ctx: &Ctx, key: &str, id: &str, member: Option<&str>) -> Option<Value> {
     ctx.app
         .db()
         .generic
         .get(key)
-        .and_then(|items| items.iter().find(|e| id_matches(e, id)).cloned())
+        .and_then(|items| items.iter().find(|e| id_matches(e, id, member)).cloned())
 }
 
 /// The documented success answer: `status`, and `body` in the documented
@@ -503,7 +560,13 @@ mod tests {
             &json!({"Id": 3})
         ));
         assert!(!same_member(&json!({"Id": 3}), &json!({"Id": 4})));
-        assert!(id_matches(&json!({"Id": 12}), "12"));
-        assert!(id_matches(&json!({"Id": "AbC"}), "abc"));
+        assert!(id_matches(&json!({"Id": 12}), "12", None));
+        assert!(id_matches(&json!({"Id": "AbC"}), "abc", None));
+        assert!(id_matches(
+            &json!({"Id": 1, "SharedWithId": 7}),
+            "7",
+            Some("SharedWithId")
+        ));
+        assert!(!id_matches(&json!({"Id": 1, "SharedWithId": 7}), "7", None));
     }
 }

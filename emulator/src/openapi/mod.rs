@@ -98,9 +98,11 @@ impl ServiceSpec {
     }
 
     /// The route matching `segments` (the path after `/service/{name}/v{n}/`,
-    /// percent-decoded) for `method`, and its parameters by name. Among
-    /// equally specific paths the one with `method` wins (the documents
-    /// have paths of one shape whose parameters differ in name by method).
+    /// percent-decoded) for `method`, and its parameters by name. A route
+    /// with `method` wins over one without it (the documents have paths of
+    /// one shape whose parameters differ in name by method, and literal
+    /// paths beside parameter paths with other methods), then the more
+    /// literal segments.
     pub(crate) fn find<'a, S: AsRef<str>>(
         &'a self,
         segments: &[S],
@@ -115,11 +117,15 @@ impl ServiceSpec {
                 Segment::Literal(l) => l.eq_ignore_ascii_case(s.as_ref()),
                 Segment::Param(_) => !s.as_ref().is_empty(),
             });
+            // As in ASP.NET routing, the method is part of the match (a
+            // path whose routes all lack it is a 405); among routes with
+            // it, a literal segment beats a parameter.
             let better = |b: &Route| {
-                route.literals() > b.literals()
-                    || (route.literals() == b.literals()
-                        && b.operation(method).is_none()
-                        && route.operation(method).is_some())
+                let (r_has, b_has) = (
+                    route.operation(method).is_some(),
+                    b.operation(method).is_some(),
+                );
+                (r_has && !b_has) || (r_has == b_has && route.literals() > b.literals())
             };
             if matches && best.is_none_or(better) {
                 best = Some(route);
