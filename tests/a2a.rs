@@ -138,6 +138,8 @@ async fn admin_token(emu: &Emulator) -> String {
     format!("Bearer {}", login["UserToken"].as_str().unwrap())
 }
 
+/// Changes the seeded registration the way a client does (the appliance's
+/// PUT takes the whole entity): read it, change it, write it.
 async fn update_registration(emu: &Emulator, change: Value) {
     let token = admin_token(emu).await;
     let url = format!(
@@ -145,10 +147,22 @@ async fn update_registration(emu: &Emulator, change: Value) {
         emu.spp_host(),
         emu.control().a2a_registration_id()
     );
+    let mut whole: Value = rustls_client(emu)
+        .get(&url)
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (k, v) in change.as_object().unwrap() {
+        whole[k] = v.clone();
+    }
     let status = rustls_client(emu)
         .put(url)
         .header("Authorization", token)
-        .json(&change)
+        .json(&whole)
         .send()
         .await
         .unwrap()

@@ -520,12 +520,36 @@ async fn roles_policies_and_review() {
     let admin_id = emu.control().user_id(ADMIN_USER).unwrap();
 
     // The seeded role and policy.
-    let roles = json_of(get(&c, &emu, &admin, "Roles").await, 200).await;
+    // (Beside it, the administrator's break-glass role with two policies.)
+    let all_roles = json_of(get(&c, &emu, &admin, "Roles").await, 200).await;
+    assert_eq!(all_roles.as_array().unwrap().len(), 2);
+    let roles = json_of(
+        get(
+            &c,
+            &emu,
+            &admin,
+            "Roles?filter=Name eq 'Emulator Requesters'",
+        )
+        .await,
+        200,
+    )
+    .await;
     assert_eq!(roles.as_array().unwrap().len(), 1);
     assert_eq!(roles[0]["Members"][0]["Name"], PLAIN_USER);
     assert_eq!(roles[0]["UserCount"], 1);
     assert_eq!(roles[0]["PolicyCount"], 1);
-    let policy = json_of(get(&c, &emu, &admin, "AccessPolicies").await, 200).await[0].clone();
+    let policy = json_of(
+        get(
+            &c,
+            &emu,
+            &admin,
+            "AccessPolicies?filter=Name eq 'Emulator Password Policy'",
+        )
+        .await,
+        200,
+    )
+    .await[0]
+        .clone();
     assert_eq!(policy["RoleId"], roles[0]["Id"]);
     assert_eq!(policy["ApproverProperties"]["RequireApproval"], true);
     assert_eq!(
