@@ -316,9 +316,19 @@ pub async fn download(
     Ok(())
 }
 
-/// A stdout failure (a closed pipe) as a CLI error.
+/// A stdout failure as a CLI error (a closed pipe ends the command quietly).
 pub fn io_error(e: std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return CliError::BrokenPipe;
+    }
     CliError::Other(format!("stdout: {e}"))
+}
+
+/// Writes `bytes` to stdout.
+pub fn write_stdout(bytes: &[u8]) -> CliResult<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).map_err(io_error)?;
+    out.flush().map_err(io_error)
 }
 
 /// A multipart boundary's randomness (not a secret).

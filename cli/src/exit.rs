@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use safeguard_sdk::sps::SpsError;
 use safeguard_sdk::Error;
 
 /// Exit code: the command succeeded.
@@ -50,6 +51,9 @@ pub enum CliError {
     },
     /// Anything else.
     Other(String),
+    /// stdout was closed by its reader (`| head`): the output is no longer
+    /// wanted, which is not a failure.
+    BrokenPipe,
 }
 
 impl CliError {
@@ -60,6 +64,7 @@ impl CliError {
             CliError::Usage(_) => USAGE,
             CliError::SignInAgain { .. } => AUTHENTICATION,
             CliError::Other(_) => OTHER,
+            CliError::BrokenPipe => OK,
         }
     }
 }
@@ -79,7 +84,9 @@ pub fn sdk_exit_code(e: &Error) -> i32 {
         | Error::Timeout(_)
         | Error::Proxy { .. }
         | Error::Redirect(_) => TRANSPORT,
-        Error::Config(_) => USAGE,
+        Error::Config(_) | Error::Sps(SpsError::InvalidQuery(_)) => USAGE,
+        Error::Sps(SpsError::CommitMessageRequired | SpsError::TransactionClosed) => INVALID,
+        Error::Sps(SpsError::SessionExpiredInTransaction(_)) => AUTHENTICATION,
         _ => match e.status().map(|s| s.as_u16()) {
             Some(401) => AUTHENTICATION,
             Some(403) => AUTHORIZATION,
@@ -95,6 +102,7 @@ impl fmt::Display for CliError {
         match self {
             CliError::Sdk(e) => write!(f, "{e}"),
             CliError::Usage(m) | CliError::Other(m) => f.write_str(m),
+            CliError::BrokenPipe => f.write_str("stdout was closed"),
             CliError::SignInAgain { profile, reason } => write!(
                 f,
                 "{reason}; sign in again: safeguard login --profile {profile}"
@@ -126,6 +134,14 @@ mod tests {
         assert_eq!(sdk_exit_code(&Error::SignedOut), AUTHENTICATION);
         assert_eq!(sdk_exit_code(&Error::Timeout("x".into())), TRANSPORT);
         assert_eq!(sdk_exit_code(&Error::Config("x".into())), USAGE);
+        assert_eq!(
+            sdk_exit_code(&SpsError::InvalidQuery("AND".into()).into()),
+            USAGE
+        );
+        assert_eq!(
+            sdk_exit_code(&SpsError::CommitMessageRequired.into()),
+            INVALID
+        );
         assert_eq!(CliError::Other("x".into()).exit_code(), OTHER);
         let again = CliError::SignInAgain {
             profile: "p".into(),

@@ -27,7 +27,7 @@ use http::Method;
 
 use crate::connect::Globals;
 use crate::exec::{Call, Payload};
-use crate::exit::{usage, CliResult};
+use crate::exit::{usage, CliError, CliResult};
 
 fn main() {
     let matches = match cli::command().try_get_matches() {
@@ -50,7 +50,7 @@ fn main() {
     // Nothing left to wait for (a watch or listener stopped).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
-        Ok(()) => std::process::exit(exit::OK),
+        Ok(()) | Err(CliError::BrokenPipe) => std::process::exit(exit::OK),
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(e.exit_code());

@@ -167,15 +167,15 @@ async fn run_with(sps: &SpsClient, name: &str, sub: &ArgMatches, g: &Globals) ->
         "get" => print(&sps.get_json(&path()).await?),
         "put" => {
             let r = sps.put::<_, Value>(&path(), &body()?).await?;
-            print(&json!({"key": r.key, "body": r.body, "meta": r.meta}))
+            print(&answer(r.key, r.body, &r.meta))
         }
         "post" => {
             let r = sps.post::<_, Value>(&path(), &body()?).await?;
-            print(&json!({"key": r.key, "body": r.body, "meta": r.meta}))
+            print(&answer(r.key, r.body, &r.meta))
         }
         "delete" => {
             let r = sps.delete(&path()).await?;
-            print(&json!({"key": r.key, "body": r.body, "meta": r.meta}))
+            print(&answer(r.key, r.body, &r.meta))
         }
         "transaction" => {
             let Some((verb, args)) = sub.subcommand() else {
@@ -239,10 +239,30 @@ async fn run_with(sps: &SpsClient, name: &str, sub: &ArgMatches, g: &Globals) ->
                 }
             }
             let items: Vec<_> = sps.audit_sessions(&search).try_collect().await?;
-            let v = serde_json::to_value(items).map_err(|e| CliError::Other(e.to_string()))?;
+            let mut v = serde_json::to_value(items).map_err(|e| CliError::Other(e.to_string()))?;
+            strip_nulls(&mut v);
             print(&v)
         }
         other => Err(usage(format!("unknown sps command {other}"))),
+    }
+}
+
+/// An SPS answer as JSON, without the `meta` members SPS did not send.
+fn answer(key: Option<String>, body: Value, meta: &safeguard_sdk::sps::Meta) -> Value {
+    let mut meta = serde_json::to_value(meta).unwrap_or(Value::Null);
+    strip_nulls(&mut meta);
+    json!({"key": key, "body": body, "meta": meta})
+}
+
+/// Removes the null members of every object in `v`.
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
     }
 }
 

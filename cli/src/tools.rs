@@ -95,8 +95,7 @@ pub async fn openapi(g: &Globals, m: &ArgMatches) -> CliResult<()> {
             }
             let report =
                 safeguard_codegen::diff::diff_dirs(old, new).map_err(|e| usage(e.to_string()))?;
-            print!("{report}");
-            Ok(())
+            crate::exec::write_stdout(report.to_string().as_bytes())
         }
         _ => Err(usage("openapi needs fetch or diff")),
     }
@@ -189,6 +188,7 @@ pub fn completions(m: &ArgMatches) -> CliResult<()> {
         _ => return Err(usage("bash, zsh, fish or powershell")),
     };
     let mut cmd = crate::cli::command();
-    clap_complete::generate(shell, &mut cmd, "safeguard", &mut std::io::stdout());
-    Ok(())
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "safeguard", &mut script);
+    crate::exec::write_stdout(&script)
 }
