@@ -191,9 +191,18 @@ fn absolute(p: &std::path::Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
 }
 
-/// Opens `url` with the platform's opener.
+/// Opens `url` with `SAFEGUARD_BROWSER` (a command; `none`: only print the
+/// address), else the platform's opener.
 fn open_browser(url: &str) -> std::io::Result<()> {
-    let mut cmd = if cfg!(target_os = "macos") {
+    let chosen = std::env::var("SAFEGUARD_BROWSER")
+        .ok()
+        .filter(|b| !b.is_empty());
+    if chosen.as_deref() == Some("none") {
+        return Ok(());
+    }
+    let mut cmd = if let Some(browser) = chosen {
+        std::process::Command::new(browser)
+    } else if cfg!(target_os = "macos") {
         std::process::Command::new("open")
     } else if cfg!(windows) {
         let mut c = std::process::Command::new("cmd");

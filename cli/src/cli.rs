@@ -20,7 +20,7 @@ Examples:
   safeguard appliance backups download-backup --id 1 --out backup.sgb
 
 Environment (CI): SAFEGUARD_HOST, SAFEGUARD_TOKEN, SAFEGUARD_CA, SAFEGUARD_PROFILE,
-SAFEGUARD_INSECURE, SAFEGUARD_A2A_KEY, SAFEGUARD_CONFIG_DIR, SAFEGUARD_TOKEN_STORE=file";
+SAFEGUARD_INSECURE, SAFEGUARD_A2A_KEY, SAFEGUARD_PFX_PASSWORD, SAFEGUARD_CONFIG_DIR,\nSAFEGUARD_TOKEN_STORE=file, SAFEGUARD_BROWSER (a command, or none)";
 
 fn file_arg(id: &'static str, help: &'static str) -> Arg {
     Arg::new(id)

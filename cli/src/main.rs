@@ -143,8 +143,11 @@ fn anonymous_client(g: &Globals) -> CliResult<safeguard_sdk::SafeguardClient> {
     .build()?)
 }
 
+/// Query pairs.
+type Query = Vec<(String, String)>;
+
 /// Splits `SERVICE/PATH[?QUERY]`.
-fn target(text: &str) -> CliResult<(safeguard_sdk::Service, String, Vec<(String, String)>)> {
+fn target(text: &str) -> CliResult<(safeguard_sdk::Service, String, Query)> {
     let (service, rest) = text
         .trim_start_matches('/')
         .split_once('/')

@@ -253,3 +253,90 @@ fn the_token_expiry_recorded_at_sign_in_is_honoured() {
     r.fails_with(3);
     assert!(r.stderr.contains("ran out"), "{}", r.stderr);
 }
+
+/// Plays the browser of a browser sign-in: the rSTS login steps as the
+/// emulator's login page posts them, then the redirect to the tool's
+/// loopback listener.
+fn act_as_browser(emu: &Emu, address: &str) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let ca = std::fs::read(emu.ca()).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+            .build()
+            .unwrap();
+        let url = url::Url::parse(address).unwrap();
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let redirect = q["redirect_uri"].clone();
+        let csrf = "cli-test-csrf";
+        let mut code_url = String::new();
+        for step in [1, 3, 6] {
+            let answer: serde_json::Value = http
+                .post(format!(
+                    "https://{}/RSTS/UserLogin/LoginController",
+                    emu.host()
+                ))
+                .query(&[
+                    ("response_type", "code"),
+                    ("code_challenge_method", "S256"),
+                    ("code_challenge", q["code_challenge"].as_str()),
+                    ("redirect_uri", redirect.as_str()),
+                    ("loginRequestStep", &step.to_string()),
+                ])
+                .header("Cookie", format!("CsrfToken={csrf}"))
+                .form(&[
+                    ("directoryComboBox", "local"),
+                    ("usernameTextbox", "Admin"),
+                    ("passwordTextbox", "Admin123"),
+                    ("csrfTokenTextbox", csrf),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or_default();
+            if step == 6 {
+                code_url = answer["RelyingPartyUrl"].as_str().unwrap().to_owned();
+            }
+        }
+        reqwest::Client::new()
+            .get(format!("{code_url}&state={}", q["state"]))
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn browser_sign_in_receives_the_code_on_the_loopback_redirect() {
+    let emu = Emu::start();
+    let (ca, host) = (emu.ca().display().to_string(), emu.host());
+    let mut args = base(&emu, &ca, &host, "browser");
+    args.extend(["--method", "browser"]);
+    let mut child = emu
+        .cmd(&args)
+        .env("SAFEGUARD_BROWSER", "none")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let address = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("an address: {line}"))
+        .to_owned();
+    act_as_browser(&emu, &address);
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+    assert_eq!(me(&emu, "browser")["Name"], "Admin");
+}
