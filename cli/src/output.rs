@@ -112,6 +112,9 @@ fn cell(v: &Value) -> String {
 }
 
 fn table(value: &Value) -> String {
+    if value.as_array().is_some_and(Vec::is_empty) {
+        return String::new();
+    }
     let (columns, cells) = rows(value);
     let width = |i: usize| {
         cells
@@ -149,6 +152,9 @@ fn csv_field(s: &str) -> String {
 }
 
 fn csv(value: &Value) -> String {
+    if value.as_array().is_some_and(Vec::is_empty) {
+        return String::new();
+    }
     let (columns, cells) = rows(value);
     let line = |row: &[String]| {
         let fields: Vec<String> = row.iter().map(|c| csv_field(c)).collect();
@@ -278,5 +284,7 @@ mod tests {
             "a: {}\n\"no\": 1\n\"x y\": null\n"
         );
         assert_eq!(render(&json!(5), Format::Table, false), "Value\n5\n");
+        assert_eq!(render(&json!([]), Format::Table, false), "");
+        assert_eq!(render(&json!([]), Format::Csv, false), "");
     }
 }

@@ -206,20 +206,23 @@ fn keyring_entry(name: &str, which: Secret) -> Result<keyring::Entry, keyring::E
     keyring::Entry::new(KEYRING_SERVICE, &format!("{name}/{}", which.suffix()))
 }
 
+/// Runs a keyring call on a thread of its own: the Secret Service backend
+/// drives its D-Bus connection with a runtime of its own, which must not
+/// run on a thread of ours (the keyring crate's documentation, "Tokio
+/// runtime caution"). `None` if it panicked.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
+    std::thread::scope(|s| s.spawn(f).join().ok())
+}
+
 /// Stores a secret of profile `name`: in the keyring where one works, else
 /// in a 0600 file. Returns where (`keyring` or `file`).
 pub async fn store_secret(name: &str, which: Secret, secret: &SecretString) -> CliResult<String> {
     check_name(name)?;
     if !forced_file() {
-        let (n, s) = (
-            name.to_owned(),
-            SecretString::from(secret.expose_secret().to_owned()),
-        );
-        let stored = tokio::task::spawn_blocking(move || {
-            keyring_entry(&n, which).and_then(|e| e.set_password(s.expose_secret()))
-        })
-        .await;
-        if let Ok(Ok(())) = stored {
+        let stored = off_runtime(|| {
+            keyring_entry(name, which).and_then(|e| e.set_password(secret.expose_secret()))
+        });
+        if let Some(Ok(())) = stored {
             // A stale file copy would outlive a keyring logout.
             let _ = std::fs::remove_file(secret_file(name, which)?);
             return Ok("keyring".into());
@@ -240,12 +243,8 @@ pub async fn read_secret(
 ) -> CliResult<Option<SecretString>> {
     check_name(name)?;
     if store == Some("keyring") {
-        let n = name.to_owned();
-        let read = tokio::task::spawn_blocking(move || {
-            keyring_entry(&n, which).and_then(|e| e.get_password())
-        })
-        .await
-        .map_err(|e| CliError::Other(e.to_string()))?;
+        let read = off_runtime(|| keyring_entry(name, which).and_then(|e| e.get_password()))
+            .ok_or_else(|| CliError::Other("the OS keyring failed".into()))?;
         return match read {
             Ok(s) => Ok(Some(SecretString::from(s))),
             Err(keyring::Error::NoEntry) => Ok(None),
@@ -263,11 +262,7 @@ pub async fn read_secret(
 pub async fn forget_secret(name: &str, which: Secret, store: Option<&str>) -> CliResult<()> {
     check_name(name)?;
     if store == Some("keyring") {
-        let n = name.to_owned();
-        let _ = tokio::task::spawn_blocking(move || {
-            keyring_entry(&n, which).and_then(|e| e.delete_credential())
-        })
-        .await;
+        let _ = off_runtime(|| keyring_entry(name, which).and_then(|e| e.delete_credential()));
     }
     match std::fs::remove_file(secret_file(name, which)?) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
