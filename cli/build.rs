@@ -316,6 +316,23 @@ fn emit_body(doc: &Value, op: &Value, flags: &mut BTreeSet<String>) -> String {
                     continue;
                 }
                 let Some(kind) = scalar_kind(m) else { continue };
+                // A secret never goes on the command line (it would show in
+                // the process list and the shell's history): such members
+                // come only from --body.
+                let lower = mname.to_ascii_lowercase();
+                if [
+                    "password",
+                    "passphrase",
+                    "privatekey",
+                    "secret",
+                    "apikey",
+                    "token",
+                ]
+                .iter()
+                .any(|s| lower.contains(s))
+                {
+                    continue;
+                }
                 let flag = mname.to_kebab_case();
                 if !flags.insert(flag.clone()) {
                     continue;

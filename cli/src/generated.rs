@@ -190,6 +190,11 @@ pub fn operation_command(op: &'static Operation) -> Command {
                 .help("Save the answer's bytes to FILE (default: stdout)"),
         );
     }
+    if op.service == "a2a" {
+        // The A2A service authenticates with a client certificate and an
+        // API key, not a user token.
+        cmd = crate::a2a::identity_args(cmd, true);
+    }
     if pages(op) {
         cmd = cmd
             .arg(

@@ -90,6 +90,9 @@ async fn run(m: &ArgMatches) -> CliResult<()> {
             };
             let op = generated::find(service, group, op_name)
                 .ok_or_else(|| usage(format!("unknown command {service} {group} {op_name}")))?;
+            if service == "a2a" {
+                return a2a::run_generated(op, &g, op_args).await;
+            }
             let call = generated::call(op, op_args)?;
             if generated::anonymous(op) {
                 let client = anonymous_client(&g)?;

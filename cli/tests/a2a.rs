@@ -208,3 +208,78 @@ fn watch_prints_the_password_and_each_rotation() {
     assert_eq!(second, json!({"Version": 2, "Value": "Rotated-Password-2"}));
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn the_generated_a2a_commands_go_through_the_a2a_context() {
+    let t = setup();
+    let (ca, host) = (t.emu.ca().display().to_string(), t.emu.host());
+    let id = ["--cert", t.cert.as_str(), "--key", t.key.as_str()];
+    let mut args = vec![
+        "--host",
+        host.as_str(),
+        "--ca",
+        ca.as_str(),
+        "a2a",
+        "credentials",
+        "get-credential",
+    ];
+    args.extend(id);
+    args.extend(["--type", "password", "--api-key-stdin"]);
+    assert_eq!(
+        t.emu.run_with_stdin(&args, &t.password_key).ok(),
+        "Initial-Password-1\n"
+    );
+
+    let pw = t.emu.config_dir().join("pw.json");
+    std::fs::write(&pw, "Set-Through-Generated-1").unwrap();
+    let mut args = vec![
+        "--host",
+        host.as_str(),
+        "--ca",
+        ca.as_str(),
+        "a2a",
+        "credentials",
+        "set-password",
+    ];
+    args.extend(id);
+    let p = pw.display().to_string();
+    args.extend(["--body", &p, "--api-key-stdin"]);
+    t.emu.run_with_stdin(&args, &t.password_key).ok();
+    assert_eq!(
+        t.emu
+            .control()
+            .account_password(t.emu.control().password_account_id())
+            .as_deref(),
+        Some("Set-Through-Generated-1")
+    );
+
+    // No secret member becomes a flag.
+    let help = t.emu.run(&["a2a", "credentials", "set-ssh-key", "--help"]);
+    assert!(
+        !help.ok().contains("--private-key") && !help.stdout.contains("--passphrase"),
+        "{}",
+        help.stdout
+    );
+    let mut args = vec![
+        "--host",
+        host.as_str(),
+        "--ca",
+        ca.as_str(),
+        "a2a",
+        "credentials",
+        "get-credential",
+    ];
+    args.extend(id);
+    args.extend([
+        "--type",
+        "privatekey",
+        "--key-format",
+        "putty",
+        "--api-key-stdin",
+    ]);
+    assert!(t
+        .emu
+        .run_with_stdin(&args, &t.ssh_key)
+        .ok()
+        .starts_with("PuTTY-User-Key-File"));
+}
