@@ -133,10 +133,11 @@ pub async fn login(g: &Globals, m: &ArgMatches) -> CliResult<()> {
             auth.into()
         }
         "token" => {
+            // Piped in, or typed at a prompt without echo.
             let token = input::read_secret(
                 "Token: ",
                 SecretSource {
-                    stdin: true,
+                    stdin: !std::io::IsTerminal::is_terminal(&std::io::stdin()),
                     file: None,
                     env: None,
                 },

@@ -219,7 +219,7 @@ fn login_command() -> Command {
     Command::new("login")
         .about("Sign in and store the token in a profile (keyring, else a 0600 file)")
         .after_help(
-            "Examples:\n  safeguard login --host sg.example.com --ca ca.pem --user Admin            (PKCE; prompts for the password)\n  safeguard login --method certificate --cert c.pem --key k.pem --host sg.example.com\n  safeguard login --method device-code --host sg.example.com\n  safeguard login --method token --host sg.example.com < token.txt\n  safeguard --profile prod login --host prod.example.com --user Admin --password-file pw.txt",
+            "Examples:\n  safeguard login --host sg.example.com --ca ca.pem --user Admin            (PKCE; prompts for the password)\n  safeguard login --method certificate --cert c.pem --key k.pem --host sg.example.com\n  safeguard login --method device-code --host sg.example.com\n  safeguard login --method token --host sg.example.com < token.txt   (or typed at a prompt)\n  safeguard --profile prod login --host prod.example.com --user Admin --password-file pw.txt",
         )
         .arg(
             Arg::new("method")
