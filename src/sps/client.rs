@@ -78,9 +78,22 @@ pub struct SpsClientBuilder {
     timeout: Option<Duration>,
     limits: Limits,
     proxy: Proxy,
+    session: Option<SecretString>,
 }
 
 impl SpsClientBuilder {
+    /// Resumes a session signed in earlier (its `session_id` cookie, from
+    /// [`SpsClient::session_id`]), for example by another process of a
+    /// command-line tool. A transaction the session has open stays open; the
+    /// client does not know of it (commit it with `PUT transaction`, roll it
+    /// back with [`SpsClient::rollback`]). When the session has expired, the
+    /// client signs in again only if it was given credentials or a
+    /// certificate.
+    pub fn session_id(mut self, session_id: impl Into<SecretString>) -> Self {
+        self.session = Some(session_id.into());
+        self
+    }
+
     /// Signs in with HTTP Basic credentials (sent as UTF-8).
     pub fn credentials(
         mut self,
@@ -233,7 +246,7 @@ impl SpsClientBuilder {
                 limits: self.limits,
                 base,
                 sign_in: self.sign_in,
-                session: Mutex::new(None),
+                session: Mutex::new(self.session),
                 login_lock: tokio::sync::Mutex::new(()),
                 tx: Mutex::new(TxTrack::default()),
                 tx_calls: tokio::sync::Mutex::new(()),
@@ -327,6 +340,7 @@ impl SpsClient {
             timeout: None,
             limits: Limits::default(),
             proxy: Proxy::default(),
+            session: None,
         }
     }
 
@@ -342,6 +356,12 @@ impl SpsClient {
             .lock()
             .map(|s| s.is_some())
             .unwrap_or(false)
+    }
+
+    /// The session's `session_id` cookie, if signed in: a secret, to keep
+    /// where secrets are kept and hand to [`SpsClientBuilder::session_id`].
+    pub fn session_id(&self) -> Option<SecretString> {
+        self.current_session()
     }
 
     /// How many times the client has signed in (re-logins included).
