@@ -32,6 +32,11 @@
 //!   WebSockets, Server-Sent Events and long polling.
 //! * `/service/{core,appliance,notification,a2a}/swagger/v4/swagger.json`.
 //! * `/emulator/...`: the HTTP face of [`Control`] (see [`admin`]).
+//! * Every other operation of the four embedded documents (1,072 in all),
+//!   through the generic layer (`api::generic`): stateful collections and
+//!   lists derived from the paths, schema-conforming answers for the rest;
+//!   authentication before routing, the documented roles, and strict request
+//!   validation (`validate`) in front of every handler.
 //! * The SPS API under `/api/` on its own port ([`sps`]).
 //!
 //! # Layering

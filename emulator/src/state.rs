@@ -828,7 +828,7 @@ impl App {
             "core/cluster/members".to_string(),
             vec![json!({"Id": appliance_id, "Name": "safeguard-emulator", "IsLeader": true,
                 "HostDnsSuffix": "", "Ipv4Address": ip, "Ipv6Address": Value::Null,
-                "SslCertificateThumbprint": certs.server_cert.digest(openssl::hash::MessageDigest::sha1()).map(|d| hex::encode_upper(d)).unwrap_or_default(), "EnrolledSince": now_string()})],
+                "SslCertificateThumbprint": certs.server_cert.digest(openssl::hash::MessageDigest::sha1()).map(hex::encode_upper).unwrap_or_default(), "EnrolledSince": now_string()})],
         );
 
         // The administrator may check out both seeded accounts without

@@ -190,11 +190,11 @@ fn handwritten_exists(ctx: &Ctx, service: &str, collection: &str, id: &str) -> O
         ("core", "assets") => Some(has(&db.assets)),
         ("core", "assetaccounts") => Some(has(&db.accounts)),
         ("core", "a2aregistrations") => Some(has(&db.registrations)),
-        ("core", "accessrequests") => Some(
-            db.access_requests
-                .values()
-                .any(|r| r["Id"].as_str() == Some(id) || r["Id"].to_string() == id),
-        ),
+        ("core", "accessrequests") => Some(db.access_requests.values().any(|r| match &r["Id"] {
+            Value::String(s) => s == id,
+            Value::Number(n) => n.to_string() == id,
+            _ => false,
+        })),
         ("core", "roles") => Some(has(&db.roles)),
         ("core", "accesspolicies") => Some(has(&db.policies)),
         ("core", "platforms") => Some(

@@ -71,7 +71,7 @@ impl Route {
 
     /// The operation for `method`.
     pub(crate) fn operation(&self, method: &Method) -> Option<&Operation> {
-        self.operations.iter().find(|o| &o.method == method)
+        self.operations.iter().find(|o| o.method == method)
     }
 }
 
