@@ -40,23 +40,14 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
-    println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=SAFEGUARD_OPENAPI_DIR");
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
-    let root = manifest.join("..");
-    println!("cargo:rerun-if-changed={}", root.join("openapi").display());
-    let env_dir = std::env::var_os("SAFEGUARD_OPENAPI_DIR").map(PathBuf::from);
-    let sources = safeguard_codegen::locate_documents(
+    let sources = safeguard_codegen::build_script::build_documents(
         &safeguard_codegen::SERVICES,
-        env_dir.as_deref(),
-        &root,
-    )
-    .map_err(|e| e.to_string())?;
+        std::path::Path::new(".."),
+    )?;
     let mut code = String::from("&[\n");
     let mut total = 0usize;
     for source in &sources {
-        println!("cargo:rerun-if-changed={}", source.path.display());
         let doc = safeguard_codegen::read_document(&source.path).map_err(|e| e.to_string())?;
         total += emit_service(&source.service, &doc, &mut code)?;
     }

@@ -41,26 +41,17 @@ struct Builder {
 type Field = (String, syn::Type, bool);
 
 fn run() -> Result<(), String> {
-    println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=SAFEGUARD_OPENAPI_DIR");
     println!("cargo:rerun-if-env-changed=DEP_SAFEGUARD_API_CORE_GENERATED_DIR");
-    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
     let out_dir = PathBuf::from(env("OUT_DIR")?);
-    let root = manifest_dir.join("..");
-    println!("cargo:rerun-if-changed={}", root.join("openapi").display());
-    let env_dir = std::env::var_os("SAFEGUARD_OPENAPI_DIR").map(PathBuf::from);
-    let sources = safeguard_codegen::locate_documents(
+    let sources = safeguard_codegen::build_script::build_documents(
         &safeguard_codegen::SERVICES,
-        env_dir.as_deref(),
-        &root,
-    )
-    .map_err(|e| e.to_string())?;
+        std::path::Path::new(".."),
+    )?;
 
     let mut table = String::new();
     let mut modules = String::new();
     for source in &sources {
         let service = source.service.as_str();
-        println!("cargo:rerun-if-changed={}", source.path.display());
         // The test synthesizes arguments from the same original document.
         println!(
             "cargo:rustc-env=SAFEGUARD_CONFORMANCE_DOC_{}={}",

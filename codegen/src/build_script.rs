@@ -27,27 +27,40 @@ fn exit_on_error(result: Result<(), String>) {
     }
 }
 
-fn try_run(service: &str, workspace_root: &Path) -> Result<(), String> {
+/// For a build script: the documents of `services`, looked up as
+/// [`locate_documents`] says from `workspace_root` (relative to the calling
+/// crate's manifest), with cargo told to rerun the script when one of them,
+/// the `openapi/` folder or `SAFEGUARD_OPENAPI_DIR` changes.
+pub fn build_documents(
+    services: &[&str],
+    workspace_root: &Path,
+) -> Result<Vec<crate::DocumentSource>, String> {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SAFEGUARD_OPENAPI_DIR");
-    println!("cargo:rerun-if-env-changed=SAFEGUARD_CODEGEN_STYLE");
-    let manifest_dir = env_path("CARGO_MANIFEST_DIR")?;
-    let out_dir = env_path("OUT_DIR")?;
-    let root = manifest_dir.join(workspace_root);
+    let root = env_path("CARGO_MANIFEST_DIR")?.join(workspace_root);
     // A document dropped into openapi/ (scripts/fetch-openapi) takes over at
     // the next build.
     println!("cargo:rerun-if-changed={}", root.join("openapi").display());
+    let env_dir = std::env::var_os("SAFEGUARD_OPENAPI_DIR").map(PathBuf::from);
+    let sources =
+        locate_documents(services, env_dir.as_deref(), &root).map_err(|e| e.to_string())?;
+    for source in &sources {
+        println!("cargo:rerun-if-changed={}", source.path.display());
+    }
+    Ok(sources)
+}
+
+fn try_run(service: &str, workspace_root: &Path) -> Result<(), String> {
+    println!("cargo:rerun-if-env-changed=SAFEGUARD_CODEGEN_STYLE");
+    let out_dir = env_path("OUT_DIR")?;
     let style = match std::env::var("SAFEGUARD_CODEGEN_STYLE").as_deref() {
         Ok("positional") => Style::Positional,
         Ok("builder-with-struct-builders") => Style::BuilderWithStructBuilders,
         _ => Style::Builder,
     };
-    let env_dir = std::env::var_os("SAFEGUARD_OPENAPI_DIR").map(PathBuf::from);
-    let source = locate_documents(&[service], env_dir.as_deref(), &root)
-        .map_err(|e| e.to_string())?
+    let source = build_documents(&[service], workspace_root)?
         .pop()
         .ok_or_else(|| format!("no document located for {service}"))?;
-    println!("cargo:rerun-if-changed={}", source.path.display());
     let doc = read_document(&source.path).map_err(|e| e.to_string())?;
     let generated = generate(service, doc, style).map_err(|e| e.to_string())?;
     let report = format!(
