@@ -24,6 +24,12 @@
 //!   Me/ActionableRequests, Me/Roles, and AccessRequests (create, Approve,
 //!   Deny, CheckOutPassword, CheckOutSshKey, CheckIn, Close, Cancel,
 //!   Acknowledge, Review, ApproverSet) with the appliance's states and events.
+//! * A cluster ([`EmulatorConfig::cluster_members`]): every member on its
+//!   own port, one shared state; `core/v4/Cluster/Members` (`Self`,
+//!   `{id}`, `{id}/Promote`) and `Cluster/Status` (`api::cluster`), replicas
+//!   refusing configuration writes (60418), cluster locks (60910), and
+//!   [`Emulator::stop_member`], [`Emulator::restart_member`],
+//!   [`Emulator::lock_cluster`].
 //! * `/service/appliance/v4/...`: SystemTime, Backups (streamed download and upload).
 //! * `/service/notification/v4/Status` and `Status/State`, anonymously.
 //! * `/service/a2a/v4/...`: Credentials and AccessRequests (client certificate +
@@ -87,9 +93,9 @@ mod validate;
 pub use certs::ClientCertFiles;
 pub use control::{Control, Counters, DeviceCodeInfo, UploadRecord};
 pub use model::{
-    A2aKeys, ClientCertInfo, ClientCertMode, ConnectionInfo, Credentials, EmulatorConfig,
-    EmulatorError, OperationCoverage, SppConnection, SpsConnection, A2A_APP_NAME, ADMIN_PASSWORD,
-    ADMIN_USER, ASSET_NAME, CERT_USER, EXTERNAL_PASSWORD, EXTERNAL_PROVIDER_ID,
+    A2aKeys, ClientCertInfo, ClientCertMode, ClusterMemberInfo, ConnectionInfo, Credentials,
+    EmulatorConfig, EmulatorError, OperationCoverage, SppConnection, SpsConnection, A2A_APP_NAME,
+    ADMIN_PASSWORD, ADMIN_USER, ASSET_NAME, CERT_USER, EXTERNAL_PASSWORD, EXTERNAL_PROVIDER_ID,
     EXTERNAL_PROVIDER_NAME, EXTERNAL_USER, MFA_OTP, MFA_PASSWORD, MFA_USER, PASSWORD_ACCOUNT,
     PASSWORD_ACCOUNT_PASSWORD, PLAIN_PASSWORD, PLAIN_USER, SPS_PASSWORD, SPS_USER, SSH_KEY_ACCOUNT,
 };
@@ -105,6 +111,10 @@ pub struct Emulator {
     client_files: ClientCertFiles,
     sps: Arc<sps::SpsEmulator>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The SPP members' serving tasks (`None`: stopped).
+    members: std::sync::Mutex<Vec<Option<tokio::task::JoinHandle<()>>>>,
+    contexts: Arc<tls::TlsContexts>,
+    post_handshake_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -145,8 +155,35 @@ impl Emulator {
             .port();
         let spp_host = format!("127.0.0.1:{spp_port}");
         let sps_host = format!("127.0.0.1:{sps_port}");
+        let mut member_listeners = vec![spp_listener];
+        for _ in 1..config.cluster_members.max(1) {
+            member_listeners.push(tls::bind(0)?);
+        }
 
         let app = state::App::new(&config, &certs, &spp_host);
+        for (i, l) in member_listeners.iter().enumerate().skip(1) {
+            let port = l
+                .local_addr()
+                .map_err(|e| EmulatorError::Bind(0, e))?
+                .port();
+            let mut cluster = app.cluster();
+            cluster.members.push(state::ClusterNode {
+                id: uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+                name: format!("safeguard-emulator-{i}"),
+                host: format!("127.0.0.1:{port}"),
+                running: true,
+                enrolled: state::now_string(),
+            });
+        }
+        let members: Vec<ClusterMemberInfo> = app
+            .cluster()
+            .members
+            .iter()
+            .map(|m| ClusterMemberInfo {
+                host: m.host.clone(),
+                id: m.id.clone(),
+            })
+            .collect();
         let keys = app.seeded_keys();
         let control = Control::new(app.clone());
 
@@ -166,6 +203,7 @@ impl Emulator {
                     thumbprint: certs.client.thumbprint.clone(),
                 },
                 a2a: keys,
+                members,
             },
             sps: SpsConnection {
                 host: sps_host,
@@ -190,18 +228,24 @@ impl Emulator {
         let sps_mode: tls::ModeCell = Arc::new(std::sync::atomic::AtomicU8::new(tls::mode_to_u8(
             ClientCertMode::InHandshake,
         )));
+        let member_tasks = member_listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                Some(tokio::spawn(tls::serve(
+                    l,
+                    contexts.clone(),
+                    app.cert_mode.clone(),
+                    member_router(&spp_router, i),
+                    config.post_handshake_timeout,
+                    app.handshakes.clone(),
+                )))
+            })
+            .collect();
         let tasks = vec![
             tokio::spawn(tls::serve(
-                spp_listener,
-                contexts.clone(),
-                app.cert_mode.clone(),
-                spp_router,
-                config.post_handshake_timeout,
-                app.handshakes.clone(),
-            )),
-            tokio::spawn(tls::serve(
                 sps_listener,
-                contexts,
+                contexts.clone(),
                 sps_mode,
                 sps_router,
                 config.post_handshake_timeout,
@@ -225,7 +269,86 @@ impl Emulator {
             client_files: certs.client.clone(),
             sps,
             tasks,
+            members: std::sync::Mutex::new(member_tasks),
+            contexts,
+            post_handshake_timeout: config.post_handshake_timeout,
         })
+    }
+
+    /// `127.0.0.1:PORT` of every SPP cluster member, by member index
+    /// (member 0 is [`Self::spp_host`]).
+    pub fn member_hosts(&self) -> Vec<String> {
+        self.info
+            .spp
+            .members
+            .iter()
+            .map(|m| m.host.clone())
+            .collect()
+    }
+
+    /// Index of the current primary among [`Self::member_hosts`].
+    pub fn primary(&self) -> usize {
+        self.control.app().cluster().leader
+    }
+
+    /// Stops cluster member `index`: its listener closes (connections are
+    /// refused) and its open connections drop. The other members list it
+    /// as `Offline`. A stopped primary stays the primary until a replica
+    /// is promoted, as on the appliance.
+    pub async fn stop_member(&self, index: usize) -> Result<(), EmulatorError> {
+        let task = {
+            let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+            members
+                .get_mut(index)
+                .ok_or(EmulatorError::NoSuchMember(index))?
+                .take()
+        };
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Some(m) = self.control.app().cluster().members.get_mut(index) {
+            m.running = false;
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped cluster member again on its port (no-op when it runs).
+    pub fn restart_member(&self, index: usize) -> Result<(), EmulatorError> {
+        let app = self.control.app().clone();
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = members
+            .get_mut(index)
+            .ok_or(EmulatorError::NoSuchMember(index))?;
+        if slot.is_some() {
+            return Ok(());
+        }
+        let port = self.info.spp.members[index]
+            .host
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .unwrap_or(0);
+        let listener = tls::bind(port)?;
+        *slot = Some(tokio::spawn(tls::serve(
+            listener,
+            self.contexts.clone(),
+            app.cert_mode.clone(),
+            member_router(&router::router(app.clone()), index),
+            self.post_handshake_timeout,
+            app.handshakes.clone(),
+        )));
+        if let Some(m) = app.cluster().members.get_mut(index) {
+            m.running = true;
+        }
+        Ok(())
+    }
+
+    /// Locks the cluster for `duration`, as a cluster-wide operation does
+    /// (`operation` is a `ClusterOperation` value such as `"Patch"`):
+    /// `Cluster/Status` reports it, and configuration writes on every
+    /// member answer 400 / 60910 until it ends.
+    pub fn lock_cluster(&self, operation: &str, duration: std::time::Duration) {
+        self.control.app().cluster().lock_for(operation, duration);
     }
 
     /// `127.0.0.1:PORT` of the fake SPP.
@@ -280,7 +403,14 @@ impl Emulator {
     /// Stops serving and waits for the listeners to close.
     pub async fn shutdown(mut self) {
         self.control.app().shutdown();
-        for t in self.tasks.drain(..) {
+        let members: Vec<_> = self
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .flatten()
+            .collect();
+        for t in self.tasks.drain(..).chain(members) {
             t.abort();
             let _ = t.await;
         }
@@ -293,8 +423,20 @@ impl Drop for Emulator {
         for t in &self.tasks {
             t.abort();
         }
+        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        for t in members.iter().flatten() {
+            t.abort();
+        }
         if self.remove_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The router of cluster member `index`: the SPP router, every request
+/// tagged with the member it reached.
+fn member_router(spp_router: &axum::Router, index: usize) -> axum::Router {
+    spp_router
+        .clone()
+        .layer(axum::Extension(state::MemberIndex(index)))
 }

@@ -193,6 +193,12 @@ async fn serve_api(ctx: &mut Ctx, service: &str) -> Response {
             }
         }
     }
+    // A replica, or a locked cluster, refuses configuration writes.
+    if credentialed(ctx, service) {
+        if let Some(r) = api::cluster::refuse(ctx, service) {
+            return served(r, ServedBy::Handwritten);
+        }
+    }
     let r = handwritten(ctx, service).await;
     if r.extensions().get::<Unhandled>().is_none() {
         return served(r, ServedBy::Handwritten);
