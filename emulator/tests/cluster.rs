@@ -228,6 +228,14 @@ async fn a_replica_serves_sign_in_me_access_requests_and_a2a() {
     let t = sign_in(&c, &replica).await;
     let me = json_of(get(&c, &replica, &t, "Me").await, 200).await;
     assert_eq!(me["Name"], ADMIN_USER);
+    // The user's own stored objects are configuration.
+    let r = c
+        .delete(url(&replica, "Me/Photo"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 403, 60418).await;
     // The break-glass policy lets the administrator check out at once.
     let request = json!({"AccountId": emu.control().password_account_id(),
         "AccessRequestType": "Password", "ReasonComment": "on a replica", "RequestedDurationHours": 1});

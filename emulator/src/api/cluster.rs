@@ -58,17 +58,24 @@ pub(crate) fn handles(l: &[&str]) -> bool {
 /// cannot be added, changed or deleted), while users still sign in, request
 /// access (the whole workflow: approve, check out, close, ...), retrieve
 /// passwords through A2A (the `a2a` service, not guarded here), run reports
-/// and audit (reads). `Me` is the signed-in user's own view. Promotion and
-/// the cluster-operation actions are per-appliance: a failover is started
-/// on the replica to promote when the primary is gone (safeguard-ps
+/// and audit (reads). So of the user's own `Me/...` writes a replica takes
+/// only those that change nothing (`ValidatePassword`, `GeneratePassword`)
+/// and running a scheduled report (`.../Execute`); the user's own stored
+/// objects (certificates, personal accounts, favorites, preferences,
+/// password) are configuration, refused like the rest (our reading of the
+/// guide; the documents do not say). Promotion and the cluster-operation
+/// actions are per-appliance: a failover is started on the replica to
+/// promote when the primary is gone (safeguard-ps
 /// `Set-SafeguardClusterPrimary` posts `Cluster/Members/{id}/Promote` to the
 /// appliance it is connected to).
 fn replica_serves(l: &[&str]) -> bool {
     matches!(
         l,
         ["token", ..]
-            | ["me", ..]
             | ["accessrequests", ..]
+            | ["me", "validatepassword"]
+            | ["me", _, "generatepassword"]
+            | ["me", "scheduledauditlogreports", _, "execute"]
             | ["cluster", "members", _, "promote"]
             | ["cluster", "status", _]
     )
