@@ -111,10 +111,7 @@ pub struct Emulator {
     client_files: ClientCertFiles,
     sps: Arc<sps::SpsEmulator>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// The SPP members' serving tasks (`None`: stopped).
-    members: std::sync::Mutex<Vec<Option<tokio::task::JoinHandle<()>>>>,
-    contexts: Arc<tls::TlsContexts>,
-    post_handshake_timeout: std::time::Duration,
+    members: Arc<Members>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -242,6 +239,12 @@ impl Emulator {
                 )))
             })
             .collect();
+        let members = Arc::new(Members {
+            tasks: std::sync::Mutex::new(member_tasks),
+            contexts: contexts.clone(),
+            post_handshake_timeout: config.post_handshake_timeout,
+            app: app.clone(),
+        });
         let tasks = vec![
             tokio::spawn(tls::serve(
                 sps_listener,
@@ -252,6 +255,7 @@ impl Emulator {
                 Arc::default(),
             )),
             tokio::spawn(state::App::housekeeping(Arc::downgrade(&app))),
+            tokio::spawn(Members::supervise(members.clone())),
         ];
         tracing::info!("Safeguard emulator listening on https://{spp_host}");
         // The documents are parsed once per process, in the background once
@@ -269,9 +273,7 @@ impl Emulator {
             client_files: certs.client.clone(),
             sps,
             tasks,
-            members: std::sync::Mutex::new(member_tasks),
-            contexts,
-            post_handshake_timeout: config.post_handshake_timeout,
+            members,
         })
     }
 
@@ -292,55 +294,21 @@ impl Emulator {
     }
 
     /// Stops cluster member `index`: its listener closes (connections are
-    /// refused) and its open connections drop. The other members list it
-    /// as `Offline`. A stopped primary stays the primary until a replica
-    /// is promoted, as on the appliance.
+    /// refused) and its open connections drop; returns once they have. The
+    /// other members list it as `Offline`. A stopped primary stays the
+    /// primary until a replica is promoted, as on the appliance.
     pub async fn stop_member(&self, index: usize) -> Result<(), EmulatorError> {
-        let task = {
-            let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-            members
-                .get_mut(index)
-                .ok_or(EmulatorError::NoSuchMember(index))?
-                .take()
-        };
-        if let Some(task) = task {
-            task.abort();
+        self.members.switch(index, false)?;
+        for task in self.members.reconcile()? {
             let _ = task.await;
-        }
-        if let Some(m) = self.control.app().cluster().members.get_mut(index) {
-            m.running = false;
         }
         Ok(())
     }
 
     /// Starts a stopped cluster member again on its port (no-op when it runs).
     pub fn restart_member(&self, index: usize) -> Result<(), EmulatorError> {
-        let app = self.control.app().clone();
-        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = members
-            .get_mut(index)
-            .ok_or(EmulatorError::NoSuchMember(index))?;
-        if slot.is_some() {
-            return Ok(());
-        }
-        let port = self.info.spp.members[index]
-            .host
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .unwrap_or(0);
-        let listener = tls::bind(port)?;
-        *slot = Some(tokio::spawn(tls::serve(
-            listener,
-            self.contexts.clone(),
-            app.cert_mode.clone(),
-            member_router(&router::router(app.clone()), index),
-            self.post_handshake_timeout,
-            app.handshakes.clone(),
-        )));
-        if let Some(m) = app.cluster().members.get_mut(index) {
-            m.running = true;
-        }
-        Ok(())
+        self.members.switch(index, true)?;
+        self.members.reconcile().map(drop)
     }
 
     /// Locks the cluster for `duration`, as a cluster-wide operation does
@@ -405,6 +373,7 @@ impl Emulator {
         self.control.app().shutdown();
         let members: Vec<_> = self
             .members
+            .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain(..)
@@ -423,7 +392,7 @@ impl Drop for Emulator {
         for t in &self.tasks {
             t.abort();
         }
-        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let members = self.members.tasks.lock().unwrap_or_else(|p| p.into_inner());
         for t in members.iter().flatten() {
             t.abort();
         }
@@ -439,4 +408,91 @@ fn member_router(spp_router: &axum::Router, index: usize) -> axum::Router {
     spp_router
         .clone()
         .layer(axum::Extension(state::MemberIndex(index)))
+}
+
+/// The SPP cluster members' listeners, kept in line with the members'
+/// `running` switches in the state (set by [`Emulator::stop_member`],
+/// [`Control::set_member_running`] or `/emulator/cluster/members/{i}/...`).
+struct Members {
+    /// Serving task of each member (`None`: stopped).
+    tasks: std::sync::Mutex<Vec<Option<tokio::task::JoinHandle<()>>>>,
+    contexts: Arc<tls::TlsContexts>,
+    post_handshake_timeout: std::time::Duration,
+    app: Arc<state::App>,
+}
+
+impl Members {
+    /// Sets member `index`'s switch without waking the supervisor (the
+    /// caller reconciles, and so holds the stopped tasks to await).
+    fn switch(&self, index: usize, running: bool) -> Result<(), EmulatorError> {
+        let mut cluster = self.app.cluster();
+        let member = cluster
+            .members
+            .get_mut(index)
+            .ok_or(EmulatorError::NoSuchMember(index))?;
+        member.running = running;
+        Ok(())
+    }
+
+    /// Stops the members switched off and starts those switched on; returns
+    /// the aborted tasks (await them to know the listeners are closed).
+    fn reconcile(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, EmulatorError> {
+        let wanted: Vec<(bool, String)> = self
+            .app
+            .cluster()
+            .members
+            .iter()
+            .map(|m| (m.running, m.host.clone()))
+            .collect();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stopped = Vec::new();
+        for (i, (running, host)) in wanted.into_iter().enumerate() {
+            let Some(slot) = tasks.get_mut(i) else {
+                continue;
+            };
+            match (running, slot.is_some()) {
+                (false, true) => {
+                    if let Some(task) = slot.take() {
+                        task.abort();
+                        stopped.push(task);
+                    }
+                }
+                (true, false) => {
+                    let port = host
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| p.parse::<u16>().ok())
+                        .unwrap_or(0);
+                    let listener = match tls::bind(port) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            if let Some(m) = self.app.cluster().members.get_mut(i) {
+                                m.running = false;
+                            }
+                            return Err(e);
+                        }
+                    };
+                    *slot = Some(tokio::spawn(tls::serve(
+                        listener,
+                        self.contexts.clone(),
+                        self.app.cert_mode.clone(),
+                        member_router(&router::router(self.app.clone()), i),
+                        self.post_handshake_timeout,
+                        self.app.handshakes.clone(),
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Follows the switches flipped through [`Control`] and the HTTP face.
+    async fn supervise(members: Arc<Members>) {
+        let mut changed = members.app.cluster_changed.subscribe();
+        while changed.changed().await.is_ok() {
+            if let Err(e) = members.reconcile() {
+                tracing::warn!("cannot restart a cluster member: {e}");
+            }
+        }
+    }
 }

@@ -338,6 +338,9 @@ pub(crate) struct App {
     pub appliance_id: String,
     /// The emulated cluster: its members, the primary, the lock.
     pub cluster: Mutex<Cluster>,
+    /// Bumped when a member's `running` switch changes: the crate root then
+    /// stops or starts that member's listener.
+    pub cluster_changed: watch::Sender<u64>,
     pub admin_id: i64,
     pub password_account_id: i64,
     pub ssh_account_id: i64,
@@ -357,7 +360,7 @@ pub(crate) struct ClusterNode {
     pub name: String,
     /// `127.0.0.1:PORT` of its listener.
     pub host: String,
-    /// Whether its listener is up (fault injection stops it).
+    /// Whether its listener should be up (fault injection stops it).
     pub running: bool,
     pub enrolled: String,
 }
@@ -1009,6 +1012,7 @@ impl App {
                 thumbprint,
                 lock: None,
             }),
+            cluster_changed: watch::channel(0).0,
             admin_id,
             password_account_id: pw_id,
             ssh_account_id: ssh_id,

@@ -383,3 +383,72 @@ async fn a_locked_cluster_refuses_writes_until_the_lock_ends() {
     assert_eq!(status["Operation"], "None");
     json_of(new_asset(&c, &hosts[0], &t, "forced").await, 201).await;
 }
+
+/// Waits until a fresh connection to `host` succeeds (`up`) or is refused.
+async fn wait_reachable(emu: &Emulator, host: &str, up: bool) {
+    for _ in 0..100 {
+        let r = client(emu)
+            .get(format!("https://{host}/service/notification/v4/Status"))
+            .send()
+            .await;
+        if r.is_ok() == up {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{host} did not become {}",
+        if up { "reachable" } else { "unreachable" }
+    );
+}
+
+#[tokio::test]
+async fn the_http_face_stops_starts_and_locks() {
+    let emu = start_cluster(3).await;
+    let c = client(&emu);
+    let hosts = emu.member_hosts();
+    let t = admin_token(&c, &emu).await;
+    let admin = |path: &str| format!("https://{}/emulator/{path}", hosts[0]);
+    let r = c
+        .post(admin("cluster/members/2/stop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r, 200).await["running"], false);
+    wait_reachable(&emu, &hosts[2], false).await;
+    let members = json_of(get(&c, &hosts[0], &t, "Cluster/Members").await, 200).await;
+    assert_eq!(members[2]["Health"]["State"], "Offline");
+    let r = c
+        .post(admin("cluster/members/2/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r, 200).await["running"], true);
+    wait_reachable(&emu, &hosts[2], true).await;
+    json_of(get(&c, &hosts[2], &t, "Me").await, 200).await;
+    let r = c
+        .post(admin("cluster/members/9/stop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let r = c
+        .post(admin("cluster/lock"))
+        .json(&json!({"operation": "AuditLogSync", "ms": 600000}))
+        .send()
+        .await
+        .unwrap();
+    json_of(r, 200).await;
+    let status = json_of(get(&c, &hosts[1], &t, "Cluster/Status").await, 200).await;
+    assert_eq!(status["Operation"], "AuditLogSync");
+    assert_error(new_asset(&c, &hosts[0], &t, "locked").await, 400, 60910).await;
+    let r = c
+        .post(admin("cluster/lock"))
+        .json(&json!({"ms": 0}))
+        .send()
+        .await
+        .unwrap();
+    json_of(r, 200).await;
+    json_of(new_asset(&c, &hosts[0], &t, "unlocked").await, 201).await;
+}
