@@ -193,8 +193,9 @@ async fn serve_api(ctx: &mut Ctx, service: &str) -> Response {
             }
         }
     }
-    // A replica, or a locked cluster, refuses configuration writes.
-    if credentialed(ctx, service) {
+    // A replica, or a locked cluster, refuses documented configuration
+    // writes (after authentication, authorization and validation).
+    if op.is_some() && credentialed(ctx, service) {
         if let Some(r) = api::cluster::refuse(ctx, service) {
             return served(r, ServedBy::Handwritten);
         }
