@@ -53,7 +53,7 @@
 //!
 //! | layer | modules | may use |
 //! |---|---|---|
-//! | 5 routing | the crate root (this file: [`Emulator::start`]), `router` | everything |
+//! | 5 routing | the crate root (this file: [`Emulator::start`]), `router`, `members` (the cluster members' listeners) | everything |
 //! | 4 handlers | `api` (SPP services and the request context `api::Ctx`), `rsts`, `signalr`, [`admin`], [`sps`] | layers 0-3, each other without circles |
 //! | 3 control | `control` ([`Control`], the test handle) | layers 0-2 |
 //! | 2 state | `state` (entities, tokens, counters, switches) | layers 0-1 |
@@ -77,6 +77,7 @@ pub mod admin;
 mod api;
 mod certs;
 mod control;
+mod members;
 mod model;
 mod openapi;
 mod platforms;
@@ -111,7 +112,7 @@ pub struct Emulator {
     client_files: ClientCertFiles,
     sps: Arc<sps::SpsEmulator>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    members: Arc<Members>,
+    members: Arc<members::Members>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -233,13 +234,13 @@ impl Emulator {
                     l,
                     contexts.clone(),
                     app.cert_mode.clone(),
-                    member_router(&spp_router, i),
+                    members::member_router(&spp_router, i),
                     config.post_handshake_timeout,
                     app.handshakes.clone(),
                 )))
             })
             .collect();
-        let members = Arc::new(Members {
+        let members = Arc::new(members::Members {
             tasks: std::sync::Mutex::new(member_tasks),
             contexts: contexts.clone(),
             post_handshake_timeout: config.post_handshake_timeout,
@@ -255,7 +256,7 @@ impl Emulator {
                 Arc::default(),
             )),
             tokio::spawn(state::App::housekeeping(Arc::downgrade(&app))),
-            tokio::spawn(Members::supervise(members.clone())),
+            tokio::spawn(members::Members::supervise(members.clone())),
         ];
         tracing::info!("Safeguard emulator listening on https://{spp_host}");
         // The documents are parsed once per process, in the background once
@@ -398,101 +399,6 @@ impl Drop for Emulator {
         }
         if self.remove_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// The router of cluster member `index`: the SPP router, every request
-/// tagged with the member it reached.
-fn member_router(spp_router: &axum::Router, index: usize) -> axum::Router {
-    spp_router
-        .clone()
-        .layer(axum::Extension(state::MemberIndex(index)))
-}
-
-/// The SPP cluster members' listeners, kept in line with the members'
-/// `running` switches in the state (set by [`Emulator::stop_member`],
-/// [`Control::set_member_running`] or `/emulator/cluster/members/{i}/...`).
-struct Members {
-    /// Serving task of each member (`None`: stopped).
-    tasks: std::sync::Mutex<Vec<Option<tokio::task::JoinHandle<()>>>>,
-    contexts: Arc<tls::TlsContexts>,
-    post_handshake_timeout: std::time::Duration,
-    app: Arc<state::App>,
-}
-
-impl Members {
-    /// Sets member `index`'s switch without waking the supervisor (the
-    /// caller reconciles, and so holds the stopped tasks to await).
-    fn switch(&self, index: usize, running: bool) -> Result<(), EmulatorError> {
-        let mut cluster = self.app.cluster();
-        let member = cluster
-            .members
-            .get_mut(index)
-            .ok_or(EmulatorError::NoSuchMember(index))?;
-        member.running = running;
-        Ok(())
-    }
-
-    /// Stops the members switched off and starts those switched on; returns
-    /// the aborted tasks (await them to know the listeners are closed).
-    fn reconcile(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, EmulatorError> {
-        let wanted: Vec<(bool, String)> = self
-            .app
-            .cluster()
-            .members
-            .iter()
-            .map(|m| (m.running, m.host.clone()))
-            .collect();
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stopped = Vec::new();
-        for (i, (running, host)) in wanted.into_iter().enumerate() {
-            let Some(slot) = tasks.get_mut(i) else {
-                continue;
-            };
-            match (running, slot.is_some()) {
-                (false, true) => {
-                    if let Some(task) = slot.take() {
-                        task.abort();
-                        stopped.push(task);
-                    }
-                }
-                (true, false) => {
-                    let port = host
-                        .rsplit_once(':')
-                        .and_then(|(_, p)| p.parse::<u16>().ok())
-                        .unwrap_or(0);
-                    let listener = match tls::bind(port) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            if let Some(m) = self.app.cluster().members.get_mut(i) {
-                                m.running = false;
-                            }
-                            return Err(e);
-                        }
-                    };
-                    *slot = Some(tokio::spawn(tls::serve(
-                        listener,
-                        self.contexts.clone(),
-                        self.app.cert_mode.clone(),
-                        member_router(&router::router(self.app.clone()), i),
-                        self.post_handshake_timeout,
-                        self.app.handshakes.clone(),
-                    )));
-                }
-                _ => {}
-            }
-        }
-        Ok(stopped)
-    }
-
-    /// Follows the switches flipped through [`Control`] and the HTTP face.
-    async fn supervise(members: Arc<Members>) {
-        let mut changed = members.app.cluster_changed.subscribe();
-        while changed.changed().await.is_ok() {
-            if let Err(e) = members.reconcile() {
-                tracing::warn!("cannot restart a cluster member: {e}");
-            }
         }
     }
 }
