@@ -16,7 +16,9 @@ use crate::state::{now_string, Cluster, MemberIndex};
 /// 60418 and its message are core.json's (e.g. the 403 of
 /// `PUT Cluster/BackupProtectionSettings`: "60418 - This action can only be
 /// performed on the primary appliance (not replica)."); the documents list
-/// it under 403, the status this answers with.
+/// it under 403 (every one of its four mentions), the status this answers
+/// with; the vendor's SDKs (.NET, PowerShell, Python, Java) do not name the
+/// code, so nothing contradicts the documents.
 pub(crate) const NOT_PRIMARY: i64 = 60418;
 const NOT_PRIMARY_MESSAGE: &str =
     "This action can only be performed on the primary appliance (not replica).";
