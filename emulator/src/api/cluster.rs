@@ -17,8 +17,8 @@ use crate::state::{now_string, Cluster, MemberIndex};
 /// `PUT Cluster/BackupProtectionSettings`: "60418 - This action can only be
 /// performed on the primary appliance (not replica)."); the documents list
 /// it under 403 (every one of its four mentions), the status this answers
-/// with; the vendor's SDKs (.NET, PowerShell, Python, Java) do not name the
-/// code, so nothing contradicts the documents.
+/// with; a search of the public code index (vendor SDKs included) found
+/// no other mention of the code to contradict the documents.
 pub(crate) const NOT_PRIMARY: i64 = 60418;
 const NOT_PRIMARY_MESSAGE: &str =
     "This action can only be performed on the primary appliance (not replica).";
