@@ -27,6 +27,9 @@
 //! | `POST /emulator/device-codes/{user_code}/expire` | | expire |
 //! | `POST /emulator/backups` | `{"size": 1048576}` | add a backup |
 //! | `GET /emulator/uploads` | | backup uploads received (size, SHA-256) |
+//! | `POST /emulator/cluster/members/{index}/stop` | | stop cluster member `index` (0 = the first): its listener closes; send it to another member |
+//! | `POST /emulator/cluster/members/{index}/start` | | start it again on its port |
+//! | `POST /emulator/cluster/lock` | `{"operation": "Patch", "ms": 5000}` | lock the cluster for that long (`{"ms": 0}` unlocks) |
 
 use std::time::Duration;
 
@@ -137,6 +140,23 @@ pub(crate) async fn handle(mut ctx: Ctx) -> Response {
             control.expire_all_tokens();
             ok(&state(&control))
         }
+        (Method::POST, ["cluster", "members", index, action @ ("stop" | "start")]) => {
+            match index.parse::<usize>() {
+                Ok(i) => match control.set_member_running(i, *action == "start") {
+                    Ok(()) => ok(&json!({"member": i, "running": *action == "start"})),
+                    Err(e) => error(StatusCode::NOT_FOUND, &e),
+                },
+                Err(_) => error(StatusCode::BAD_REQUEST, "the member index is a number"),
+            }
+        }
+        (Method::POST, ["cluster", "lock"]) => match b["ms"].as_u64() {
+            Some(ms) => {
+                let operation = b["operation"].as_str().unwrap_or("Patch");
+                control.lock_cluster(operation, Duration::from_millis(ms));
+                ok(&json!({"operation": operation, "ms": ms}))
+            }
+            None => error(StatusCode::BAD_REQUEST, "expected {\"ms\": N}"),
+        },
         (Method::POST, ["access-requests", "expire"]) => {
             ok(&json!({"expired": control.expire_access_requests()}))
         }

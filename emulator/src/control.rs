@@ -139,6 +139,45 @@ impl Control {
         }
     }
 
+    /// Number of SPP cluster members.
+    pub fn cluster_size(&self) -> usize {
+        self.app.cluster().members.len()
+    }
+
+    /// Index of the cluster's primary.
+    pub fn cluster_primary(&self) -> usize {
+        self.app.cluster().leader
+    }
+
+    /// Stops (`false`) or starts (`true`) cluster member `index`'s
+    /// listener; the change happens right after this returns (a stopped
+    /// member refuses connections, its open ones drop). Prefer
+    /// `Emulator::stop_member`, which waits for it.
+    pub fn set_member_running(&self, index: usize, running: bool) -> Result<(), String> {
+        let mut cluster = self.app.cluster();
+        let member = cluster
+            .members
+            .get_mut(index)
+            .ok_or_else(|| format!("no cluster member {index}"))?;
+        member.running = running;
+        drop(cluster);
+        self.app.cluster_changed.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Locks the cluster for `duration`, as a cluster-wide operation does
+    /// (`operation` is a `ClusterOperation` value such as `"Patch"`):
+    /// `Cluster/Status` reports it, and core configuration writes on every
+    /// member answer 400 / 60910 until it ends. A zero duration unlocks.
+    pub fn lock_cluster(&self, operation: &str, duration: Duration) {
+        let mut cluster = self.app.cluster();
+        if duration.is_zero() {
+            cluster.lock = None;
+        } else {
+            cluster.lock_for(operation, duration);
+        }
+    }
+
     /// What is left of the A2A hub's outage (`None` when the hub is up).
     pub fn a2a_hub_outage_remaining(&self) -> Option<Duration> {
         self.app.a2a_hub_outage_left()

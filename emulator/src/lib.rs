@@ -24,6 +24,12 @@
 //!   Me/ActionableRequests, Me/Roles, and AccessRequests (create, Approve,
 //!   Deny, CheckOutPassword, CheckOutSshKey, CheckIn, Close, Cancel,
 //!   Acknowledge, Review, ApproverSet) with the appliance's states and events.
+//! * A cluster ([`EmulatorConfig::cluster_members`]): every member on its
+//!   own port, one shared state; `core/v4/Cluster/Members` (`Self`,
+//!   `{id}`, `{id}/Promote`) and `Cluster/Status` (`api::cluster`), replicas
+//!   refusing configuration writes (60418), cluster locks (60910), and
+//!   [`Emulator::stop_member`], [`Emulator::restart_member`],
+//!   [`Emulator::lock_cluster`].
 //! * `/service/appliance/v4/...`: SystemTime, Backups (streamed download and upload).
 //! * `/service/notification/v4/Status` and `Status/State`, anonymously.
 //! * `/service/a2a/v4/...`: Credentials and AccessRequests (client certificate +
@@ -47,7 +53,7 @@
 //!
 //! | layer | modules | may use |
 //! |---|---|---|
-//! | 5 routing | the crate root (this file: [`Emulator::start`]), `router` | everything |
+//! | 5 routing | the crate root (this file: [`Emulator::start`]), `router`, `members` (the cluster members' listeners) | everything |
 //! | 4 handlers | `api` (SPP services and the request context `api::Ctx`), `rsts`, `signalr`, [`admin`], [`sps`] | layers 0-3, each other without circles |
 //! | 3 control | `control` ([`Control`], the test handle) | layers 0-2 |
 //! | 2 state | `state` (entities, tokens, counters, switches) | layers 0-1 |
@@ -71,6 +77,7 @@ pub mod admin;
 mod api;
 mod certs;
 mod control;
+mod members;
 mod model;
 mod openapi;
 mod platforms;
@@ -87,9 +94,9 @@ mod validate;
 pub use certs::ClientCertFiles;
 pub use control::{Control, Counters, DeviceCodeInfo, UploadRecord};
 pub use model::{
-    A2aKeys, ClientCertInfo, ClientCertMode, ConnectionInfo, Credentials, EmulatorConfig,
-    EmulatorError, OperationCoverage, SppConnection, SpsConnection, A2A_APP_NAME, ADMIN_PASSWORD,
-    ADMIN_USER, ASSET_NAME, CERT_USER, EXTERNAL_PASSWORD, EXTERNAL_PROVIDER_ID,
+    A2aKeys, ClientCertInfo, ClientCertMode, ClusterMemberInfo, ConnectionInfo, Credentials,
+    EmulatorConfig, EmulatorError, OperationCoverage, SppConnection, SpsConnection, A2A_APP_NAME,
+    ADMIN_PASSWORD, ADMIN_USER, ASSET_NAME, CERT_USER, EXTERNAL_PASSWORD, EXTERNAL_PROVIDER_ID,
     EXTERNAL_PROVIDER_NAME, EXTERNAL_USER, MFA_OTP, MFA_PASSWORD, MFA_USER, PASSWORD_ACCOUNT,
     PASSWORD_ACCOUNT_PASSWORD, PLAIN_PASSWORD, PLAIN_USER, SPS_PASSWORD, SPS_USER, SSH_KEY_ACCOUNT,
 };
@@ -105,6 +112,7 @@ pub struct Emulator {
     client_files: ClientCertFiles,
     sps: Arc<sps::SpsEmulator>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    members: Arc<members::Members>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -145,8 +153,35 @@ impl Emulator {
             .port();
         let spp_host = format!("127.0.0.1:{spp_port}");
         let sps_host = format!("127.0.0.1:{sps_port}");
+        let mut member_listeners = vec![spp_listener];
+        for _ in 1..config.cluster_members.max(1) {
+            member_listeners.push(tls::bind(0)?);
+        }
 
         let app = state::App::new(&config, &certs, &spp_host);
+        for (i, l) in member_listeners.iter().enumerate().skip(1) {
+            let port = l
+                .local_addr()
+                .map_err(|e| EmulatorError::Bind(0, e))?
+                .port();
+            let mut cluster = app.cluster();
+            cluster.members.push(state::ClusterNode {
+                id: uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+                name: format!("safeguard-emulator-{i}"),
+                host: format!("127.0.0.1:{port}"),
+                running: true,
+                enrolled: state::now_string(),
+            });
+        }
+        let members: Vec<ClusterMemberInfo> = app
+            .cluster()
+            .members
+            .iter()
+            .map(|m| ClusterMemberInfo {
+                host: m.host.clone(),
+                id: m.id.clone(),
+            })
+            .collect();
         let keys = app.seeded_keys();
         let control = Control::new(app.clone());
 
@@ -166,6 +201,7 @@ impl Emulator {
                     thumbprint: certs.client.thumbprint.clone(),
                 },
                 a2a: keys,
+                members,
             },
             sps: SpsConnection {
                 host: sps_host,
@@ -190,24 +226,37 @@ impl Emulator {
         let sps_mode: tls::ModeCell = Arc::new(std::sync::atomic::AtomicU8::new(tls::mode_to_u8(
             ClientCertMode::InHandshake,
         )));
+        let member_tasks = member_listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                Some(tokio::spawn(tls::serve(
+                    l,
+                    contexts.clone(),
+                    app.cert_mode.clone(),
+                    members::member_router(&spp_router, i),
+                    config.post_handshake_timeout,
+                    app.handshakes.clone(),
+                )))
+            })
+            .collect();
+        let members = Arc::new(members::Members {
+            tasks: std::sync::Mutex::new(member_tasks),
+            contexts: contexts.clone(),
+            post_handshake_timeout: config.post_handshake_timeout,
+            app: app.clone(),
+        });
         let tasks = vec![
             tokio::spawn(tls::serve(
-                spp_listener,
-                contexts.clone(),
-                app.cert_mode.clone(),
-                spp_router,
-                config.post_handshake_timeout,
-                app.handshakes.clone(),
-            )),
-            tokio::spawn(tls::serve(
                 sps_listener,
-                contexts,
+                contexts.clone(),
                 sps_mode,
                 sps_router,
                 config.post_handshake_timeout,
                 Arc::default(),
             )),
             tokio::spawn(state::App::housekeeping(Arc::downgrade(&app))),
+            tokio::spawn(members::Members::supervise(members.clone())),
         ];
         tracing::info!("Safeguard emulator listening on https://{spp_host}");
         // The documents are parsed once per process, in the background once
@@ -225,7 +274,50 @@ impl Emulator {
             client_files: certs.client.clone(),
             sps,
             tasks,
+            members,
         })
+    }
+
+    /// `127.0.0.1:PORT` of every SPP cluster member, by member index
+    /// (member 0 is [`Self::spp_host`]).
+    pub fn member_hosts(&self) -> Vec<String> {
+        self.info
+            .spp
+            .members
+            .iter()
+            .map(|m| m.host.clone())
+            .collect()
+    }
+
+    /// Index of the current primary among [`Self::member_hosts`].
+    pub fn primary(&self) -> usize {
+        self.control.app().cluster().leader
+    }
+
+    /// Stops cluster member `index`: its listener closes (connections are
+    /// refused) and its open connections drop; returns once they have. The
+    /// other members list it as `Offline`. A stopped primary stays the
+    /// primary until a replica is promoted, as on the appliance.
+    pub async fn stop_member(&self, index: usize) -> Result<(), EmulatorError> {
+        self.members.switch(index, false)?;
+        for task in self.members.reconcile()? {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped cluster member again on its port (no-op when it runs).
+    pub fn restart_member(&self, index: usize) -> Result<(), EmulatorError> {
+        self.members.switch(index, true)?;
+        self.members.reconcile().map(drop)
+    }
+
+    /// Locks the cluster for `duration`, as a cluster-wide operation does
+    /// (`operation` is a `ClusterOperation` value such as `"Patch"`):
+    /// `Cluster/Status` reports it, and configuration writes on every
+    /// member answer 400 / 60910 until it ends.
+    pub fn lock_cluster(&self, operation: &str, duration: std::time::Duration) {
+        self.control.app().cluster().lock_for(operation, duration);
     }
 
     /// `127.0.0.1:PORT` of the fake SPP.
@@ -280,7 +372,15 @@ impl Emulator {
     /// Stops serving and waits for the listeners to close.
     pub async fn shutdown(mut self) {
         self.control.app().shutdown();
-        for t in self.tasks.drain(..) {
+        let members: Vec<_> = self
+            .members
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .flatten()
+            .collect();
+        for t in self.tasks.drain(..).chain(members) {
             t.abort();
             let _ = t.await;
         }
@@ -291,6 +391,10 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         self.control.app().shutdown();
         for t in &self.tasks {
+            t.abort();
+        }
+        let members = self.members.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for t in members.iter().flatten() {
             t.abort();
         }
         if self.remove_dir {

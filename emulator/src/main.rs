@@ -16,7 +16,8 @@ use safeguard_emulator::{ClientCertMode, Emulator, EmulatorConfig};
 ///
 ///   {"spp": {"host", "ca", "admin": {"user", "password"},
 ///            "client_cert": {"cert", "key", "pfx", "pfx_password", "thumbprint"},
-///            "a2a": {"password_api_key", "ssh_key_api_key"}},
+///            "a2a": {"password_api_key", "ssh_key_api_key"},
+///            "members": [{"host", "id"}, ...]},
 ///    "sps": {"host", "user", "password"}}
 ///
 /// Seeded users: Admin/Admin123 (all admin roles; sign in with PKCE, or with
@@ -43,6 +44,11 @@ struct Args {
     /// SPP port on 127.0.0.1 (0 or absent: ephemeral).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Start a cluster of N SPP appliances (e.g. 3 or 5), each on its own
+    /// port (the first on --port), under one CA and one shared state; the
+    /// first is the primary. connection.json lists them under spp.members.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    cluster: u16,
     /// SPS port on 127.0.0.1 (0 or absent: ephemeral).
     #[arg(long, default_value_t = 0)]
     sps_port: u16,
@@ -111,6 +117,7 @@ async fn main() -> std::process::ExitCode {
         signalr_long_poll_timeout: Duration::from_secs(args.long_poll_seconds.max(1)),
         backup_size: args.backup_size,
         strict_validation: !args.lenient,
+        cluster_members: usize::from(args.cluster),
         ..EmulatorConfig::default()
     };
     let emulator = match Emulator::start(config).await {

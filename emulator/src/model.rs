@@ -102,6 +102,11 @@ pub struct EmulatorConfig {
     /// 400, as the appliance does (default `true`); `false` lets anything
     /// through to the handlers.
     pub strict_validation: bool,
+    /// How many SPP appliances form the emulated cluster (default 1; 0 is
+    /// taken as 1). Each member listens on its own port (member 0 on
+    /// [`Self::spp_port`], the others on ephemeral ports), all under one CA
+    /// and serving one shared state; member 0 starts as the primary.
+    pub cluster_members: usize,
 }
 
 impl Default for EmulatorConfig {
@@ -120,6 +125,7 @@ impl Default for EmulatorConfig {
             backup_size: 1024 * 1024,
             post_handshake_timeout: Duration::from_secs(5),
             strict_validation: true,
+            cluster_members: 1,
         }
     }
 }
@@ -163,6 +169,9 @@ pub enum EmulatorError {
     /// The TLS configuration could not be built.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// A cluster member index out of range.
+    #[error("no cluster member {0}")]
+    NoSuchMember(usize),
 }
 
 /// A user name and password.
@@ -211,6 +220,19 @@ pub struct SppConnection {
     pub client_cert: ClientCertInfo,
     /// A2A API keys.
     pub a2a: A2aKeys,
+    /// Every member of the cluster, the primary at start first (one entry
+    /// for a lone appliance); `host` above is the first one's.
+    #[serde(default)]
+    pub members: Vec<ClusterMemberInfo>,
+}
+
+/// One cluster member in `connection.json` (`spp.members`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMemberInfo {
+    /// `127.0.0.1:PORT` of the member.
+    pub host: String,
+    /// Its appliance id (`ClusterMember.Id` in `Cluster/Members`).
+    pub id: String,
 }
 
 /// The `sps` section of `connection.json`.
@@ -253,6 +275,9 @@ impl std::fmt::Display for ConnectionInfo {
         let s = &self.spp;
         writeln!(f, "Safeguard emulator")?;
         writeln!(f, "  SPP            https://{}", s.host)?;
+        for (i, m) in s.members.iter().enumerate().skip(1) {
+            writeln!(f, "  SPP member {i}   https://{} (replica)", m.host)?;
+        }
         writeln!(f, "  CA certificate {}", s.ca.display())?;
         writeln!(
             f,

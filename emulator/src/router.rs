@@ -193,6 +193,13 @@ async fn serve_api(ctx: &mut Ctx, service: &str) -> Response {
             }
         }
     }
+    // A replica, or a locked cluster, refuses documented configuration
+    // writes (after authentication, authorization and validation).
+    if op.is_some() && credentialed(ctx, service) {
+        if let Some(r) = api::cluster::refuse(ctx, service) {
+            return served(r, ServedBy::Handwritten);
+        }
+    }
     let r = handwritten(ctx, service).await;
     if r.extensions().get::<Unhandled>().is_none() {
         return served(r, ServedBy::Handwritten);

@@ -336,10 +336,80 @@ pub(crate) struct App {
     pub openapi_dirs: Vec<PathBuf>,
     pub host: String,
     pub appliance_id: String,
+    /// The emulated cluster: its members, the primary, the lock.
+    pub cluster: Mutex<Cluster>,
+    /// Bumped when a member's `running` switch changes: the crate root then
+    /// stops or starts that member's listener.
+    pub cluster_changed: watch::Sender<u64>,
     pub admin_id: i64,
     pub password_account_id: i64,
     pub ssh_account_id: i64,
     pub registration_id: i64,
+}
+
+/// Which cluster member a request reached: an extension the member's router
+/// adds to every request (absent: member 0, a lone appliance).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MemberIndex(pub usize);
+
+/// One appliance of the emulated cluster.
+#[derive(Clone, Debug)]
+pub(crate) struct ClusterNode {
+    /// Appliance id (`ClusterMember.Id`).
+    pub id: String,
+    pub name: String,
+    /// `127.0.0.1:PORT` of its listener.
+    pub host: String,
+    /// Whether its listener should be up (fault injection stops it).
+    pub running: bool,
+    pub enrolled: String,
+}
+
+/// A cluster-wide operation in progress: the cluster is locked until `until`.
+#[derive(Clone, Debug)]
+pub(crate) struct ClusterLock {
+    /// A `ClusterOperation` value (`Failover`, `Patch`, ...).
+    pub operation: String,
+    /// The appliance id that owns the operation.
+    pub owner: String,
+    pub started: String,
+    pub until: Instant,
+}
+
+/// The emulated cluster. Every member serves the one shared [`App`].
+#[derive(Clone, Debug)]
+pub(crate) struct Cluster {
+    pub members: Vec<ClusterNode>,
+    /// Index of the primary in `members`.
+    pub leader: usize,
+    /// SHA-1 thumbprint of the server certificate (all members share it).
+    pub thumbprint: String,
+    pub lock: Option<ClusterLock>,
+}
+
+impl Cluster {
+    /// The lock in force now (an expired lock is dropped).
+    pub(crate) fn active_lock(&mut self) -> Option<&ClusterLock> {
+        if self
+            .lock
+            .as_ref()
+            .is_some_and(|l| l.until <= Instant::now())
+        {
+            self.lock = None;
+        }
+        self.lock.as_ref()
+    }
+
+    /// Locks the cluster for `duration` with `operation` (a
+    /// `ClusterOperation` value) owned by the primary.
+    pub(crate) fn lock_for(&mut self, operation: &str, duration: Duration) {
+        self.lock = Some(ClusterLock {
+            operation: operation.to_string(),
+            owner: self.members[self.leader].id.clone(),
+            started: now_string(),
+            until: Instant::now() + duration,
+        });
+    }
 }
 
 pub(crate) fn now_string() -> String {
@@ -819,17 +889,15 @@ impl App {
                 "Users": [{"UserId": admin_id, "UserName": ADMIN_USER}, {"UserId": plain_id, "UserName": PLAIN_USER}], "Groups": []}),
         );
 
-        // A cluster of one: this appliance, its primary (`Cluster/Members`
-        // answers it; `Cluster/Members/Self` and the rest come from the
-        // generic layer).
+        // The cluster (`Cluster/Members`, `Self`, `Status`, `Promote`) is
+        // `App::cluster`, answered by `api::cluster`; this appliance is its
+        // first member and primary.
         let appliance_id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
-        let (ip, _) = host.rsplit_once(':').unwrap_or((host, ""));
-        db.generic.insert(
-            "core/cluster/members".to_string(),
-            vec![json!({"Id": appliance_id, "Name": "safeguard-emulator", "IsLeader": true,
-                "HostDnsSuffix": "", "Ipv4Address": ip, "Ipv6Address": Value::Null,
-                "SslCertificateThumbprint": certs.server_cert.digest(openssl::hash::MessageDigest::sha1()).map(hex::encode_upper).unwrap_or_default(), "EnrolledSince": now_string()})],
-        );
+        let thumbprint = certs
+            .server_cert
+            .digest(openssl::hash::MessageDigest::sha1())
+            .map(hex::encode_upper)
+            .unwrap_or_default();
 
         // The administrator may check out both seeded accounts without
         // approval (a break-glass entitlement), so that the whole workflow
@@ -932,11 +1000,29 @@ impl App {
             openapi_dirs: config.openapi_search_path(),
             host: host.to_string(),
             appliance_id: appliance_id.clone(),
+            cluster: Mutex::new(Cluster {
+                members: vec![ClusterNode {
+                    id: appliance_id.clone(),
+                    name: "safeguard-emulator".to_string(),
+                    host: host.to_string(),
+                    running: true,
+                    enrolled: now_string(),
+                }],
+                leader: 0,
+                thumbprint,
+                lock: None,
+            }),
+            cluster_changed: watch::channel(0).0,
             admin_id,
             password_account_id: pw_id,
             ssh_account_id: ssh_id,
             registration_id: reg_id,
         })
+    }
+
+    /// Locks the cluster's state (poisoning is ignored).
+    pub(crate) fn cluster(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Locks the state (poisoning is ignored: a panicked handler must not wedge the emulator).

@@ -45,8 +45,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("signalr", 4),
     ("admin", 4),
     ("sps", 4),
-    // 5, routing: the SPP router, and the root that starts the servers.
+    // 5, routing: the SPP router, the cluster members' listeners, and the
+    // root that starts the servers.
     ("router", 5),
+    ("members", 5),
     (ROOT, 5),
 ];
 

@@ -36,8 +36,9 @@ async fn starts_fast_and_writes_connection_json() {
     assert_eq!(keys(&v), ["spp", "sps"]);
     assert_eq!(
         keys(&v["spp"]),
-        ["a2a", "admin", "ca", "client_cert", "host"]
+        ["a2a", "admin", "ca", "client_cert", "host", "members"]
     );
+    assert_eq!(v["spp"]["members"][0]["host"], v["spp"]["host"]);
     assert_eq!(
         keys(&v["spp"]["client_cert"]),
         ["cert", "key", "pfx", "pfx_password", "thumbprint"]

@@ -86,6 +86,7 @@ pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
         },
         // Roles, access policies, access requests and the requester's views.
         _ if super::access::handles(&l) => super::access::handle(ctx, &l).await,
+        _ if super::cluster::handles(&l) => super::cluster::handle(ctx, &l),
         ["users", ..] => users(ctx, &l[1..]).await,
         ["assets", ..] => assets(ctx, &l[1..]).await,
         ["platforms", ..] => platforms(ctx, &l[1..]),

@@ -18,6 +18,7 @@ use crate::tls::{ConnHandle, PeerCertificate};
 pub(crate) mod a2a;
 pub(crate) mod access;
 pub(crate) mod appliance;
+pub(crate) mod cluster;
 pub(crate) mod core;
 pub(crate) mod generic;
 
