@@ -26,10 +26,15 @@ use serde_json::{json, Value};
 /// The whole run's budget in a debug build.
 const BUDGET: Duration = Duration::from_secs(120);
 
+/// A cluster of two (so that a replica can be promoted); the calls go to
+/// the primary.
 async fn emulator() -> Emulator {
-    Emulator::start(EmulatorConfig::default())
-        .await
-        .expect("emulator starts")
+    Emulator::start(EmulatorConfig {
+        cluster_members: 2,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator starts")
 }
 
 async fn clients(emu: &Emulator) -> Clients {
@@ -351,6 +356,25 @@ impl<'a> Arranger<'a> {
                     .send()
                     .await;
             }
+            ("cluster_set_leader", _) => {
+                // Promote the replica (the primary cannot be promoted).
+                let members = self
+                    .clients
+                    .sdk
+                    .get(Service::Core, "Cluster/Members")
+                    .send_json::<Value>()
+                    .await
+                    .unwrap_or_default();
+                if let Some(id) = members
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|m| m["IsLeader"] == json!(false))
+                    .and_then(|m| m.get("Id"))
+                {
+                    args.set("id", id.clone());
+                }
+            }
             ("a2a_registrations_post_registration_retrievable_account", _) => {
                 // An account this registration cannot retrieve yet.
                 if let Some(account) = self
@@ -599,10 +623,13 @@ async fn every_typed_operation_answers_a_decoded_2xx() {
     // The operations that end a session or the appliance's service at the
     // very end, through a second session.
     let mut order: Vec<&Operation> = OPERATIONS.iter().collect();
+    // Promoting the replica comes last of all: the member the calls go to
+    // is a replica after it.
     order.sort_by_key(|op| {
         (
             op.service != ApiService::A2a,
             is_final(op),
+            op.client_method == "cluster_set_leader",
             op.method == "DELETE",
         )
     });
@@ -793,7 +820,8 @@ async fn arrange_access_request(
 /// the signed-in user's password, or stop, restart or reset the appliance:
 /// run last, through a session of their own.
 fn is_final(op: &Operation) -> bool {
-    const FINAL: [&str; 5] = [
+    const FINAL: [&str; 6] = [
+        "/v4/Cluster/Members/{id}/Promote",
         "/v4/Token/Logout",
         "/v4/Me/Password",
         "/v4/ApplianceStatus/FactoryReset",

@@ -167,7 +167,11 @@ fn member_json(cluster: &Cluster, i: usize) -> Value {
             "AccessWorkflow": detail(up, "The appliance does not answer."),
             "PolicyData": detail(up, "The appliance does not answer."),
             "AuditLog": detail(up, "The appliance does not answer."),
-            "Version": env!("CARGO_PKG_VERSION"),
+            // A `ProductVersion`, the appliance version the emulator
+            // reports elsewhere (appliance `ApplianceStatus`: 8.1.0.1).
+            "Version": {"Major": 8, "Minor": 1, "Revision": 0, "Build": 1,
+                "BuildDate": "2026-01-01T00:00:00Z", "BuildVariant": "Release",
+                "BuildPlatform": "Emulator", "RsmsVersion": null, "OsPatchLevel": 0},
         },
     })
 }

@@ -178,10 +178,20 @@ fn key(service: &str, segs: &[String]) -> String {
     k
 }
 
-/// Whether the handwritten state holds `id` in the top-level collection
-/// `collection` (lower case); `None` when that collection is not
-/// handwritten.
+/// Whether the handwritten state holds `id` in the collection at
+/// `collection` (the lower-cased path: `users`, `cluster/members`); `None`
+/// when that collection is not handwritten.
 fn handwritten_exists(ctx: &Ctx, service: &str, collection: &str, id: &str) -> Option<bool> {
+    // Before the state lock: the cluster has its own (never held together).
+    if (service, collection) == ("core", "cluster/members") {
+        let cluster = ctx.app.cluster.lock().ok()?;
+        return Some(
+            cluster
+                .members
+                .iter()
+                .any(|m| m.id.eq_ignore_ascii_case(id)),
+        );
+    }
     let db = ctx.app.db();
     let n = id.parse::<i64>().ok();
     let has = |m: &std::collections::BTreeMap<i64, Value>| n.is_some_and(|n| m.contains_key(&n));
@@ -208,6 +218,7 @@ fn handwritten_exists(ctx: &Ctx, service: &str, collection: &str, id: &str) -> O
             Some(db.trusted_certs.keys().any(|k| k.eq_ignore_ascii_case(id)))
         }
         ("appliance", "backups") => Some(db.backups.contains_key(id)),
+
         _ => None,
     }
 }
@@ -237,16 +248,13 @@ pub(crate) async fn handle(
             continue;
         }
         let id = &concrete[i];
-        let exists = match (
-            i,
-            handwritten_exists(ctx, svc.name, &concrete[0].to_ascii_lowercase(), id),
-        ) {
-            (1, Some(found)) => found,
-            _ => {
-                let member = key_member(svc, &route.segments[..i]);
-                find(ctx, &key(svc.name, &concrete[..i]), id, member.as_deref()).is_some()
-            }
-        };
+        // Handwritten collections first; an entity the generic layer created
+        // in one (a collection whose create the handlers leave to it) counts
+        // too.
+        let collection = concrete[..i].join("/").to_ascii_lowercase();
+        let member = key_member(svc, &route.segments[..i]);
+        let exists = handwritten_exists(ctx, svc.name, &collection, id) == Some(true)
+            || find(ctx, &key(svc.name, &concrete[..i]), id, member.as_deref()).is_some();
         if !exists {
             let what = match &route.segments[i - 1] {
                 Segment::Literal(l) => l.trim_end_matches('s').to_string(),
