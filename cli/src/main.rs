@@ -222,7 +222,11 @@ async fn api(g: &Globals, m: &ArgMatches) -> CliResult<()> {
         out: None,
         raw: m.get_flag("raw"),
     };
-    if service == safeguard_sdk::Service::Notification {
+    // Both answer without a token: no sign-in for them.
+    if matches!(
+        service,
+        safeguard_sdk::Service::Notification | safeguard_sdk::Service::Management
+    ) {
         return exec::execute(&anonymous_client(g)?, call, g.output).await;
     }
     connect::with_client(g, |client| {

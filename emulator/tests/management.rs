@@ -13,13 +13,16 @@ fn management(emu: &safeguard_emulator::Emulator, path: &str) -> String {
 }
 
 async fn state(c: &reqwest::Client, emu: &safeguard_emulator::Emulator) -> Value {
-    c.get(format!("{}/service/notification/v4/Status/State", base(emu)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    c.get(format!(
+        "{}/service/notification/v4/Status/State",
+        base(emu)
+    ))
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -124,7 +127,12 @@ async fn maintenance_over_http_control() {
     assert_eq!(v["maintenance"], true);
     let r = c.get(core(&emu, "Me")).send().await.unwrap();
     assert_eq!(r.status(), 503);
-    let r = c.post(&url).json(&json!({"on": "yes"})).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .json(&json!({"on": "yes"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(emu.control().maintenance());
     let v: Value = c
