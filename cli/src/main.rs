@@ -157,7 +157,7 @@ fn target(text: &str) -> CliResult<(safeguard_sdk::Service, String, Query)> {
         .ok_or_else(|| usage(format!("{text:?}: expected SERVICE/PATH, e.g. core/Users")))?;
     let service = exec::service(service).ok_or_else(|| {
         usage(format!(
-            "unknown service {service:?}: core, appliance, notification or a2a"
+            "unknown service {service:?}: core, appliance, notification, a2a or management"
         ))
     })?;
     let (path, query) = match rest.split_once('?') {
