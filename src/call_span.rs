@@ -191,6 +191,7 @@ pub(crate) fn service_of(path: &str) -> &'static str {
             ("appliance", "appliance"),
             ("notification", "notification"),
             ("a2a", "a2a"),
+            ("management", "management"),
             ("event", "events"),
         ]
         .iter()
@@ -281,5 +282,9 @@ mod tests {
         assert_eq!(template("/service/core/v4/Me"), "/service/core/v4/Me");
         assert_eq!(service_of("/service/core/v4/Me"), "core");
         assert_eq!(service_of("/api/authentication"), "sps");
+        assert_eq!(
+            service_of("/service/management/v4/ApplianceStatus"),
+            "management"
+        );
     }
 }

@@ -60,6 +60,7 @@ pub fn service(name: &str) -> Option<Service> {
         "appliance" => Service::Appliance,
         "notification" => Service::Notification,
         "a2a" => Service::A2a,
+        "management" => Service::Management,
         _ => return None,
     })
 }

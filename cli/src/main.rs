@@ -157,7 +157,7 @@ fn target(text: &str) -> CliResult<(safeguard_sdk::Service, String, Query)> {
         .ok_or_else(|| usage(format!("{text:?}: expected SERVICE/PATH, e.g. core/Users")))?;
     let service = exec::service(service).ok_or_else(|| {
         usage(format!(
-            "unknown service {service:?}: core, appliance, notification or a2a"
+            "unknown service {service:?}: core, appliance, notification, a2a or management"
         ))
     })?;
     let (path, query) = match rest.split_once('?') {
@@ -222,7 +222,11 @@ async fn api(g: &Globals, m: &ArgMatches) -> CliResult<()> {
         out: None,
         raw: m.get_flag("raw"),
     };
-    if service == safeguard_sdk::Service::Notification {
+    // Both answer without a token: no sign-in for them.
+    if matches!(
+        service,
+        safeguard_sdk::Service::Notification | safeguard_sdk::Service::Management
+    ) {
         return exec::execute(&anonymous_client(g)?, call, g.output).await;
     }
     connect::with_client(g, |client| {

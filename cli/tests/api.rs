@@ -1,5 +1,6 @@
 //! `safeguard api METHOD SERVICE/PATH`: query pairs, headers, bodies from a
-//! file or stdin, `--raw`, and the anonymous notification service.
+//! file or stdin, `--raw`, and the anonymous notification and management
+//! services.
 
 mod common;
 
@@ -105,4 +106,22 @@ fn the_notification_service_needs_no_sign_in() {
         .ok()
         .to_owned();
     assert!(!state.is_empty());
+}
+
+#[test]
+fn the_management_service_needs_no_sign_in() {
+    let emu = Emu::start();
+    let ca = emu.ca().display().to_string();
+    let status = emu
+        .run(&[
+            "--host",
+            &emu.host(),
+            "--ca",
+            &ca,
+            "api",
+            "GET",
+            "management/ApplianceStatus",
+        ])
+        .json();
+    assert_eq!(status["ApplianceCurrentState"], "Online", "{status}");
 }

@@ -7,6 +7,7 @@
 //! | `GET /emulator/state` | | counters, switches, grant types, websocket count, TLS handshakes (full, resumed), what is left of an A2A hub outage (`a2a_hub_outage_ms`, `null` when up) |
 //! | `POST /emulator/latency` | `{"ms": 250}` | delay every SPP request |
 //! | `POST /emulator/fail` | `{"count": 3, "status": 503}` | fail the next N requests |
+//! | `POST /emulator/maintenance` | `{"on": true}` | put the appliance in maintenance (core, appliance and a2a answer 503; the management service keeps answering) or take it out; answers the state |
 //! | `POST /emulator/validation` | `{"strict": false}` | stop (or resume) validating requests against the documents |
 //! | `POST /emulator/websockets/drop` | | close every SignalR websocket abruptly |
 //! | `POST /emulator/websockets/silent` | `{"silent": true}` | hubs stop pinging and answering |
@@ -67,6 +68,7 @@ fn state(c: &Control) -> Value {
         "users": c.user_count(),
         "a2a_hub_outage_ms": c.a2a_hub_outage_remaining().map(|d| d.as_millis() as u64),
         "strict_validation": c.strict_validation(),
+        "maintenance": c.maintenance(),
     })
 }
 
@@ -97,6 +99,13 @@ pub(crate) async fn handle(mut ctx: Ctx) -> Response {
                 ok(&state(&control))
             }
             None => error(StatusCode::BAD_REQUEST, "strict must be true or false"),
+        },
+        (Method::POST, ["maintenance"]) => match b["on"].as_bool() {
+            Some(on) => {
+                control.set_maintenance(on);
+                ok(&state(&control))
+            }
+            None => error(StatusCode::BAD_REQUEST, "on must be true or false"),
         },
         (Method::POST, ["fail"]) => {
             let status = b["status"].as_u64().unwrap_or(503);

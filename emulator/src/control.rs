@@ -75,6 +75,19 @@ impl Control {
             .store(latency.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Puts the appliance in maintenance (`true`) or takes it out: while
+    /// on, the core, appliance and a2a services answer 503 and the
+    /// notification service reports the `Maintenance` state; the management
+    /// service keeps answering.
+    pub fn set_maintenance(&self, on: bool) {
+        self.app.maintenance.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether the appliance is in maintenance.
+    pub fn maintenance(&self) -> bool {
+        self.app.maintenance.load(Ordering::SeqCst)
+    }
+
     /// Turns strict request validation on or off (see
     /// [`EmulatorConfig::strict_validation`](crate::model::EmulatorConfig)).
     pub fn set_strict_validation(&self, strict: bool) {

@@ -110,6 +110,12 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         ["rsts", ..] => rsts::handle(&mut ctx).await,
         ["service", "event", "signalr", ..] => signalr::handle(&mut ctx, false).await,
         ["service", "a2a", "signalr", ..] => signalr::handle(&mut ctx, true).await,
+        // The management service is handwritten (no document) and keeps
+        // answering in maintenance, when core, appliance and a2a do not.
+        ["service", "management", _, ..] => api::management::handle(&mut ctx).await,
+        ["service", "core" | "appliance" | "a2a", ..] if api::management::in_maintenance(&app) => {
+            api::management::unavailable()
+        }
         ["service", svc, "swagger", "v4", "swagger.json"] => {
             api::appliance::swagger(&mut ctx, svc).await
         }

@@ -312,6 +312,9 @@ pub(crate) struct App {
     pub silent: AtomicBool,
     pub negotiate_v0: AtomicBool,
     pub latency_ms: AtomicU64,
+    /// The appliance is in maintenance (`Control::set_maintenance`): core,
+    /// appliance and a2a answer 503, the management service keeps answering.
+    pub maintenance: AtomicBool,
     /// Requests are validated against the documents.
     pub strict_validation: AtomicBool,
     pub fail_remaining: AtomicU64,
@@ -978,6 +981,7 @@ impl App {
             silent: AtomicBool::new(false),
             negotiate_v0: AtomicBool::new(false),
             latency_ms: AtomicU64::new(0),
+            maintenance: AtomicBool::new(false),
             strict_validation: AtomicBool::new(config.strict_validation),
             fail_remaining: AtomicU64::new(0),
             fail_status: AtomicU32::new(503),

@@ -62,6 +62,16 @@ pub enum Service {
     Notification,
     /// `a2a`: application to application.
     A2a,
+    /// `management`: the anonymous disaster-recovery and support interface,
+    /// which keeps answering while the appliance is in maintenance. Calls to
+    /// it never carry the user token and never sign in (the vendor's .NET
+    /// SDK reaches it with an anonymous authenticator,
+    /// `ManagementServiceAuthenticator.IsAnonymous`). There is no generated
+    /// client for it: use the generic verbs. On hardware it listens on the
+    /// MGMT interface and on cloud VMs on port 9337 (.NET `Service.Management`
+    /// doc comment): build a client of that address
+    /// (`SafeguardClient::builder("10.0.0.5:9337")`, no sign-in needed).
+    Management,
 }
 
 impl Service {
@@ -72,6 +82,7 @@ impl Service {
             Service::Appliance => "appliance",
             Service::Notification => "notification",
             Service::A2a => "a2a",
+            Service::Management => "management",
         }
     }
 }
@@ -333,9 +344,15 @@ impl SafeguardClient {
         })
     }
 
-    /// A request of any method to any endpoint of a service.
+    /// A request of any method to any endpoint of a service. A request of
+    /// [`Service::Management`] is sent without the token.
     pub fn request(&self, method: Method, service: Service, path: &str) -> RequestBuilder {
-        RequestBuilder::new(self.clone(), method, self.url(service, path))
+        let request = RequestBuilder::new(self.clone(), method, self.url(service, path));
+        if service == Service::Management {
+            request.anonymous()
+        } else {
+            request
+        }
     }
 
     /// `GET` an endpoint.

@@ -27,6 +27,8 @@ pub struct RequestBuilder {
     headers: HeaderMap,
     body: Option<reqwest::Body>,
     error: Option<Error>,
+    /// Sent without the token and without signing in.
+    anonymous: bool,
 }
 
 impl fmt::Debug for RequestBuilder {
@@ -49,7 +51,15 @@ impl RequestBuilder {
             headers: HeaderMap::new(),
             body: None,
             error: None,
+            anonymous: false,
         }
+    }
+
+    /// Sends without the token and without signing in (the management
+    /// service is anonymous).
+    pub(super) fn anonymous(mut self) -> Self {
+        self.anonymous = true;
+        self
     }
 
     /// Adds query parameters (anything that serializes to pairs:
@@ -100,7 +110,7 @@ impl RequestBuilder {
         self
     }
 
-    fn build(self) -> Result<(SafeguardClient, reqwest::Request)> {
+    fn build(self) -> Result<(SafeguardClient, reqwest::Request, bool)> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -116,16 +126,16 @@ impl RequestBuilder {
             .entry(reqwest::header::ACCEPT)
             .or_insert(HeaderValue::from_static("application/json"));
         *request.body_mut() = self.body;
-        Ok((self.client, request))
+        Ok((self.client, request, self.anonymous))
     }
 
     /// Sends and returns the answer whatever its status.
     pub async fn send_raw(self) -> Result<ApiResponse> {
-        let (client, request) = self.build()?;
+        let (client, request, anonymous) = self.build()?;
         let label = request_label(&request);
         let call = CallSpan::for_url(request.method(), request.url());
         let response = call
-            .run(client.session.send(request, true), |r| {
+            .run(client.session.send_as(request, true, anonymous), |r| {
                 Some(r.status().as_u16())
             })
             .await?;
@@ -150,12 +160,12 @@ impl RequestBuilder {
     /// Sends and decodes a JSON answer, the whole answer within
     /// [`Limits::answer_timeout`].
     pub async fn send_json<T: DeserializeOwned>(self) -> Result<T> {
-        let (client, request) = self.build()?;
+        let (client, request, anonymous) = self.build()?;
         let label = request_label(&request);
         let span = CallSpan::for_url(request.method(), request.url());
         let limits = &client.session.limits;
         let call = async {
-            let response = client.session.send(request, false).await?;
+            let response = client.session.send_as(request, false, anonymous).await?;
             span.status(response.status().as_u16());
             if !response.status().is_success() {
                 return Err(limits::read_error(response, label.clone(), limits).await);

@@ -333,6 +333,21 @@ impl Session {
         }
     }
 
+    /// [`Session::send`], or without the token when `anonymous` (the
+    /// management service: no token is sent and no sign-in happens).
+    pub(super) async fn send_as(
+        &self,
+        request: reqwest::Request,
+        streamed: bool,
+        anonymous: bool,
+    ) -> Result<reqwest::Response> {
+        if anonymous {
+            self.execute_within_limits(request, streamed).await
+        } else {
+            self.send(request, streamed).await
+        }
+    }
+
     /// Sends with the bearer token; on a 401, signs in again (once,
     /// single-flight) and resends when the body can be replayed.
     ///

@@ -266,26 +266,14 @@ async fn upload(ctx: &mut Ctx) -> Response {
 pub(crate) async fn notification(ctx: &mut Ctx) -> Response {
     let (_, lower) = rest(ctx, 3);
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
-    let status = json!({
-        "ApplianceCurrentState": "Online",
-        "ApplianceId": ctx.app.appliance_id,
-        "ApplianceName": "SafeguardEmulator",
-        "AppliancePreviousState": "Online",
-        "ApplianceVersion": "8.1.0.1",
-        "CurrentTime": now_string(),
-        "LastStateChangeTime": now_string(),
-        "IsIsolated": false, "IsMaintenance": false, "IsPrimary": true, "IsQuarantine": false,
-        "IsReadOnly": false, "IsReplica": false, "IsSessionsExternal": false,
-        "LcdStatus": "Online", "MaintenanceOperation": "None", "IpAddress": "127.0.0.1",
-        "IsVirtual": true, "IsOperatingSystemLicensed": true, "IsCloud": false, "OsPatchLevel": 0,
-        "OperatingSystemVersion": "Emulator", "HostDnsSuffix": "", "IsSessionModuleJoined": false,
-        "IsStaAccepted": true,
-    });
+    // The state follows maintenance (`Control::set_maintenance`).
+    let status = super::management::status(&ctx.app);
+    let state = super::management::state_name(&ctx.app);
     match (ctx.method().clone(), l.as_slice()) {
         (Method::GET, ["status"]) => one(ctx, &status),
-        (Method::GET, ["status", "state"]) => ok(&json!("Online")),
+        (Method::GET, ["status", "state"]) => ok(&json!(state)),
         (Method::GET, ["status", "availability"]) => ok(&json!({
-            "ApplianceCurrentState": "Online", "ApplianceId": ctx.app.appliance_id,
+            "ApplianceCurrentState": state, "ApplianceId": ctx.app.appliance_id,
             "ApplianceName": "SafeguardEmulator", "ApplianceVersion": "8.1.0.1",
             "IsPrimary": true, "IsReplica": false, "IsReadOnly": false})),
         (Method::GET, ["status", "cluster"]) => ok(&json!([status])),

@@ -1,4 +1,4 @@
-//! The SPP services (core, appliance, notification, a2a) and what every SPP
+//! The SPP services (core, appliance, notification, a2a, management) and what every SPP
 //! handler shares: the pre-parsed request [`Ctx`], authentication helpers and
 //! the appliance's error bodies. The routing that calls the handlers is in
 //! `crate::router`.
@@ -21,6 +21,7 @@ pub(crate) mod appliance;
 pub(crate) mod cluster;
 pub(crate) mod core;
 pub(crate) mod generic;
+pub(crate) mod management;
 
 pub(crate) use self::a2a::{a2a_keys, registration_accepts};
 
