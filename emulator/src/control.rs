@@ -435,17 +435,7 @@ impl Control {
     /// themselves; `None` for an unknown user.
     pub fn issue_sts_token(&self, name: &str) -> Option<String> {
         let user_id = self.user_id(name)?;
-        let token = crate::state::random_token(48);
-        let lifetime = self.app.token_lifetime();
-        self.app.db().sts_tokens.insert(
-            token.clone(),
-            crate::state::StsToken {
-                user_id,
-                expires: std::time::Instant::now() + lifetime,
-                provider: "local".to_string(),
-            },
-        );
-        Some(token)
+        Some(self.app.issue_sts_token(user_id, "local").0)
     }
 
     /// Number of users.

@@ -80,6 +80,7 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         lower,
         query,
         token_expires: None,
+        user_id: None,
     };
 
     if ctx.lower.first().map(String::as_str) == Some("emulator") {
@@ -234,16 +235,7 @@ async fn serve_api(ctx: &mut Ctx, service: &str) -> Response {
     } else {
         None
     };
-    let kind = generic::kind(svc, route, op);
-    let r = generic::handle(ctx, svc, route, op, body).await;
-    served(
-        r,
-        if kind.stateful() {
-            ServedBy::Stateful
-        } else {
-            ServedBy::Synthesized
-        },
-    )
+    generic::handle(ctx, svc, route, op, body).await
 }
 
 /// Validates a request against its operation in the original document;

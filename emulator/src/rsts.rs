@@ -111,16 +111,7 @@ fn device_code_disabled() -> Response {
 }
 
 fn issue_sts_token(ctx: &Ctx, user_id: i64, provider: &str, grant: &str) -> Response {
-    let lifetime = ctx.app.token_lifetime();
-    let token = random_token(48);
-    ctx.app.db().sts_tokens.insert(
-        token.clone(),
-        StsToken {
-            user_id,
-            expires: Instant::now() + lifetime,
-            provider: provider.to_string(),
-        },
-    );
+    let (token, lifetime) = ctx.app.issue_sts_token(user_id, provider);
     ctx.app.count_signin(grant);
     ok(&json!({
         "access_token": token,

@@ -1133,6 +1133,22 @@ impl App {
         self.a2a_hub_outage_left().is_some()
     }
 
+    /// Hands out an rSTS access token for `user_id` signed in through
+    /// `provider`; the token and its lifetime.
+    pub(crate) fn issue_sts_token(&self, user_id: i64, provider: &str) -> (String, Duration) {
+        let lifetime = self.token_lifetime();
+        let token = random_token(48);
+        self.db().sts_tokens.insert(
+            token.clone(),
+            StsToken {
+                user_id,
+                expires: Instant::now() + lifetime,
+                provider: provider.to_string(),
+            },
+        );
+        (token, lifetime)
+    }
+
     pub(crate) fn count_signin(&self, grant: &str) {
         let mut m = self.signins.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry(grant.to_string()).or_insert(0) += 1;

@@ -223,12 +223,31 @@ fn handwritten_exists(ctx: &Ctx, service: &str, collection: &str, id: &str) -> O
     }
 }
 
-/// Answers one documented operation no handwritten handler took.
+/// Answers one documented operation no handwritten handler took; the answer
+/// says how it was served ([`ServedBy`], for `--coverage`).
 pub(crate) async fn handle(
     ctx: &mut Ctx,
     svc: &ServiceSpec,
     route: &Route,
     op: &Operation,
+    body: Option<Value>,
+) -> Response {
+    let kind = kind(svc, route, op);
+    let mut r = serve(ctx, svc, route, op, kind, body).await;
+    r.extensions_mut().insert(if kind.stateful() {
+        ServedBy::Stateful
+    } else {
+        ServedBy::Synthesized
+    });
+    r
+}
+
+async fn serve(
+    ctx: &mut Ctx,
+    svc: &ServiceSpec,
+    route: &Route,
+    op: &Operation,
+    kind: Kind,
     body: Option<Value>,
 ) -> Response {
     let operation = svc.operation_object(route, op);
@@ -239,7 +258,6 @@ pub(crate) async fn handle(
         Err(r) => return r,
     };
     let concrete: Vec<String> = ctx.segs.iter().skip(3).cloned().collect();
-    let kind = kind(svc, route, op);
 
     // Every entity on the way must exist (the one addressed by Read, Update
     // and Delete too).

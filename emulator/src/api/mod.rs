@@ -41,6 +41,9 @@ pub(crate) struct Ctx {
     pub query: HashMap<String, String>,
     /// The user token's expiry when the request was authenticated with one.
     pub token_expires: Option<Instant>,
+    /// The token's owner once [`Ctx::user`] has found it: the router, the
+    /// authorization and the handlers all ask, the token is looked up once.
+    pub user_id: Option<i64>,
 }
 
 impl Ctx {
@@ -126,6 +129,9 @@ impl Ctx {
 
     /// The bearer user token's owner; 401 with the appliance's body otherwise.
     pub(crate) fn user(&mut self) -> Result<i64, Response> {
+        if let Some(id) = self.user_id {
+            return Ok(id);
+        }
         let token = self
             .header("authorization")
             .and_then(|h| {
@@ -147,6 +153,7 @@ impl Ctx {
                     return Err(unauthorized());
                 }
                 self.token_expires = Some(t.expires);
+                self.user_id = Some(t.user_id);
                 Ok(t.user_id)
             }
             _ => Err(unauthorized()),
