@@ -164,7 +164,7 @@ impl Control {
 
     /// Stops (`false`) or starts (`true`) cluster member `index`'s
     /// listener; the change happens right after this returns (a stopped
-    /// member refuses connections, its open ones drop). Prefer
+    /// member refuses connections and its open ones close once answered). Prefer
     /// `Emulator::stop_member`, which waits for it.
     pub fn set_member_running(&self, index: usize, running: bool) -> Result<(), String> {
         let mut cluster = self.app.cluster();

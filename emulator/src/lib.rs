@@ -230,14 +230,14 @@ impl Emulator {
             .into_iter()
             .enumerate()
             .map(|(i, l)| {
-                Some(tokio::spawn(tls::serve(
+                Some(members::Serving::start(
                     l,
                     contexts.clone(),
-                    app.cert_mode.clone(),
-                    members::member_router(&spp_router, i),
+                    &app,
+                    &spp_router,
+                    i,
                     config.post_handshake_timeout,
-                    app.handshakes.clone(),
-                )))
+                ))
             })
             .collect();
         let members = Arc::new(members::Members {
@@ -254,6 +254,8 @@ impl Emulator {
                 sps_router,
                 config.post_handshake_timeout,
                 Arc::default(),
+                // SPS is never stopped: a switch whose sender is gone.
+                tokio::sync::watch::channel(false).1,
             )),
             tokio::spawn(state::App::housekeeping(Arc::downgrade(&app))),
             tokio::spawn(members::Members::supervise(members.clone())),
@@ -294,13 +296,20 @@ impl Emulator {
         self.control.app().cluster().leader
     }
 
-    /// Stops cluster member `index`: its listener closes (connections are
-    /// refused) and its open connections drop; returns once they have. The
-    /// other members list it as `Offline`. A stopped primary stays the
-    /// primary until a replica is promoted, as on the appliance.
+    /// Stops cluster member `index` as an appliance that shuts down: its
+    /// listener closes (new connections are refused), idle connections
+    /// close, requests in flight get their answers (within a few seconds)
+    /// and the event hubs connected to it drop; returns once all of that
+    /// has happened. The other members list it as `Offline`. A stopped
+    /// primary stays the primary until a replica is promoted, as on the
+    /// appliance.
     pub async fn stop_member(&self, index: usize) -> Result<(), EmulatorError> {
         self.members.switch(index, false)?;
-        for task in self.members.reconcile()? {
+        let stopping = self.members.reconcile()?;
+        // The hubs of the member end on this (and the supervisor finds
+        // nothing left to do).
+        self.control.app().cluster_changed.send_modify(|n| *n += 1);
+        for task in stopping {
             let _ = task.await;
         }
         Ok(())
@@ -309,7 +318,9 @@ impl Emulator {
     /// Starts a stopped cluster member again on its port (no-op when it runs).
     pub fn restart_member(&self, index: usize) -> Result<(), EmulatorError> {
         self.members.switch(index, true)?;
-        self.members.reconcile().map(drop)
+        self.members.reconcile()?;
+        self.control.app().cluster_changed.send_modify(|n| *n += 1);
+        Ok(())
     }
 
     /// Locks the cluster for `duration`, as a cluster-wide operation does
@@ -379,6 +390,7 @@ impl Emulator {
             .unwrap_or_else(|p| p.into_inner())
             .drain(..)
             .flatten()
+            .map(members::Serving::into_task)
             .collect();
         for t in self.tasks.drain(..).chain(members) {
             t.abort();
@@ -394,8 +406,8 @@ impl Drop for Emulator {
             t.abort();
         }
         let members = self.members.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        for t in members.iter().flatten() {
-            t.abort();
+        for serving in members.iter().flatten() {
+            serving.abort();
         }
         if self.remove_dir {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -15,12 +15,52 @@ pub(crate) fn member_router(spp_router: &axum::Router, index: usize) -> axum::Ro
         .layer(axum::Extension(state::MemberIndex(index)))
 }
 
+/// A member's listener: its task and the switch that stops it gracefully.
+pub(crate) struct Serving {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Serving {
+    /// Serves `listener` as member `index` until stopped.
+    pub(crate) fn start(
+        listener: tokio::net::TcpListener,
+        contexts: Arc<tls::TlsContexts>,
+        app: &Arc<state::App>,
+        spp_router: &axum::Router,
+        index: usize,
+        post_handshake_timeout: std::time::Duration,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(tls::serve(
+            listener,
+            contexts,
+            app.cert_mode.clone(),
+            member_router(spp_router, index),
+            post_handshake_timeout,
+            app.handshakes.clone(),
+            stopped,
+        ));
+        Self { task, stop }
+    }
+
+    /// The serving task (to abort and await at shutdown).
+    pub(crate) fn into_task(self) -> tokio::task::JoinHandle<()> {
+        self.task
+    }
+
+    /// Stops serving at once: every connection drops.
+    pub(crate) fn abort(&self) {
+        self.task.abort();
+    }
+}
+
 /// The SPP cluster members' listeners, kept in line with the members'
 /// `running` switches in the state (set by [`crate::Emulator::stop_member`],
 /// [`crate::Control::set_member_running`] or `/emulator/cluster/members/{i}/...`).
 pub(crate) struct Members {
     /// Serving task of each member (`None`: stopped).
-    pub(crate) tasks: std::sync::Mutex<Vec<Option<tokio::task::JoinHandle<()>>>>,
+    pub(crate) tasks: std::sync::Mutex<Vec<Option<Serving>>>,
     pub(crate) contexts: Arc<tls::TlsContexts>,
     pub(crate) post_handshake_timeout: std::time::Duration,
     pub(crate) app: Arc<state::App>,
@@ -39,8 +79,9 @@ impl Members {
         Ok(())
     }
 
-    /// Stops the members switched off and starts those switched on; returns
-    /// the aborted tasks (await them to know the listeners are closed).
+    /// Stops the members switched off (gracefully: see [`tls::serve`]) and
+    /// starts those switched on; returns the stopping tasks (await them to
+    /// know the listeners are closed and their requests answered).
     pub(crate) fn reconcile(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, EmulatorError> {
         let wanted: Vec<(bool, String)> = self
             .app
@@ -57,9 +98,9 @@ impl Members {
             };
             match (running, slot.is_some()) {
                 (false, true) => {
-                    if let Some(task) = slot.take() {
-                        task.abort();
-                        stopped.push(task);
+                    if let Some(serving) = slot.take() {
+                        let _ = serving.stop.send(true);
+                        stopped.push(serving.task);
                     }
                 }
                 (true, false) => {
@@ -76,14 +117,14 @@ impl Members {
                             return Err(e);
                         }
                     };
-                    *slot = Some(tokio::spawn(tls::serve(
+                    *slot = Some(Serving::start(
                         listener,
                         self.contexts.clone(),
-                        self.app.cert_mode.clone(),
-                        member_router(&router::router(self.app.clone()), i),
+                        &self.app,
+                        &router::router(self.app.clone()),
+                        i,
                         self.post_handshake_timeout,
-                        self.app.handshakes.clone(),
-                    )));
+                    ));
                 }
                 _ => {}
             }

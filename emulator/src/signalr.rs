@@ -223,7 +223,8 @@ async fn websocket(ctx: &mut Ctx, listener: Listener) -> Response {
         Err(e) => return e.into_response(),
     };
     let app = ctx.app.clone();
-    upgrade.on_upgrade(move |socket| run(app, Pipe::Ws(Box::new(socket)), listener))
+    let member = member_of(ctx);
+    upgrade.on_upgrade(move |socket| run(app, Pipe::Ws(Box::new(socket)), listener, member))
 }
 
 /// The connection a Server-Sent Events stream or a long poll names: an
@@ -269,8 +270,9 @@ fn attach(
         tx: out_tx,
     };
     let app = app.clone();
+    let member = member_of(ctx);
     tokio::spawn(async move {
-        run(app.clone(), pipe, listener).await;
+        run(app.clone(), pipe, listener, member).await;
         if transport == HttpTransport::ServerSentEvents {
             http_conns(&app).remove(&id);
         }
@@ -615,12 +617,22 @@ impl Pipe {
     }
 }
 
-async fn run(app: Arc<App>, mut pipe: Pipe, listener: Listener) {
-    let end = hub(&app, &mut pipe, &listener).await;
+/// The cluster member a request reached (0 outside a cluster).
+fn member_of(ctx: &Ctx) -> usize {
+    ctx.parts
+        .extensions
+        .get::<crate::state::MemberIndex>()
+        .copied()
+        .unwrap_or_default()
+        .0
+}
+
+async fn run(app: Arc<App>, mut pipe: Pipe, listener: Listener, member: usize) {
+    let end = hub(&app, &mut pipe, &listener, member).await;
     pipe.end(end).await;
 }
 
-async fn hub(app: &Arc<App>, pipe: &mut Pipe, listener: &Listener) -> End {
+async fn hub(app: &Arc<App>, pipe: &mut Pipe, listener: &Listener, member: usize) -> End {
     let a2a = matches!(listener, Listener::A2a(_));
     let ws = matches!(pipe, Pipe::Ws(_));
     // Subscribed before the outage is checked, so that an outage that starts
@@ -664,6 +676,7 @@ async fn hub(app: &Arc<App>, pipe: &mut Pipe, listener: &Listener) -> End {
     let mut drop_rx = app.ws_drop.subscribe();
     let mut close_rx = app.ws_close.subscribe();
     let mut shutdown = app.shutdown.subscribe();
+    let mut cluster = app.cluster_changed.subscribe();
     if a2a && app.a2a_hub_down() {
         return End::Dropped;
     }
@@ -684,6 +697,8 @@ async fn hub(app: &Arc<App>, pipe: &mut Pipe, listener: &Listener) -> End {
             close_rx: &mut close_rx,
             shutdown: &mut shutdown,
             a2a_drop: &mut a2a_drop,
+            cluster: &mut cluster,
+            member,
         },
     )
     .await;
@@ -700,6 +715,10 @@ struct Subscriptions<'a> {
     close_rx: &'a mut watch::Receiver<(u64, Value)>,
     shutdown: &'a mut watch::Receiver<bool>,
     a2a_drop: &'a mut watch::Receiver<u64>,
+    /// Changes of the cluster, and the member this hub runs on: the hub
+    /// drops when its member stops.
+    cluster: &'a mut watch::Receiver<u64>,
+    member: usize,
 }
 
 async fn serve(
@@ -792,6 +811,13 @@ async fn serve(
                 return End::Dropped;
             }
             _ = subs.shutdown.changed() => return End::Gone,
+            _ = subs.cluster.changed() => {
+                let running = app.cluster().members.get(subs.member).is_none_or(|m| m.running);
+                if !running {
+                    // Its appliance went away: as a broken connection.
+                    return End::Dropped;
+                }
+            }
         }
     }
 }

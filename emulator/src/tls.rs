@@ -53,6 +53,7 @@ use openssl::ssl::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_openssl::SslStream;
 use tower::ServiceExt;
 
@@ -510,8 +511,29 @@ pub(crate) struct HandshakeCounts {
     pub(crate) resumed: AtomicU64,
 }
 
-/// Accepts connections forever, serving `router` over TLS. Aborting the task
-/// that runs this aborts every connection it spawned.
+/// How long a stopped listener lets its requests in flight finish before it
+/// aborts their connections.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves once `stop` says `true`; never when its sender is gone.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Accepts connections until `stop` says `true`, serving `router` over TLS.
+/// Then, as an appliance whose services shut down: new connections are
+/// refused (the listener is closed), idle connections close, and requests
+/// in flight finish (within [`STOP_GRACE`]) with their connection closed
+/// after the answer. Aborting the task that runs this aborts every
+/// connection it spawned.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
     listener: TcpListener,
     contexts: Arc<TlsContexts>,
@@ -519,12 +541,15 @@ pub(crate) async fn serve(
     router: axum::Router,
     pha_timeout: Duration,
     handshakes: Arc<HandshakeCounts>,
+    stop: watch::Receiver<bool>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    let mut stop_accepting = stop.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            () = stopped(&mut stop_accepting) => break,
         };
         let (tcp, _) = match accepted {
             Ok(x) => x,
@@ -539,12 +564,19 @@ pub(crate) async fn serve(
         let ctx = contexts.get(cert_mode).clone();
         let router = router.clone();
         let handshakes = handshakes.clone();
+        let stop = stop.clone();
         tasks.spawn(async move {
-            let served = serve_connection(tcp, &ctx, cert_mode, router, pha_timeout, &handshakes);
+            let served =
+                serve_connection(tcp, &ctx, cert_mode, router, pha_timeout, &handshakes, stop);
             if let Err(e) = served.await {
                 tracing::debug!("connection ended: {e}");
             }
         });
+    }
+    drop(listener);
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(STOP_GRACE, drained).await.is_err() {
+        tracing::warn!("requests still in flight after {STOP_GRACE:?}: aborted");
     }
 }
 
@@ -555,6 +587,7 @@ async fn serve_connection(
     router: axum::Router,
     pha_timeout: Duration,
     handshakes: &HandshakeCounts,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let finished = Arc::new(AtomicU64::new(0));
     let mut ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
@@ -594,13 +627,20 @@ async fn serve_connection(
             router.oneshot(req.map(axum::body::Body::new)).await
         }
     });
-    hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         // HTTP.sys, in front of the appliance, writes `Content-Length`,
         // `Content-Type`, ... in title case.
         .title_case_headers(true)
         .serve_connection(TokioIo::new(ConnIo(conn)), service)
-        .with_upgrades()
-        .await
-        .map_err(|e| e.to_string())
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => return served.map_err(|e| e.to_string()),
+        () = stopped(&mut stop) => {}
+    }
+    // Stopping: an idle connection closes now, one with a request in
+    // flight after its answer.
+    connection.as_mut().graceful_shutdown();
+    connection.await.map_err(|e| e.to_string())
 }

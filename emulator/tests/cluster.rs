@@ -452,3 +452,59 @@ async fn the_http_face_stops_starts_and_locks() {
     json_of(r, 200).await;
     json_of(new_asset(&c, &hosts[0], &t, "unlocked").await, 201).await;
 }
+
+/// Each member answers the anonymous notification `Status` as itself (its
+/// id, its role), and `Status/Cluster` reports the members that run.
+#[tokio::test]
+async fn each_member_reports_its_own_status_anonymously() {
+    let emu = start_cluster(3).await;
+    let c = client(&emu);
+    let hosts = emu.member_hosts();
+    let ids: Vec<String> = emu
+        .connection()
+        .spp
+        .members
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    let status = |host: String| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .get(format!("https://{host}/service/notification/v4/Status"))
+                .send()
+                .await
+                .unwrap();
+            json_of(r, 200).await
+        }
+    };
+    for (i, host) in hosts.iter().enumerate() {
+        let s = status(host.clone()).await;
+        assert_eq!(s["ApplianceId"], ids[i], "{s}");
+        assert_eq!(s["IsPrimary"], i == 0, "{s}");
+        assert_eq!(s["IsReplica"], i != 0, "{s}");
+        assert_eq!(s["IpAddress"], "127.0.0.1");
+    }
+    emu.stop_member(2).await.unwrap();
+    let r = c
+        .get(format!(
+            "https://{}/service/notification/v4/Status/Cluster",
+            hosts[1]
+        ))
+        .send()
+        .await
+        .unwrap();
+    let all = json_of(r, 200).await;
+    let listed: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["ApplianceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[0].as_str(), ids[1].as_str()], "{all}");
+    let t = admin_token(&c, &emu).await;
+    let promote = format!("Cluster/Members/{}/Promote", ids[1]);
+    json_of(action(&c, &hosts[1], &t, &promote).await, 200).await;
+    assert_eq!(status(hosts[1].clone()).await["IsPrimary"], true);
+    assert_eq!(status(hosts[0].clone()).await["IsReplica"], true);
+}

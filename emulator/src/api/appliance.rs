@@ -267,16 +267,17 @@ pub(crate) async fn notification(ctx: &mut Ctx) -> Response {
     let (_, lower) = rest(ctx, 3);
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     // The state follows maintenance (`Control::set_maintenance`).
-    let status = super::management::status(&ctx.app);
+    let status = super::management::status(&ctx.app, super::cluster::member(ctx));
     let state = super::management::state_name(&ctx.app);
     match (ctx.method().clone(), l.as_slice()) {
         (Method::GET, ["status"]) => one(ctx, &status),
         (Method::GET, ["status", "state"]) => ok(&json!(state)),
         (Method::GET, ["status", "availability"]) => ok(&json!({
-            "ApplianceCurrentState": state, "ApplianceId": ctx.app.appliance_id,
-            "ApplianceName": "SafeguardEmulator", "ApplianceVersion": "8.1.0.1",
-            "IsPrimary": true, "IsReplica": false, "IsReadOnly": false})),
-        (Method::GET, ["status", "cluster"]) => ok(&json!([status])),
+            "ApplianceCurrentState": state, "ApplianceId": status["ApplianceId"],
+            "ApplianceName": status["ApplianceName"], "ApplianceVersion": "8.1.0.1",
+            "IsPrimary": status["IsPrimary"], "IsReplica": status["IsReplica"],
+            "IsReadOnly": status["IsReadOnly"]})),
+        (Method::GET, ["status", "cluster"]) => ok(&super::management::cluster_status(&ctx.app)),
         (_, ["status", ..]) => bad_method(ctx),
         _ => no_route(ctx),
     }

@@ -49,26 +49,57 @@ pub(crate) fn state_name(app: &App) -> &'static str {
     }
 }
 
-/// The notification document's `Status` object for this appliance,
-/// reflecting maintenance (`ApplianceCurrentState`, `IsMaintenance`).
-pub(crate) fn status(app: &App) -> Value {
+/// The notification document's `Status` object of cluster member `member`
+/// (0 outside a cluster), reflecting maintenance (`ApplianceCurrentState`,
+/// `IsMaintenance`) and the member's role: a replica is `IsReplica` and
+/// `IsReadOnly` (the administration guide: a replica's configuration is
+/// read-only), the primary `IsPrimary`. `IpAddress` is the member's
+/// address without its port: every appliance listens on 443, and the
+/// emulator's members differ by port only, so a client that finds members
+/// by this address must be given the emulator's members (connection.json
+/// `spp.members`).
+pub(crate) fn status(app: &App, member: usize) -> Value {
     let maintenance = in_maintenance(app);
     let state = state_name(app);
+    let (id, name, ip, primary) = {
+        let cluster = app.cluster();
+        let i = member.min(cluster.members.len().saturating_sub(1));
+        match cluster.members.get(i) {
+            Some(m) => {
+                let ip = m.host.rsplit_once(':').map_or(m.host.as_str(), |(ip, _)| ip);
+                (m.id.clone(), m.name.clone(), ip.to_owned(), i == cluster.leader)
+            }
+            None => (app.appliance_id.clone(), "safeguard-emulator".to_owned(), "127.0.0.1".to_owned(), true),
+        }
+    };
     json!({
         "ApplianceCurrentState": state,
-        "ApplianceId": app.appliance_id,
-        "ApplianceName": "SafeguardEmulator",
+        "ApplianceId": id,
+        "ApplianceName": name,
         "AppliancePreviousState": "Online",
         "ApplianceVersion": "8.1.0.1",
         "CurrentTime": now_string(),
         "LastStateChangeTime": now_string(),
-        "IsIsolated": false, "IsMaintenance": maintenance, "IsPrimary": true, "IsQuarantine": false,
-        "IsReadOnly": false, "IsReplica": false, "IsSessionsExternal": false,
-        "LcdStatus": state, "MaintenanceOperation": "None", "IpAddress": "127.0.0.1",
+        "IsIsolated": false, "IsMaintenance": maintenance, "IsPrimary": primary, "IsQuarantine": false,
+        "IsReadOnly": !primary, "IsReplica": !primary, "IsSessionsExternal": false,
+        "LcdStatus": state, "MaintenanceOperation": "None", "IpAddress": ip,
         "IsVirtual": true, "IsOperatingSystemLicensed": true, "IsCloud": false, "OsPatchLevel": 0,
         "OperatingSystemVersion": "Emulator", "HostDnsSuffix": "", "IsSessionModuleJoined": false,
         "IsStaAccepted": true,
     })
+}
+
+/// The `Status` of every member that runs (notification `Status/Cluster`:
+/// "the current status of all cluster members"; a stopped member does not
+/// answer, so it is not reported).
+pub(crate) fn cluster_status(app: &App) -> Value {
+    let running: Vec<usize> = {
+        let cluster = app.cluster();
+        (0..cluster.members.len())
+            .filter(|&i| cluster.members[i].running)
+            .collect()
+    };
+    Value::Array(running.into_iter().map(|i| status(app, i)).collect())
 }
 
 /// `/service/management/{v3,v4}/...`: anonymous, and answering whether or
@@ -77,7 +108,10 @@ pub(crate) async fn handle(ctx: &mut Ctx) -> Response {
     let (_, lower) = rest(ctx, 3);
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     match (ctx.method().clone(), l.as_slice()) {
-        (Method::GET, ["appliancestatus"]) => one(ctx, &status(&ctx.app)),
+        (Method::GET, ["appliancestatus"]) => {
+            let v = status(&ctx.app, super::cluster::member(ctx));
+            one(ctx, &v)
+        }
         (_, ["appliancestatus"]) => bad_method(ctx),
         _ => no_route(ctx),
     }
