@@ -115,6 +115,16 @@ pub enum Error {
     /// failures of SPS calls are the shared variants.
     #[error("SPS: {0}")]
     Sps(#[from] crate::sps::SpsError),
+    /// No member of the cluster could take the request within the
+    /// failover timeout (see [`crate::cluster`]): none answered, or, for
+    /// a configuration write, none was the primary.
+    #[error("no cluster member could take {request}: {reason}")]
+    ClusterUnavailable {
+        /// `METHOD /path` of the request.
+        request: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// A local file could not be read or written (downloads, uploads).
     #[error("I/O: {0}")]
     Io(#[source] Arc<std::io::Error>),
@@ -236,12 +246,12 @@ impl Error {
         self.sps().is_some_and(crate::sps::SpsError::is_conflict)
     }
 
-    /// Worth redoing: a timeout, a failure to connect, an answer 502/503/504
+    /// Worth redoing: a timeout, a failure to connect, no cluster member, an answer 502/503/504
     /// (of the appliance or of a proxy), a proxy that cannot be reached, or an SPS answer that says so (see
     /// [`SpsError::is_retryable`](crate::sps::SpsError::is_retryable)).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Timeout(_) => true,
+            Error::Timeout(_) | Error::ClusterUnavailable { .. } => true,
             Error::Proxy { status, .. } => matches!(status, None | Some(502..=504)),
             Error::Transport(e) => e.is_connect(),
             Error::Api(e) => matches!(e.status.as_u16(), 502..=504),

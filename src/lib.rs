@@ -35,6 +35,7 @@ pub mod blocking;
 mod call_span;
 mod cert_transport;
 mod client;
+pub mod cluster;
 pub mod error;
 pub mod events;
 mod host;

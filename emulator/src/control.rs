@@ -157,6 +157,14 @@ impl Control {
         self.app.cluster().members.len()
     }
 
+    /// How many configuration writes replicas refused (403 / 60418) since
+    /// the start: a client that routes writes to the primary keeps it at 0.
+    pub fn replica_write_refusals(&self) -> u64 {
+        self.app
+            .replica_refusals
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Index of the cluster's primary.
     pub fn cluster_primary(&self) -> usize {
         self.app.cluster().leader

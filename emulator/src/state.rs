@@ -315,6 +315,8 @@ pub(crate) struct App {
     /// The appliance is in maintenance (`Control::set_maintenance`): core,
     /// appliance and a2a answer 503, the management service keeps answering.
     pub maintenance: AtomicBool,
+    /// Configuration writes a replica refused (403 / 60418).
+    pub replica_refusals: AtomicU64,
     /// Requests are validated against the documents.
     pub strict_validation: AtomicBool,
     pub fail_remaining: AtomicU64,
@@ -982,6 +984,7 @@ impl App {
             negotiate_v0: AtomicBool::new(false),
             latency_ms: AtomicU64::new(0),
             maintenance: AtomicBool::new(false),
+            replica_refusals: AtomicU64::new(0),
             strict_validation: AtomicBool::new(config.strict_validation),
             fail_remaining: AtomicU64::new(0),
             fail_status: AtomicU32::new(503),

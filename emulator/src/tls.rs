@@ -515,6 +515,10 @@ pub(crate) struct HandshakeCounts {
 /// aborts their connections.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// How long the open connections of a stopped listener are drained (see
+/// `serve_connection`) before the idle ones close.
+const STOP_DRAIN: Duration = Duration::from_millis(250);
+
 /// Resolves once `stop` says `true`; never when its sender is gone.
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     loop {
@@ -529,9 +533,10 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// Accepts connections until `stop` says `true`, serving `router` over TLS.
 /// Then, as an appliance whose services shut down: new connections are
-/// refused (the listener is closed), idle connections close, and requests
-/// in flight finish (within [`STOP_GRACE`]) with their connection closed
-/// after the answer. Aborting the task that runs this aborts every
+/// refused (the listener is closed), open connections are drained for
+/// [`STOP_DRAIN`] (answers say `Connection: close`) and then closed, and
+/// requests in flight finish (within [`STOP_GRACE`]) with their connection
+/// closed after the answer. Aborting the task that runs this aborts every
 /// connection it spawned.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
@@ -616,15 +621,27 @@ async fn serve_connection(
         pha_timeout,
     });
     let handle = ConnHandle(conn.clone());
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drain_flag = draining.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         let handle = handle.clone();
         let router = router.clone();
+        let draining = drain_flag.clone();
         async move {
             if let Some(cert) = handle.peer_certificate() {
                 req.extensions_mut().insert(cert);
             }
             req.extensions_mut().insert(handle);
-            router.oneshot(req.map(axum::body::Body::new)).await
+            let mut answer = router.oneshot(req.map(axum::body::Body::new)).await;
+            if draining.load(Ordering::SeqCst) {
+                if let Ok(a) = &mut answer {
+                    a.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+            }
+            answer
         }
     });
     let connection = hyper::server::conn::http1::Builder::new()
@@ -639,8 +656,17 @@ async fn serve_connection(
         served = connection.as_mut() => return served.map_err(|e| e.to_string()),
         () = stopped(&mut stop) => {}
     }
-    // Stopping: an idle connection closes now, one with a request in
-    // flight after its answer.
+    // Stopping. First a drain: requests still come on open connections and
+    // are answered with `Connection: close`, so that the client closes the
+    // connection after the answer instead of sending on it while it is
+    // being closed (a request that meets a closing keep-alive connection
+    // cannot tell whether it was carried out). Then an idle connection
+    // closes, and one with a request in flight after its answer.
+    draining.store(true, Ordering::SeqCst);
+    tokio::select! {
+        served = connection.as_mut() => return served.map_err(|e| e.to_string()),
+        () = tokio::time::sleep(STOP_DRAIN) => {}
+    }
     connection.as_mut().graceful_shutdown();
     connection.await.map_err(|e| e.to_string())
 }

@@ -212,6 +212,7 @@ async fn a_replica_refuses_writes_and_sees_the_primarys() {
         .await
         .unwrap();
     assert_error(r, 403, 60418).await;
+    assert_eq!(emu.control().replica_write_refusals(), 2);
     let created = json_of(new_asset(&c, &hosts[0], &t, "on-primary").await, 201).await;
     let id = created["Id"].as_i64().unwrap();
     for host in &hosts[1..] {

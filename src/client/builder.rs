@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::auth::Auth;
+use crate::cluster::{Cluster, ClusterOptions};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::limits::{Limits, RedirectPolicy};
@@ -25,6 +26,7 @@ pub struct SafeguardClientBuilder {
     user_agent: String,
     api_version: String,
     refresh_margin: Duration,
+    cluster: Option<ClusterOptions>,
 }
 
 impl SafeguardClientBuilder {
@@ -40,6 +42,7 @@ impl SafeguardClientBuilder {
             user_agent: format!("safeguard-sdk-rust/{}", env!("CARGO_PKG_VERSION")),
             api_version: "v4".into(),
             refresh_margin: DEFAULT_REFRESH_MARGIN,
+            cluster: None,
         }
     }
 
@@ -147,6 +150,25 @@ impl SafeguardClientBuilder {
         self
     }
 
+    /// Makes the client a client of the cluster the builder's host belongs
+    /// to: configuration writes go to the primary, reads, sign-in and
+    /// access requests to a member chosen by the options, and requests move
+    /// to another member when theirs fails (see [`crate::cluster`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> safeguard_sdk::Result<()> {
+    /// use safeguard_sdk::{auth::PkceAuth, cluster::ClusterOptions, SafeguardClient};
+    /// let client = SafeguardClient::builder("sg1.example.com")
+    ///     .cluster(ClusterOptions::new().members(["sg2.example.com", "sg3.example.com"]))
+    ///     .auth(PkceAuth::new("local", "Admin", "Admin123"))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster(mut self, options: ClusterOptions) -> Self {
+        self.cluster = Some(options);
+        self
+    }
+
     /// Builds the client. No request is made: call [`SafeguardClient::login`]
     /// to sign in now, or let the first call do it.
     pub fn build(self) -> Result<SafeguardClient> {
@@ -182,7 +204,12 @@ impl SafeguardClientBuilder {
             Auth::Token(t) => Some(t.token.clone()),
             _ => None,
         };
+        let cluster = self
+            .cluster
+            .map(|options| Cluster::new(&host, options, &self.api_version))
+            .transpose()?;
         Ok(SafeguardClient::with_session(Session {
+            cluster,
             host,
             http,
             secret_http,

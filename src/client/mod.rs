@@ -162,6 +162,43 @@ impl SafeguardClient {
         &self.session.host
     }
 
+    /// What the client knows of its cluster's members (see
+    /// [`SafeguardClientBuilder::cluster`]); empty for a client of one
+    /// appliance.
+    pub fn cluster_members(&self) -> Vec<crate::cluster::ClusterMember> {
+        self.session
+            .cluster
+            .as_ref()
+            .map(crate::cluster::Cluster::members)
+            .unwrap_or_default()
+    }
+
+    /// Checks the cluster's members now (their role and whether they
+    /// answer) and looks for members not known yet; a no-op for a client of
+    /// one appliance. Requests do this by themselves after a failure and
+    /// every [`ClusterOptions::refresh_every`](crate::cluster::ClusterOptions::refresh_every).
+    pub async fn refresh_cluster(&self) {
+        if let Some(cluster) = &self.session.cluster {
+            cluster
+                .check(&self.session.http, &self.session.limits)
+                .await;
+        }
+    }
+
+    /// The member an event hub connects to: the appliance, or a cluster
+    /// member that serves reads.
+    pub(crate) async fn reading_host(&self) -> Host {
+        self.session.reading_host().await
+    }
+
+    /// Tells a cluster client that `host` failed (an event hub could not
+    /// reach it), so that the next choice is another member.
+    pub(crate) fn member_failed(&self, host: &Host) {
+        if let Some(cluster) = &self.session.cluster {
+            cluster.failed(host, "an event hub could not reach it");
+        }
+    }
+
     /// The API version of the generic verbs.
     pub fn api_version(&self) -> &str {
         &self.session.api_version

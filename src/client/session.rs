@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+use futures::future::Either;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -108,6 +109,8 @@ impl Tokens {
 
 /// Everything a client's clones share.
 pub(crate) struct Session {
+    /// The cluster's members and which takes what, for a cluster client.
+    pub(super) cluster: Option<crate::cluster::Cluster>,
     pub(super) host: Host,
     pub(super) http: reqwest::Client,
     /// `http` without redirects, for requests that carry a secret of their own.
@@ -176,20 +179,50 @@ impl Session {
         }
     }
 
-    fn sts(&self) -> Sts<'_> {
+    fn sts<'a>(&'a self, host: &'a Host) -> Sts<'a> {
         Sts {
             http: &self.secret_http,
-            host: &self.host,
+            host,
             limits: &self.limits,
             providers: &self.tokens.providers,
         }
     }
 
-    /// Runs the strategy's sign-in and installs the new token.
+    /// The member a sign-in or an event hub goes to: the builder's host, or
+    /// for a cluster client a member that serves reads.
+    pub(super) async fn reading_host(&self) -> Host {
+        match &self.cluster {
+            Some(cluster) => cluster.reading_member(&self.http, &self.limits).await,
+            None => self.host.clone(),
+        }
+    }
+
+    /// Runs the strategy's sign-in and installs the new token. A cluster
+    /// client signs in on a member that serves, and on the next one when
+    /// that member cannot be reached (nothing was sent to it).
     async fn sign_in(&self) -> Result<Arc<Bearer>> {
-        let span = tracing::info_span!("safeguard.sign_in", strategy = self.auth.name(), host = %self.host);
+        let members = self.cluster.as_ref().map_or(1, |c| c.members().len());
+        let mut tries = 0;
+        loop {
+            let host = self.reading_host().await;
+            tries += 1;
+            match self.sign_in_at(&host).await {
+                Err(Error::Transport(e)) if e.is_connect() && tries < members => {
+                    if let Some(cluster) = &self.cluster {
+                        cluster.failed(&host, "it could not be reached to sign in");
+                    }
+                }
+                signed_in => return signed_in,
+            }
+        }
+    }
+
+    /// [`Session::sign_in`] through the rSTS of `host`.
+    async fn sign_in_at(&self, host: &Host) -> Result<Arc<Bearer>> {
+        let span =
+            tracing::info_span!("safeguard.sign_in", strategy = self.auth.name(), host = %host);
         let signed_in = async {
-            let sts = self.sts();
+            let sts = self.sts(host);
             let sts_token = match &self.auth {
                 Auth::Anonymous | Auth::Token(_) => return Err(self.cannot_refresh()),
                 Auth::Password(a) => sts.password(a).await?,
@@ -403,19 +436,29 @@ impl Session {
         })
     }
 
-    /// Sends `request` within the [`Limits`] (see [`limits::send_within`]).
+    /// Sends `request` within the [`Limits`] (see [`limits::send_within`]);
+    /// a cluster client's to the member its route calls for (see
+    /// [`crate::cluster`]).
     pub(super) fn execute_within_limits(
         &self,
         request: reqwest::Request,
         streamed: bool,
     ) -> impl Future<Output = Result<reqwest::Response>> + Send + '_ {
-        limits::send_within(
-            &self.http,
-            &self.limits,
-            self.host.authority(),
-            request,
-            streamed,
-        )
+        match &self.cluster {
+            None => Either::Left(limits::send_within(
+                &self.http,
+                &self.limits,
+                self.host.authority(),
+                request,
+                streamed,
+            )),
+            Some(cluster) => {
+                Either::Right(
+                    Box::pin(cluster.send(&self.http, &self.limits, request, streamed))
+                        as BoxFuture<'_, _>,
+                )
+            }
+        }
     }
 }
 

@@ -103,6 +103,9 @@ pub(crate) fn refuse(ctx: &Ctx, service: &str) -> Option<Response> {
     let here = member(ctx);
     let mut cluster = ctx.app.cluster();
     if here != cluster.leader && !replica_serves(&l) {
+        ctx.app
+            .replica_refusals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Some(api_error(
             StatusCode::FORBIDDEN,
             NOT_PRIMARY,

@@ -66,10 +66,23 @@ pub(crate) fn status(app: &App, member: usize) -> Value {
         let i = member.min(cluster.members.len().saturating_sub(1));
         match cluster.members.get(i) {
             Some(m) => {
-                let ip = m.host.rsplit_once(':').map_or(m.host.as_str(), |(ip, _)| ip);
-                (m.id.clone(), m.name.clone(), ip.to_owned(), i == cluster.leader)
+                let ip = m
+                    .host
+                    .rsplit_once(':')
+                    .map_or(m.host.as_str(), |(ip, _)| ip);
+                (
+                    m.id.clone(),
+                    m.name.clone(),
+                    ip.to_owned(),
+                    i == cluster.leader,
+                )
             }
-            None => (app.appliance_id.clone(), "safeguard-emulator".to_owned(), "127.0.0.1".to_owned(), true),
+            None => (
+                app.appliance_id.clone(),
+                "safeguard-emulator".to_owned(),
+                "127.0.0.1".to_owned(),
+                true,
+            ),
         }
     };
     json!({

@@ -1,0 +1,329 @@
+//! A cluster client against an emulated 3-member cluster over HTTPS:
+//! writes go to the primary and never to a replica, reads and sign-in to a
+//! member that serves, and a workload survives stopping the primary and
+//! promoting a replica without losing or repeating a call.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use safeguard_emulator::Emulator;
+use safeguard_sdk::auth::PkceAuth;
+use safeguard_sdk::cluster::{ClusterOptions, MemberRole, ReadRouting};
+use safeguard_sdk::{Error, SafeguardClient, Service};
+use serde_json::{json, Value};
+
+async fn cluster_of(n: usize) -> Emulator {
+    emulator_with(|c| c.cluster_members = n).await
+}
+
+/// A client of every member of `emu`, signed in as the seeded admin.
+async fn cluster_client(emu: &Emulator, options: ClusterOptions) -> SafeguardClient {
+    let hosts = emu.member_hosts();
+    let c = &emu.connection().spp.admin;
+    let client = SafeguardClient::builder(hosts[0].clone())
+        .ca_pem(emu.ca_pem())
+        .unwrap()
+        .cluster(options.members(hosts[1..].to_vec()))
+        .auth(PkceAuth::new("local", c.user.clone(), c.password.clone()))
+        .build()
+        .unwrap();
+    client.login().await.expect("signs in on a member");
+    client
+}
+
+fn primary_of(client: &SafeguardClient) -> Option<String> {
+    client
+        .cluster_members()
+        .into_iter()
+        .find(|m| m.role == MemberRole::Primary && m.available)
+        .map(|m| m.host.to_string())
+}
+
+async fn create_user(client: &SafeguardClient, name: &str) -> Result<Value, Error> {
+    client
+        .post(Service::Core, "Users")
+        .json(&json!({"Name": name, "PrimaryAuthenticationProvider": {"Id": -1}}))
+        .send_json()
+        .await
+}
+
+#[tokio::test]
+async fn the_client_learns_the_members_and_their_roles() {
+    let emu = cluster_of(3).await;
+    let client = cluster_client(&emu, ClusterOptions::new()).await;
+    let members = client.cluster_members();
+    let hosts = emu.member_hosts();
+    assert_eq!(members.len(), 3);
+    let ids: Vec<String> = emu
+        .connection()
+        .spp
+        .members
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    for (i, m) in members.iter().enumerate() {
+        assert_eq!(m.host.to_string(), hosts[i]);
+        assert_eq!(m.id.as_deref(), Some(ids[i].as_str()));
+        assert!(m.available);
+        assert!(m.latency.is_some());
+        let role = if i == 0 {
+            MemberRole::Primary
+        } else {
+            MemberRole::Replica
+        };
+        assert_eq!(m.role, role, "member {i}");
+    }
+    // A single-appliance client has no members.
+    assert!(admin(&emu).await.cluster_members().is_empty());
+}
+
+#[tokio::test]
+async fn writes_go_to_the_primary_even_when_the_builder_names_a_replica() {
+    let emu = cluster_of(3).await;
+    let hosts = emu.member_hosts();
+    let c = &emu.connection().spp.admin;
+    // The builder's host is a replica; the primary is found among the rest.
+    let client = SafeguardClient::builder(hosts[2].clone())
+        .ca_pem(emu.ca_pem())
+        .unwrap()
+        .cluster(ClusterOptions::new().members([hosts[0].clone(), hosts[1].clone()]))
+        .auth(PkceAuth::new("local", c.user.clone(), c.password.clone()))
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        create_user(&client, &format!("w-{i}")).await.unwrap();
+    }
+    let me: Value = client.get(Service::Core, "Me").send_json().await.unwrap();
+    assert_eq!(me["Name"], c.user);
+    assert_eq!(emu.control().replica_write_refusals(), 0);
+    assert_eq!(primary_of(&client).as_deref(), Some(hosts[0].as_str()));
+}
+
+#[tokio::test]
+async fn a_promotion_made_elsewhere_is_followed_after_one_refusal() {
+    let emu = cluster_of(3).await;
+    let hosts = emu.member_hosts();
+    let client = cluster_client(&emu, ClusterOptions::new()).await;
+    create_user(&client, "before").await.unwrap();
+    // Another administrator promotes member 2 behind the client's back:
+    // the client's next write meets the old primary, now a replica (60418),
+    // and goes on to the new primary once the failover's lock ends.
+    let other = admin(&emu).await;
+    let id = emu.connection().spp.members[2].id.clone();
+    other
+        .post(Service::Core, &format!("Cluster/Members/{id}/Promote"))
+        .send()
+        .await
+        .unwrap();
+    create_user(&client, "after").await.unwrap();
+    assert_eq!(primary_of(&client).as_deref(), Some(hosts[2].as_str()));
+    assert_eq!(emu.control().replica_write_refusals(), 1);
+}
+
+#[tokio::test]
+async fn reads_and_sign_in_move_to_a_live_member() {
+    let emu = cluster_of(3).await;
+    let hosts = emu.member_hosts();
+    let client = cluster_client(&emu, ClusterOptions::new().reads(ReadRouting::Primary)).await;
+    emu.stop_member(0).await.unwrap();
+    // The primary is gone: reads go on elsewhere, and so does a new sign-in.
+    let me: Value = client.get(Service::Core, "Me").send_json().await.unwrap();
+    assert!(me["Id"].is_number());
+    client.refresh().await.unwrap();
+    let users: Vec<Value> = client
+        .get(Service::Core, "Users")
+        .send_json()
+        .await
+        .unwrap();
+    assert!(!users.is_empty());
+    let members = client.cluster_members();
+    assert!(!members[0].available);
+    assert!(members[1].available && members[2].available);
+    // No primary: a write waits for one, then says so.
+    let short = {
+        let c = &emu.connection().spp.admin;
+        SafeguardClient::builder(hosts[1].clone())
+            .ca_pem(emu.ca_pem())
+            .unwrap()
+            .cluster(
+                ClusterOptions::new()
+                    .members([hosts[0].clone(), hosts[2].clone()])
+                    .failover_timeout(Duration::from_millis(600)),
+            )
+            .auth(PkceAuth::new("local", c.user.clone(), c.password.clone()))
+            .build()
+            .unwrap()
+    };
+    match create_user(&short, "nowhere").await {
+        Err(Error::ClusterUnavailable { request, .. }) => {
+            assert_eq!(request, "POST /service/core/v4/Users")
+        }
+        other => panic!("expected ClusterUnavailable, got {other:?}"),
+    }
+    assert_eq!(emu.control().replica_write_refusals(), 0);
+}
+
+#[tokio::test]
+async fn a_locked_cluster_delays_writes_until_the_lock_ends() {
+    let emu = cluster_of(3).await;
+    let client = cluster_client(&emu, ClusterOptions::new()).await;
+    emu.lock_cluster("Patch", Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    create_user(&client, "after-the-lock").await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    // A write the appliance refuses for another reason is not retried and
+    // keeps its answer.
+    match client
+        .post(Service::Core, "Users")
+        .json(&json!({"Name": 5}))
+        .send_json::<Value>()
+        .await
+    {
+        Err(Error::Api(e)) => {
+            assert_eq!(e.status.as_u16(), 400);
+            assert_eq!(e.code, Some(70000));
+            assert_eq!(e.request, "POST /service/core/v4/Users");
+        }
+        other => panic!("expected the validation error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_appliance_service_stays_on_the_named_appliance() {
+    let emu = cluster_of(2).await;
+    let client = cluster_client(&emu, ClusterOptions::new()).await;
+    emu.stop_member(0).await.unwrap();
+    // Appliance operations are about one machine: not moved to another.
+    let err = client
+        .get(Service::Appliance, "SystemTime")
+        .send()
+        .await
+        .expect_err("the named appliance is down");
+    assert!(
+        matches!(&err, Error::Transport(t) if t.is_connect()),
+        "{err:?}"
+    );
+}
+
+/// 1,000 mixed calls while the primary is stopped and a replica promoted:
+/// every call succeeds once, no write reaches a replica, and the writes
+/// end on the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_survives_losing_the_primary() {
+    const CALLS: usize = 1_000;
+    const WORKERS: usize = 8;
+    let emu = Arc::new(cluster_of(3).await);
+    let hosts = emu.member_hosts();
+    let client = cluster_client(&emu, ClusterOptions::new()).await;
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let (client, next, done) = (client.clone(), next.clone(), done.clone());
+        workers.push(tokio::spawn(async move {
+            let mut created = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= CALLS {
+                    return created;
+                }
+                match i % 4 {
+                    0 => {
+                        let name = format!("load-{i}");
+                        let user = create_user(&client, &name)
+                            .await
+                            .unwrap_or_else(|e| panic!("call {i}: create {name}: {e:?}"));
+                        assert_eq!(user["Name"], name);
+                        created.push(name);
+                    }
+                    1 => {
+                        let me: Value = client
+                            .get(Service::Core, "Me")
+                            .send_json()
+                            .await
+                            .unwrap_or_else(|e| panic!("call {i}: Me: {e}"));
+                        assert!(me["Id"].is_number());
+                    }
+                    2 => {
+                        client
+                            .get(Service::Core, "Users")
+                            .query(&[("filter", "Name contains 'load-'"), ("limit", "5")])
+                            .unwrap()
+                            .send_json::<Vec<Value>>()
+                            .await
+                            .unwrap_or_else(|e| panic!("call {i}: list: {e}"));
+                    }
+                    _ => {
+                        client
+                            .get(Service::Notification, "Status")
+                            .send_json::<Value>()
+                            .await
+                            .unwrap_or_else(|e| panic!("call {i}: status: {e}"));
+                    }
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    // A quarter of the way in, the primary stops; a moment later member 1
+    // is promoted (through the client: a replica takes the promotion).
+    while done.load(Ordering::SeqCst) < CALLS / 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    emu.stop_member(0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped_at = done.load(Ordering::SeqCst);
+    let id = emu.connection().spp.members[1].id.clone();
+    client
+        .post(Service::Core, &format!("Cluster/Members/{id}/Promote"))
+        .send()
+        .await
+        .expect("a replica takes the promotion");
+    let mut created = Vec::new();
+    for w in workers {
+        created.extend(w.await.expect("no call failed"));
+    }
+    assert_eq!(done.load(Ordering::SeqCst), CALLS);
+    assert!(stopped_at < CALLS, "the workload ran across the failover");
+    assert_eq!(created.len(), CALLS / 4);
+    assert_eq!(
+        emu.control().replica_write_refusals(),
+        0,
+        "a write reached a replica"
+    );
+    assert_eq!(primary_of(&client).as_deref(), Some(hosts[1].as_str()));
+    // Each user exists exactly once.
+    let users: Vec<Value> = client
+        .get(Service::Core, "Users")
+        .query(&[("filter", "Name contains 'load-'")])
+        .unwrap()
+        .send_json()
+        .await
+        .unwrap();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for u in &users {
+        *seen
+            .entry(u["Name"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), created.len(), "a call was lost");
+    assert!(seen.values().all(|&n| n == 1), "a call was repeated");
+    for name in &created {
+        assert_eq!(seen.get(name), Some(&1), "{name}");
+    }
+    // The old primary comes back as a replica; the client sees it.
+    emu.restart_member(0).unwrap();
+    client.refresh_cluster().await;
+    let members = client.cluster_members();
+    assert_eq!(members[0].role, MemberRole::Replica);
+    assert!(members[0].available);
+}
