@@ -161,7 +161,8 @@ impl ClusterOptions {
     }
 }
 
-/// A member's role, as it last said.
+/// A member's role, as it said at the last check (unknown when it did not
+/// answer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MemberRole {
@@ -169,7 +170,7 @@ pub enum MemberRole {
     Primary,
     /// It serves reads, sign-in, access requests and A2A.
     Replica,
-    /// Not known yet (it never answered).
+    /// Not known: it did not answer the last check, or none was made yet.
     Unknown,
 }
 
@@ -459,7 +460,10 @@ impl Cluster {
                         }
                     }
                     Err(e) => {
+                        // What it said last may no longer hold (a stopped
+                        // primary is replaced): unknown until it answers.
                         m.available = false;
+                        m.role = MemberRole::Unknown;
                         m.latency = None;
                         tracing::debug!(target: "safeguard_sdk::cluster", member = %host, error = %e, "status check failed");
                     }
