@@ -83,10 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .await?;
                     writes += 1;
                 } else {
-                    client
-                        .get(Service::Core, "Me")
-                        .send_json::<Value>()
-                        .await?;
+                    client.get(Service::Core, "Me").send_json::<Value>().await?;
                 }
                 done.fetch_add(1, Ordering::SeqCst);
             }

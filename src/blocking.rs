@@ -101,6 +101,8 @@ impl SafeguardClientBuilder {
         fn api_version(version: impl Into<String>);
         /// How early to refresh a nearly spent token.
         fn refresh_margin(margin: Duration);
+        /// A client of the cluster the host belongs to (see [`crate::cluster`]).
+        fn cluster(options: crate::cluster::ClusterOptions);
     }
 
     /// Trusts the CA certificates of a PEM file.
@@ -196,6 +198,20 @@ impl SafeguardClient {
     /// [`Error::SignedOut`].
     pub fn logout(&self) -> Result<()> {
         self.block_on(self.inner.logout())
+    }
+
+    /// What the client knows of its cluster's members (empty for a client
+    /// of one appliance).
+    pub fn cluster_members(&self) -> Vec<crate::cluster::ClusterMember> {
+        self.inner.cluster_members()
+    }
+
+    /// Checks the cluster's members now (a no-op for one appliance).
+    pub fn refresh_cluster(&self) -> Result<()> {
+        self.block_on(async {
+            self.inner.refresh_cluster().await;
+            Ok::<_, Error>(())
+        })
     }
 
     /// Minutes the current token has left.

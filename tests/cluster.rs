@@ -327,3 +327,36 @@ async fn a_workload_survives_losing_the_primary() {
     assert_eq!(members[0].role, MemberRole::Replica);
     assert!(members[0].available);
 }
+
+/// The blocking client routes the same way.
+#[test]
+fn the_blocking_client_routes_and_fails_over() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt.block_on(cluster_of(2));
+    let hosts = emu.member_hosts();
+    let c = &emu.connection().spp.admin;
+    let client = safeguard_sdk::blocking::SafeguardClient::builder(hosts[0].clone())
+        .ca_pem(emu.ca_pem())
+        .unwrap()
+        .cluster(ClusterOptions::new().members([hosts[1].clone()]))
+        .auth(PkceAuth::new("local", c.user.clone(), c.password.clone()))
+        .build()
+        .unwrap();
+    client.login().unwrap();
+    client.refresh_cluster().unwrap();
+    assert_eq!(client.cluster_members().len(), 2);
+    client
+        .post(Service::Core, "Users")
+        .json(&json!({"Name": "blocking", "PrimaryAuthenticationProvider": {"Id": -1}}))
+        .send_json::<Value>()
+        .unwrap();
+    rt.block_on(emu.stop_member(0)).unwrap();
+    let me: Value = client.get(Service::Core, "Me").send_json().unwrap();
+    assert_eq!(me["Name"], c.user);
+    assert!(!client.cluster_members()[0].available);
+    assert_eq!(emu.control().replica_write_refusals(), 0);
+}
