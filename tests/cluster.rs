@@ -360,3 +360,78 @@ fn the_blocking_client_routes_and_fails_over() {
     assert!(!client.cluster_members()[0].available);
     assert_eq!(emu.control().replica_write_refusals(), 0);
 }
+
+/// Every routing decision is a `tracing` event of `safeguard_sdk::cluster`.
+#[tokio::test]
+async fn every_routing_decision_is_traced() {
+    use std::sync::Mutex;
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    type Fields = std::collections::BTreeMap<String, String>;
+    #[derive(Clone, Default)]
+    struct Events(Arc<Mutex<Vec<Fields>>>);
+    struct Collect<'a>(&'a mut Fields);
+    impl Visit for Collect<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.insert(field.name().into(), format!("{value:?}"));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().into(), value.into());
+        }
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if event.metadata().target() == "safeguard_sdk::cluster" {
+                let mut fields = Fields::new();
+                event.record(&mut Collect(&mut fields));
+                self.0.lock().unwrap().push(fields);
+            }
+        }
+    }
+    let events = Events::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(events.clone())
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG),
+    );
+
+    let emu = cluster_of(3).await;
+    let hosts = emu.member_hosts();
+    let client = cluster_client(&emu, ClusterOptions::new().reads(ReadRouting::Primary)).await;
+    create_user(&client, "traced").await.unwrap();
+    let taken = std::mem::take(&mut *events.0.lock().unwrap());
+    let routed: Vec<&Fields> = taken
+        .iter()
+        .filter(|f| f.get("message").map(String::as_str) == Some("routed"))
+        .collect();
+    let write = routed
+        .iter()
+        .find(|f| f.get("route").map(String::as_str) == Some("write"))
+        .unwrap_or_else(|| panic!("no routed write among {taken:#?}"));
+    assert_eq!(write["member"], hosts[0]);
+    assert_eq!(write["method"], "POST");
+    assert_eq!(write["path"], "/service/core/v4/Users");
+
+    emu.stop_member(0).await.unwrap();
+    let _: Value = client.get(Service::Core, "Me").send_json().await.unwrap();
+    let taken = std::mem::take(&mut *events.0.lock().unwrap());
+    let said = |message: &str| {
+        taken
+            .iter()
+            .find(|f| f.get("message").map(String::as_str) == Some(message))
+            .unwrap_or_else(|| panic!("no {message:?} among {taken:#?}"))
+            .clone()
+    };
+    assert_eq!(said("member unavailable")["member"], hosts[0]);
+    let moved = said("moving to another member");
+    assert_eq!(moved["from"], hosts[0]);
+    assert_ne!(moved["to"], hosts[0]);
+    let last = taken
+        .iter()
+        .rev()
+        .find(|f| f.get("message").map(String::as_str) == Some("routed"))
+        .unwrap();
+    assert_eq!(last["route"], "read");
+    assert_eq!(last["member"], moved["to"]);
+}
