@@ -385,3 +385,87 @@ async fn an_a2a_event_listener_moves_to_a_live_member() {
     listener.stop().await;
     emu.shutdown().await;
 }
+
+/// What the SDK logs, kept for the test to read.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// One thread: the subscriber set below is this thread's.
+#[tokio::test(flavor = "current_thread")]
+async fn a_503_moves_a_retrieval_but_not_a_post_and_every_move_is_traced() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("safeguard_sdk=info")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let emu = cluster().await;
+    let members = emu.member_hosts();
+    let a2a = context(&emu, &members);
+    retrieve(&a2a, &emu, 1).await;
+
+    // Member 0 answers 503: the retrieval (GET) moves to member 1.
+    emu.control().fail_next(1, 503);
+    retrieve(&a2a, &emu, 1).await;
+    assert_eq!(emu.control().pending_failures(), 0);
+    assert_eq!(a2a.current_member(), &host(&members[1]));
+    let logs = capture.text();
+    let (m0, m1) = (&members[0], &members[1]);
+    assert!(
+        logs.lines().any(|l| l.contains("WARN")
+            && l.contains("503")
+            && l.contains(&format!("from={m0}"))
+            && l.contains(&format!("to={m1}"))),
+        "{logs}"
+    );
+    assert!(
+        logs.lines().any(|l| l.contains("INFO")
+            && l.contains(&format!("from={m0}"))
+            && l.contains(&format!("to={m1}"))),
+        "{logs}"
+    );
+
+    // A 503 to a POST is the answer: it may have been acted on.
+    emu.control().fail_next(1, 503);
+    let request = BrokeredAccessRequest {
+        for_user_name: Some(safeguard_emulator::PLAIN_USER.into()),
+        asset_name: Some(safeguard_emulator::ASSET_NAME.into()),
+        account_name: Some(safeguard_emulator::PASSWORD_ACCOUNT.into()),
+        access_request_type: Some(AccessRequestTypeKnown::Password.into()),
+        ..Default::default()
+    };
+    let err = a2a
+        .broker_access_request(emu.control().broker_api_key(), &request)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(503), "{err:?}");
+    assert_eq!(a2a.current_member(), &host(&members[1]));
+
+    // Every member answers 503: the last answer, once each, no hang.
+    emu.control().fail_next(3, 503);
+    let err = a2a.retrieve_password(password_key(&emu)).await.unwrap_err();
+    assert_eq!(err.a2a_failure(), Some(A2aFailure::NotEnabled), "{err:?}");
+    assert_eq!(emu.control().pending_failures(), 0, "each member once");
+    assert_eq!(a2a.current_member(), &host(&members[1]), "a 503 is no home");
+    retrieve(&a2a, &emu, 1).await;
+    emu.shutdown().await;
+}
