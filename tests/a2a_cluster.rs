@@ -469,3 +469,32 @@ async fn a_503_moves_a_retrieval_but_not_a_post_and_every_move_is_traced() {
     retrieve(&a2a, &emu, 1).await;
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blocking_context_takes_members_too() {
+    let emu = cluster().await;
+    let members = emu.member_hosts();
+    emu.stop_member(0).await.unwrap();
+    let c = emu.connection().spp.client_cert.clone();
+    let ca = emu.ca_pem().to_owned();
+    let (key, expected) = (password_key(&emu), expected_password(&emu));
+    let hosts = members.clone();
+    // Blocking calls refuse to run inside a runtime: on a thread of their own.
+    let (got, current, listed) = tokio::task::spawn_blocking(move || {
+        let a2a = safeguard_sdk::a2a::blocking::A2aContext::builder(hosts[0].clone())
+            .members([hosts[1].clone()])
+            .members([hosts[2].clone(), hosts[0].clone()])
+            .pem_files(&c.cert, &c.key)
+            .tls(TlsOptions::default().with_ca_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        let got = a2a.retrieve_password(&key).unwrap();
+        (got, a2a.current_member().clone(), a2a.members().to_vec())
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.expose_secret(), expected);
+    assert_eq!(current, host(&members[1]));
+    assert_eq!(listed.len(), 3, "a member given twice is listed once");
+    emu.shutdown().await;
+}
