@@ -27,6 +27,21 @@
 //! [`A2aContext::credential_watch`] holds credentials current across
 //! rotations and outages ([`watch`]).
 //!
+//! # Clusters
+//!
+//! Every member of a Safeguard cluster, a replica too, serves A2A. A context
+//! given several members ([`A2aContextBuilder::members`]) sends to one and
+//! moves to the next when it cannot be reached: a connection refused, a
+//! connect timeout or a failed TLS handshake (for every call), and for the
+//! calls that may be sent twice (retrievals, the two set calls: `GET` and
+//! `PUT`) also a connection broken or timed out after sending and a 503
+//! answer. [`A2aContext::broker_access_request`] (`POST`) moves only when the
+//! request cannot have reached the member. Each member is tried at most once
+//! per call, the whole call within the context's timeout; the member that
+//! answered is the one used next. The event listeners and the credential
+//! watch reconnect to the member in use. Every move is traced (`WARN` for a
+//! member that failed, `INFO` for the move).
+//!
 //! API keys and every returned secret are [`SecretString`]s (zeroized on
 //! drop, redacted in `Debug`); API keys never appear in errors or logs.
 //!
@@ -374,6 +389,7 @@ impl IdentitySource {
 /// Builds an [`A2aContext`]; from [`A2aContext::builder`].
 pub struct A2aContextBuilder {
     host: String,
+    members: Vec<String>,
     identity: Option<IdentitySource>,
     tls: TlsOptions,
     timeout: Option<Duration>,
@@ -386,6 +402,7 @@ impl fmt::Debug for A2aContextBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("A2aContextBuilder")
             .field("host", &self.host)
+            .field("members", &self.members)
             .field("has_identity", &self.identity.is_some())
             .field("timeout", &self.timeout)
             .field("proxy", &self.proxy)
@@ -394,6 +411,32 @@ impl fmt::Debug for A2aContextBuilder {
 }
 
 impl A2aContextBuilder {
+    /// Further members of the same Safeguard cluster (`name` or
+    /// `name:port` each), tried in this order after the host given to
+    /// [`A2aContext::builder`] when the member in use cannot serve a call
+    /// (see [Clusters](crate::a2a#clusters)). Calling it again adds more; a
+    /// member given twice is tried once. Every member must present a
+    /// certificate that the [`tls`](Self::tls) settings trust for its own
+    /// name, and accept the same client certificate (a cluster shares its
+    /// A2A registrations).
+    ///
+    /// ```no_run
+    /// # fn run() -> safeguard_sdk::Result<()> {
+    /// let a2a = safeguard_sdk::a2a::A2aContext::builder("sg1.example.com")
+    ///     .members(["sg2.example.com", "sg3.example.com"])
+    ///     .pem_files("cert.pem", "key.pem")
+    ///     .build()?;
+    /// # let _ = a2a; Ok(()) }
+    /// ```
+    pub fn members<I>(mut self, members: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.members.extend(members.into_iter().map(Into::into));
+        self
+    }
+
     /// The client certificate and key (required; or one of the file variants).
     pub fn identity(mut self, identity: ClientIdentity) -> Self {
         self.identity = Some(IdentitySource::Ready(identity));
@@ -504,8 +547,12 @@ impl A2aContextBuilder {
             )
         })?;
         let identity = source.load()?;
-        let transport = CertTransport::with_pool(
-            &Host::parse(&self.host)?,
+        let members = std::iter::once(&self.host)
+            .chain(&self.members)
+            .map(|h| Host::parse(h))
+            .collect::<Result<Vec<_>>>()?;
+        let transport = CertTransport::for_members(
+            &members,
             &self.tls,
             identity,
             self.timeout,
@@ -536,17 +583,21 @@ struct Inner {
 impl fmt::Debug for A2aContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("A2aContext")
-            .field("host", &self.inner.transport.host())
+            .field("members", &self.inner.transport.members())
+            .field("current_member", self.inner.transport.current_member())
             .field("thumbprint", &self.inner.transport.thumbprint())
             .finish()
     }
 }
 
 impl A2aContext {
-    /// Starts building a context for the appliance at `host` (`name` or `name:port`).
+    /// Starts building a context for the appliance at `host` (`name` or
+    /// `name:port`); for a cluster, the member tried first (the others with
+    /// [`A2aContextBuilder::members`]).
     pub fn builder(host: impl Into<String>) -> A2aContextBuilder {
         A2aContextBuilder {
             host: host.into(),
+            members: Vec::new(),
             identity: None,
             tls: TlsOptions::default(),
             timeout: Some(DEFAULT_TIMEOUT),
@@ -575,9 +626,22 @@ impl A2aContext {
         })
     }
 
-    /// The appliance.
+    /// The appliance: the host given to [`A2aContext::builder`] (for a
+    /// cluster, the member tried first; see [`current_member`](Self::current_member)).
     pub fn host(&self) -> &crate::Host {
         self.inner.transport.host()
+    }
+
+    /// Every cluster member the context may send to, in the order they are
+    /// tried (the host given to [`A2aContext::builder`] first).
+    pub fn members(&self) -> &[crate::Host] {
+        self.inner.transport.members()
+    }
+
+    /// The member in use: the one that answered last (the first until a
+    /// call moved on).
+    pub fn current_member(&self) -> &crate::Host {
+        self.inner.transport.current_member()
     }
 
     /// SHA-1 thumbprint (upper-case hex) of the client certificate.

@@ -39,12 +39,22 @@
 //! handshake; each session is offered once (RFC 8446, appendix C.4). A server
 //! that declines falls back to a full handshake, and one that asks for the
 //! client certificate again after a resumption gets it as after a full one.
+//!
+//! # Cluster members
+//!
+//! A transport may know several members of one Safeguard cluster. It sends
+//! to the member in use and, when that member cannot be reached, moves on to
+//! the next one ([`CertTransport::execute`]): every member serves A2A, a
+//! replica too (the administration guide: users may "check out passwords"
+//! on any member, and A2A retrieval is not a configuration change). With one
+//! member the transport sends exactly as it always did.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -72,6 +82,10 @@ use crate::transport::Execute;
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per host by default.
 pub(crate) const DEFAULT_MAX_IDLE: usize = 8;
+/// How long a call waits, once every cluster member failed it, before it
+/// returns the failure: a caller that retries at once does not spin on
+/// refused connections. Never longer than what is left of the call's timeout.
+const ALL_MEMBERS_FAILED_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Connection-pool settings of a [`CertTransport`].
 #[derive(Clone, Copy, Debug)]
@@ -97,7 +111,7 @@ impl Default for PoolSettings {
 /// same connections. Connections are served by tasks on the tokio runtime
 /// that opened them.
 pub(crate) struct CertTransport {
-    host: Host,
+    members: Members,
     thumbprint: String,
     connector: TlsConnector,
     client: Client<TlsConnector, reqwest::Body>,
@@ -108,7 +122,7 @@ pub(crate) struct CertTransport {
 impl fmt::Debug for CertTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertTransport")
-            .field("host", &self.host)
+            .field("members", &self.members)
             .field("thumbprint", &self.thumbprint)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -151,6 +165,31 @@ impl CertTransport {
         pool: PoolSettings,
         proxy: &ProxyRules,
     ) -> Result<Self> {
+        Self::for_members(
+            std::slice::from_ref(host),
+            tls,
+            identity,
+            timeout,
+            limits,
+            pool,
+            proxy,
+        )
+    }
+
+    /// Like [`CertTransport::with_pool`], for the members of one cluster,
+    /// tried in this order (duplicates dropped); the first is used first.
+    /// No member is [`Error::Config`].
+    pub(crate) fn for_members(
+        members: &[Host],
+        tls: &TlsOptions,
+        identity: ClientIdentity,
+        timeout: Option<Duration>,
+        limits: Limits,
+        pool: PoolSettings,
+        proxy: &ProxyRules,
+    ) -> Result<Self> {
+        let members = Members::new(members)?;
+        let host = members.host(0);
         let mut builder = tls.openssl_connector_builder(Some(&identity))?;
         let sessions = Arc::new(SessionCache::default());
         let key_index = session_key_index()?;
@@ -175,7 +214,7 @@ impl CertTransport {
             .pool_max_idle_per_host(pool.max_idle)
             .build(connector.clone());
         Ok(Self {
-            host: host.clone(),
+            members,
             thumbprint: identity.thumbprint().to_owned(),
             connector,
             client,
@@ -189,10 +228,23 @@ impl CertTransport {
         &self.limits
     }
 
-    /// The appliance it connects to.
+    /// The appliance it connects to: the first member given.
     #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
     pub(crate) fn host(&self) -> &Host {
-        &self.host
+        self.members.host(0)
+    }
+
+    /// Every member, in the order they are tried.
+    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
+    pub(crate) fn members(&self) -> &[Host] {
+        &self.members.hosts
+    }
+
+    /// The member in use: the one that answered last (the first member
+    /// until then).
+    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
+    pub(crate) fn current_member(&self) -> &Host {
+        self.members.host(self.members.current())
     }
 
     /// SHA-1 thumbprint of the client certificate (upper-case hex).
@@ -207,43 +259,182 @@ impl CertTransport {
         self.timeout
     }
 
-    /// Opens a new TLS connection to the host with the client identity (not
+    /// Opens a new TLS connection to `member` with the client identity (not
     /// pooled), e.g. for a websocket. ALPN offers `http/1.1`; the stream
     /// answers post-handshake certificate requests like pooled connections.
     #[allow(dead_code)]
-    pub(crate) async fn connect_tls(&self) -> Result<SslStream<TcpStream>> {
-        let (host, port) = &self.connector.default_target;
+    pub(crate) async fn connect_tls(&self, member: &Host) -> Result<SslStream<TcpStream>> {
         self.connector
-            .open(host, *port)
+            .open(member.name(), member.port())
             .await
             .map_err(ConnectError::into_error)
     }
 
     /// Sends `request` and streams back the answer (any status is `Ok`).
     /// TLS failures are [`Error::Tls`], an expired timeout [`Error::Timeout`],
-    /// other connection failures [`Error::Io`].
+    /// other connection failures [`Error::Transport`].
+    ///
+    /// With several members the request goes to the member in use, whatever
+    /// host its URL names, and moves on to the next member (each at most
+    /// once) when:
+    /// * the connection could not be opened (refused, connect timeout, TLS
+    ///   handshake failure): the request never reached the member, so this
+    ///   holds for every method;
+    /// * the request is idempotent (`GET`, `HEAD`, `PUT`, `DELETE`,
+    ///   `OPTIONS`, RFC 9110 section 9.2.2) and the connection broke or timed
+    ///   out after it was sent, before the answer came, or the member
+    ///   answered 503 (the service is unavailable there). A `POST` that may
+    ///   have reached a member is never sent again. A body that breaks after
+    ///   the answer's head is the caller's failure (the answer is returned).
+    ///
+    /// The member that answers is the one used next. When every member
+    /// failed the call waits [`ALL_MEMBERS_FAILED_BACKOFF`] (within its
+    /// timeout) and returns the last failure, naming the members tried.
+    /// The whole call, every member included, stays within the timeout.
     pub(crate) async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+        self.execute_on(request).await.map(|(response, _)| response)
+    }
+
+    /// Like [`CertTransport::execute`]; also says which member answered.
+    pub(crate) async fn execute_on(
+        &self,
+        request: reqwest::Request,
+    ) -> Result<(reqwest::Response, &Host)> {
+        if self.members.len() == 1 {
+            // One member: one attempt, as before clusters.
+            let deadline = self
+                .timeout
+                .and_then(|t| tokio::time::Instant::now().checked_add(t));
+            return match self.attempt(request, deadline).await {
+                Ok(response) => Ok((response, self.members.host(0))),
+                Err(failure) => Err(failure.error),
+            };
+        }
+        self.fail_over(request).await
+    }
+
+    /// Sends `request` to the members in turn, from the one in use; see
+    /// [`CertTransport::execute`].
+    async fn fail_over(&self, request: reqwest::Request) -> Result<(reqwest::Response, &Host)> {
+        let idempotent = is_idempotent(request.method());
+        let deadline = self
+            .timeout
+            .and_then(|t| tokio::time::Instant::now().checked_add(t));
+        let out_of_time = || deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+        let order = self.members.order();
+        let count = order.len();
+        let mut next = Some(request);
+        for (step, index) in order.enumerate() {
+            let Some(mut request) = next.take() else {
+                break;
+            };
+            let member = self.members.host(index);
+            retarget(request.url_mut(), member)?;
+            // A copy for the next member (the body is shared, not copied:
+            // bodies here are byte buffers); none when this is the last.
+            if step + 1 < count {
+                next = request.try_clone();
+            }
+            let to = self.members.host(self.members.after(index));
+            match self.attempt(request, deadline).await {
+                Ok(response)
+                    if response.status() == http::StatusCode::SERVICE_UNAVAILABLE
+                        && idempotent
+                        && next.is_some()
+                        && !out_of_time() =>
+                {
+                    tracing::warn!(
+                        from = %member,
+                        to = %to,
+                        "the cluster member answered 503 (service unavailable); trying the next member"
+                    );
+                }
+                Ok(response) => {
+                    if response.status() != http::StatusCode::SERVICE_UNAVAILABLE {
+                        self.settle(index);
+                    }
+                    return Ok((response, member));
+                }
+                Err(failure)
+                    if failure.may_retry(idempotent) && next.is_some() && !out_of_time() =>
+                {
+                    tracing::warn!(
+                        from = %member,
+                        to = %to,
+                        error = %failure.error,
+                        "the cluster member failed the request; trying the next member"
+                    );
+                }
+                Err(failure) => {
+                    if step + 1 < count || !failure.may_retry(idempotent) {
+                        return Err(failure.error);
+                    }
+                    // Every member failed.
+                    tracing::warn!(
+                        members = %self.members,
+                        error = %failure.error,
+                        "no cluster member could serve the request"
+                    );
+                    let pause = match deadline {
+                        Some(d) => ALL_MEMBERS_FAILED_BACKOFF
+                            .min(d.saturating_duration_since(tokio::time::Instant::now())),
+                        None => ALL_MEMBERS_FAILED_BACKOFF,
+                    };
+                    tokio::time::sleep(pause).await;
+                    return Err(all_failed(failure.error, &self.members));
+                }
+            }
+        }
+        Err(Error::Config(
+            "the request could not be sent to another cluster member".into(),
+        ))
+    }
+
+    /// Makes `index` the member in use, tracing the move.
+    fn settle(&self, index: usize) {
+        if let Some(from) = self.members.settle(index) {
+            tracing::info!(
+                from = %self.members.host(from),
+                to = %self.members.host(index),
+                "A2A moved to another cluster member"
+            );
+        }
+    }
+
+    /// One attempt at `request` against the host of its URL; `deadline`
+    /// bounds the whole call.
+    async fn attempt(
+        &self,
+        request: reqwest::Request,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<reqwest::Response, Failure> {
         let url = request.url().clone();
         if url.scheme() != "https" {
-            return Err(Error::Config(format!(
+            return Err(Failure::fatal(Error::Config(format!(
                 "the certificate transport only speaks https, not {}",
                 url.scheme()
-            )));
+            ))));
         }
         let label = crate::transport::request_label(&request);
         let now = tokio::time::Instant::now();
-        let deadline = self.timeout.and_then(|t| now.checked_add(t));
         let head_deadline = earliest(
             deadline,
             self.limits.answer_timeout.and_then(|t| now.checked_add(t)),
         );
-        let http_request = http::Request::<reqwest::Body>::try_from(request)
-            .map_err(|e| Error::Config(format!("cannot send {label}: {}", error_chain(&e))))?;
+        let http_request = http::Request::<reqwest::Body>::try_from(request).map_err(|e| {
+            Failure::fatal(Error::Config(format!(
+                "cannot send {label}: {}",
+                error_chain(&e)
+            )))
+        })?;
         let sent = self.client.request(http_request);
         let answer = match head_deadline {
             Some(d) => tokio::time::timeout_at(d, sent)
                 .await
-                .map_err(|_| Error::Timeout(format!("{label}: no answer within {:?}", d - now)))?,
+                .map_err(|_| Failure {
+                    error: Error::Timeout(format!("{label}: no answer within {:?}", d - now)),
+                    reach: Reach::Maybe,
+                })?,
             None => sent.await,
         };
         let response = answer.map_err(|e| client_error(e, &label))?;
@@ -256,9 +447,176 @@ impl CertTransport {
         ));
         let response = crate::limits::answer_at(url, parts, body);
         match crate::limits::unfollowed_redirect(&response) {
-            Some(refused) => Err(Error::Redirect(refused)),
+            Some(refused) => Err(Failure::fatal(Error::Redirect(refused))),
             None => Ok(response),
         }
+    }
+}
+
+/// Whether a request may be sent twice with the effect of once (RFC 9110
+/// section 9.2.2).
+fn is_idempotent(method: &reqwest::Method) -> bool {
+    use reqwest::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
+}
+
+/// Points `url` at `member` (a no-op when it already does).
+fn retarget(url: &mut url::Url, member: &Host) -> Result<()> {
+    let same_host = url
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        == Some(member.name());
+    if same_host && url.port_or_known_default() == Some(member.port()) {
+        return Ok(());
+    }
+    let refused = || Error::Config(format!("cannot address the cluster member {member}"));
+    let name = member.name();
+    let set = if name.contains(':') {
+        url.set_host(Some(&format!("[{name}]")))
+    } else {
+        url.set_host(Some(name))
+    };
+    set.map_err(|_| refused())?;
+    let port = (member.port() != 443).then_some(member.port());
+    url.set_port(port).map_err(|()| refused())
+}
+
+/// The last failure of a call that every member failed, saying so; of the
+/// same kind (a connect failure stays one).
+fn all_failed(error: Error, members: &Members) -> Error {
+    let say = |what: &dyn fmt::Display| {
+        format!("no member of the cluster ({members}) could be reached; the last one: {what}")
+    };
+    match error {
+        Error::Tls(m) => Error::Tls(say(&m)),
+        Error::Timeout(m) => Error::Timeout(say(&m)),
+        Error::Transport(t) => {
+            let kind = std::error::Error::source(&t)
+                .and_then(|s| s.downcast_ref::<io::Error>())
+                .map_or(io::ErrorKind::Other, io::Error::kind);
+            transport_error(kind, say(&t), t.is_connect())
+        }
+        other => other,
+    }
+}
+
+/// How far a failed attempt got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    /// The connection was never opened: the request did not reach the member.
+    Unsent,
+    /// The request may have reached the member (the connection broke or
+    /// timed out afterwards).
+    Maybe,
+    /// A failure another member would not change (a bad request, a redirect).
+    Final,
+}
+
+/// A failed attempt.
+struct Failure {
+    error: Error,
+    reach: Reach,
+}
+
+impl Failure {
+    fn fatal(error: Error) -> Self {
+        Self {
+            error,
+            reach: Reach::Final,
+        }
+    }
+
+    /// Whether the request may go to another member: when it never left,
+    /// or when it is idempotent and the failure is the connection's.
+    fn may_retry(&self, idempotent: bool) -> bool {
+        match self.reach {
+            Reach::Unsent => true,
+            Reach::Maybe => {
+                idempotent && matches!(self.error, Error::Timeout(_) | Error::Transport(_))
+            }
+            Reach::Final => false,
+        }
+    }
+}
+
+/// The members of one cluster and the one in use.
+struct Members {
+    /// Never empty, no duplicates.
+    hosts: Box<[Host]>,
+    /// Index of the member in use.
+    current: AtomicUsize,
+}
+
+impl Members {
+    fn new(given: &[Host]) -> Result<Self> {
+        let mut hosts: Vec<Host> = Vec::with_capacity(given.len());
+        for host in given {
+            if !hosts.contains(host) {
+                hosts.push(host.clone());
+            }
+        }
+        if hosts.is_empty() {
+            return Err(Error::Config("no appliance address was given".into()));
+        }
+        Ok(Self {
+            hosts: hosts.into_boxed_slice(),
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    fn host(&self, index: usize) -> &Host {
+        &self.hosts[index % self.hosts.len()]
+    }
+
+    fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.hosts.len()
+    }
+
+    /// The member tried after `index`.
+    fn after(&self, index: usize) -> usize {
+        (index + 1) % self.hosts.len()
+    }
+
+    /// Every member once, from the one in use.
+    fn order(&self) -> impl ExactSizeIterator<Item = usize> {
+        let start = self.current();
+        let len = self.hosts.len();
+        (0..len).map(move |step| (start + step) % len)
+    }
+
+    /// Makes `index` the member in use; the one it replaces, if another.
+    fn settle(&self, index: usize) -> Option<usize> {
+        let index = index % self.hosts.len();
+        let before = self.current.swap(index, Ordering::Relaxed) % self.hosts.len();
+        (before != index).then_some(before)
+    }
+}
+
+impl fmt::Display for Members {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, host) in self.hosts.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{host}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Members {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Members")
+            .field("hosts", &self.hosts)
+            .field("current", &self.current())
+            .finish()
     }
 }
 
@@ -275,17 +633,20 @@ impl Execute for CertTransport {
     }
 }
 
-/// Reads a pool failure into the SDK's error.
-fn client_error(e: hyper_util::client::legacy::Error, label: &str) -> Error {
+/// Reads a pool failure into the SDK's error, and how far the request got.
+fn client_error(e: hyper_util::client::legacy::Error, label: &str) -> Failure {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(err) = cur {
         if let Some(c) = err.downcast_ref::<ConnectError>() {
-            return c.to_error();
+            return Failure {
+                error: c.to_error(),
+                reach: Reach::Unsent,
+            };
         }
         cur = err.source();
     }
     let chain = error_chain(&e);
-    if has_tls_error(&e) {
+    let error = if has_tls_error(&e) {
         Error::Tls(format!("{label}: {chain}"))
     } else {
         transport_error(
@@ -293,6 +654,10 @@ fn client_error(e: hyper_util::client::legacy::Error, label: &str) -> Error {
             format!("{label}: {chain}"),
             false,
         )
+    };
+    Failure {
+        error,
+        reach: Reach::Maybe,
     }
 }
 
@@ -558,5 +923,94 @@ fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(names: &[&str]) -> Vec<Host> {
+        names.iter().map(|n| Host::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn members_are_tried_once_each_from_the_one_in_use() {
+        let m = Members::new(&hosts(&["a", "b:8443", "c"])).unwrap();
+        assert_eq!(m.order().collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(m.settle(2), Some(0));
+        assert_eq!(m.order().collect::<Vec<_>>(), [2, 0, 1]);
+        assert_eq!(m.after(2), 0);
+        assert_eq!(m.settle(2), None, "no move, nothing to report");
+        assert_eq!(m.current(), 2);
+        assert_eq!(m.to_string(), "a, b:8443, c");
+    }
+
+    #[test]
+    fn duplicate_members_are_dropped_and_none_is_a_config_error() {
+        let m = Members::new(&hosts(&["a", "b", "a", "https://b/"])).unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(matches!(Members::new(&[]), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn a_url_is_pointed_at_a_member() {
+        let mut url =
+            url::Url::parse("https://a/service/a2a/v4/Credentials?type=password").unwrap();
+        retarget(&mut url, &Host::parse("b:8443").unwrap()).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://b:8443/service/a2a/v4/Credentials?type=password"
+        );
+        retarget(&mut url, &Host::parse("[::1]").unwrap()).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://[::1]/service/a2a/v4/Credentials?type=password"
+        );
+        let before = url.clone();
+        retarget(&mut url, &Host::parse("[::1]:443").unwrap()).unwrap();
+        assert_eq!(url, before);
+    }
+
+    #[test]
+    fn only_what_cannot_have_been_done_is_sent_again() {
+        let failure = |error: Error, reach| Failure { error, reach };
+        let refused = || transport_error(io::ErrorKind::ConnectionRefused, "x".into(), true);
+        let reset = || transport_error(io::ErrorKind::ConnectionReset, "x".into(), false);
+        // A connection never opened: any method.
+        assert!(failure(refused(), Reach::Unsent).may_retry(false));
+        assert!(failure(Error::Tls("handshake".into()), Reach::Unsent).may_retry(false));
+        // Broken after sending: idempotent calls only.
+        assert!(failure(reset(), Reach::Maybe).may_retry(true));
+        assert!(!failure(reset(), Reach::Maybe).may_retry(false));
+        assert!(failure(Error::Timeout("t".into()), Reach::Maybe).may_retry(true));
+        assert!(!failure(Error::Timeout("t".into()), Reach::Maybe).may_retry(false));
+        // A TLS failure on an open connection is the certificate's, everywhere.
+        assert!(!failure(Error::Tls("renegotiation".into()), Reach::Maybe).may_retry(true));
+        assert!(!Failure::fatal(Error::Config("bad".into())).may_retry(true));
+        assert!(is_idempotent(&reqwest::Method::GET));
+        assert!(is_idempotent(&reqwest::Method::PUT));
+        assert!(!is_idempotent(&reqwest::Method::POST));
+    }
+
+    #[test]
+    fn when_every_member_failed_the_error_keeps_its_kind_and_names_them() {
+        let m = Members::new(&hosts(&["a", "b"])).unwrap();
+        let e = all_failed(
+            transport_error(io::ErrorKind::ConnectionRefused, "refused".into(), true),
+            &m,
+        );
+        match &e {
+            Error::Transport(t) => {
+                assert!(t.is_connect());
+                let text = t.to_string();
+                assert!(text.contains("a, b") && text.contains("refused"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            all_failed(Error::Timeout("slow".into()), &m),
+            Error::Timeout(m) if m.contains("a, b")
+        ));
     }
 }

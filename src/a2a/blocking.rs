@@ -40,6 +40,17 @@ use crate::tls::{ClientIdentity, TlsOptions};
 pub struct A2aContextBuilder(super::A2aContextBuilder);
 
 impl A2aContextBuilder {
+    /// Further members of the same cluster, tried in order after the first
+    /// host when the member in use cannot serve a call (see
+    /// [`super::A2aContextBuilder::members`]).
+    pub fn members<I>(self, members: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Self(self.0.members(members))
+    }
+
     /// The client certificate and key.
     pub fn identity(self, identity: ClientIdentity) -> Self {
         Self(self.0.identity(identity))
@@ -153,9 +164,20 @@ impl A2aContext {
         self.runtime.run(future)
     }
 
-    /// The appliance.
+    /// The appliance: the host given to [`A2aContext::builder`] (for a
+    /// cluster, the member tried first).
     pub fn host(&self) -> &crate::Host {
         self.inner.host()
+    }
+
+    /// Every cluster member the context may send to, in the order tried.
+    pub fn members(&self) -> &[crate::Host] {
+        self.inner.members()
+    }
+
+    /// The member in use: the one that answered last.
+    pub fn current_member(&self) -> &crate::Host {
+        self.inner.current_member()
     }
 
     /// SHA-1 thumbprint (upper-case hex) of the client certificate.

@@ -2,6 +2,11 @@
 //! and the client certificate, over the certificate transport (OpenSSL, so
 //! the appliance's post-handshake certificate request is answered on the
 //! websocket's connection too).
+//!
+//! With a context of several cluster members, each connection negotiates
+//! through the transport's member failover and opens its websocket to the
+//! member that answered the negotiate: a listener whose member went away
+//! reconnects to a live one.
 
 /// The events the A2A hub delivers, for the accounts of the listener's API keys.
 pub const A2A_EVENTS: [&str; 3] = [
@@ -12,7 +17,7 @@ pub const A2A_EVENTS: [&str; 3] = [
 
 #[cfg(feature = "a2a")]
 mod hub {
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     use bytes::Bytes;
     use futures::future::BoxFuture;
@@ -28,6 +33,9 @@ mod hub {
     pub(crate) struct A2aHub {
         transport: Arc<CertTransport>,
         authorization: Result<HeaderValue, String>,
+        /// The member that answered the last negotiate: the websocket goes
+        /// there (a SignalR connection id belongs to the server that gave it).
+        member: Mutex<Option<crate::Host>>,
     }
 
     impl A2aHub {
@@ -35,6 +43,16 @@ mod hub {
             Self {
                 transport: context.cert_transport().clone(),
                 authorization: authorization(api_keys),
+                member: Mutex::new(None),
+            }
+        }
+
+        /// The member of the last negotiate, else the transport's member in use.
+        fn member(&self) -> crate::Host {
+            let pinned = self.member.lock().unwrap_or_else(|p| p.into_inner());
+            match pinned.as_ref() {
+                Some(host) => host.clone(),
+                None => self.transport.current_member().clone(),
             }
         }
     }
@@ -56,8 +74,8 @@ mod hub {
     }
 
     impl HubConnector for A2aHub {
-        fn host(&self) -> &crate::Host {
-            self.transport.host()
+        fn host(&self) -> crate::Host {
+            self.member()
         }
 
         fn hub_path(&self) -> &'static str {
@@ -85,7 +103,10 @@ mod hub {
                     HeaderValue::from_static("application/json"),
                 );
                 headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-                let response = self.transport.execute(request).await?;
+                // Any member may answer (the transport moves past one that
+                // cannot be reached); the websocket follows the one that did.
+                let (response, member) = self.transport.execute_on(request).await?;
+                *self.member.lock().unwrap_or_else(|p| p.into_inner()) = Some(member.clone());
                 crate::limits::read_body(
                     response,
                     "POST /service/a2a/signalr/negotiate",
@@ -97,7 +118,7 @@ mod hub {
 
         fn open(&self) -> BoxFuture<'_, Result<BoxIo>> {
             Box::pin(async move {
-                let stream = self.transport.connect_tls().await?;
+                let stream = self.transport.connect_tls(&self.member()).await?;
                 Ok(Box::new(stream) as BoxIo)
             })
         }

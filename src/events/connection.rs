@@ -36,8 +36,9 @@ pub(crate) type BoxIo = Box<dyn Io>;
 
 /// What a hub needs from its owner.
 pub(crate) trait HubConnector: Send + Sync + 'static {
-    /// The appliance.
-    fn host(&self) -> &Host;
+    /// The appliance member in use now (for a cluster, it may change
+    /// between connections: each connection asks again).
+    fn host(&self) -> Host;
     /// The hub path (`/service/event/signalr`).
     fn hub_path(&self) -> &'static str;
     /// The Authorization header for negotiate and the upgrade.
@@ -82,8 +83,8 @@ impl UserHub {
 }
 
 impl HubConnector for UserHub {
-    fn host(&self) -> &Host {
-        self.client.host()
+    fn host(&self) -> Host {
+        self.client.host().clone()
     }
 
     fn hub_path(&self) -> &'static str {
@@ -247,7 +248,8 @@ async fn open_websocket(
 ) -> Result<Connection> {
     let path = hub.hub_path();
     let io = hub.open().await?;
-    let io = upgrade(io, hub.host(), target, authorization, path).await?;
+    // The member asked after `open`: the one the stream goes to.
+    let io = upgrade(io, &hub.host(), target, authorization, path).await?;
     let limit = options.max_record_size.max(1024);
     let config = WebSocketConfig::default()
         .max_message_size(Some(limit.saturating_mul(4)))
@@ -533,8 +535,8 @@ mod tests {
     }
 
     impl HubConnector for FakeHub {
-        fn host(&self) -> &Host {
-            &self.host
+        fn host(&self) -> Host {
+            self.host.clone()
         }
         fn hub_path(&self) -> &'static str {
             super::super::USER_HUB_PATH
