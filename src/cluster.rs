@@ -403,9 +403,10 @@ impl Cluster {
     }
 
     /// The member for a sign-in or an event hub: a reading member, the
-    /// membership checked first when it never was.
+    /// membership checked first when it never was or none is available
+    /// (the first address given when still none is).
     pub(crate) async fn reading_member(&self, http: &reqwest::Client, limits: &Limits) -> Host {
-        if self.read().checked.is_none() {
+        if self.read().checked.is_none() || self.choose(Route::Read).is_none() {
             self.check(http, limits).await;
         }
         self.choose(Route::Read)

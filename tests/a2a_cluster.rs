@@ -307,11 +307,6 @@ async fn a_credential_watch_moves_to_a_live_member_and_sees_later_rotations() {
     // The watch's member stops: its listener reconnects to a live member
     // (the pull after the reconnect moves the context there too).
     emu.stop_member(1).await.unwrap();
-    // The emulator's member stop closes its listener and its HTTP
-    // connections, but not yet the websockets upgraded from them (they run
-    // on tasks of their own); on the appliance a member that goes away
-    // breaks them. Dropped here as that would.
-    emu.control().drop_websockets();
     assert!(
         until(|| a2a.current_member() != &host(&members[1])
             && watch.listener_state() == ListenerState::Connected)
@@ -360,11 +355,6 @@ async fn an_a2a_event_listener_moves_to_a_live_member() {
     assert!(until(|| seen.load(Ordering::Relaxed) >= 1).await);
 
     emu.stop_member(2).await.unwrap();
-    // The emulator's member stop closes its listener and its HTTP
-    // connections, but not yet the websockets upgraded from them (they run
-    // on tasks of their own); on the appliance a member that goes away
-    // breaks them. Dropped here as that would.
-    emu.control().drop_websockets();
     assert!(
         until(|| connects.load(Ordering::Relaxed) == 2
             && listener.state() == ListenerState::Connected)

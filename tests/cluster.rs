@@ -224,6 +224,44 @@ async fn a_workload_survives_losing_the_primary() {
     let emu = Arc::new(cluster_of(3).await);
     let hosts = emu.member_hosts();
     let client = cluster_client(&emu, ClusterOptions::new()).await;
+    // A2A retrievals on their own context of every member (first the
+    // primary), from start to end; the secret checked each time.
+    let a2a = {
+        let c = &emu.connection().spp.client_cert;
+        safeguard_sdk::a2a::A2aContext::builder(hosts[0].clone())
+            .members(hosts[1..].to_vec())
+            .pem_files(&c.cert, &c.key)
+            .tls(
+                safeguard_sdk::tls::TlsOptions::default()
+                    .with_ca_pem(emu.ca_pem())
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let api_key =
+        safeguard_sdk::SecretString::from(emu.connection().spp.a2a.password_api_key.clone());
+    let secret = emu
+        .control()
+        .account_password(emu.control().password_account_id())
+        .unwrap();
+    let retrievals = Arc::new(AtomicUsize::new(0));
+    let workload_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let retriever = {
+        let (retrievals, over) = (retrievals.clone(), workload_over.clone());
+        tokio::spawn(async move {
+            while !over.load(Ordering::SeqCst) {
+                let got = a2a
+                    .retrieve_password(&api_key)
+                    .await
+                    .expect("an A2A retrieval failed");
+                assert_eq!(safeguard_sdk::ExposeSecret::expose_secret(&got), secret);
+                retrievals.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            a2a.current_member().to_string()
+        })
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -280,8 +318,13 @@ async fn a_workload_survives_losing_the_primary() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     emu.stop_member(0).await.unwrap();
+    let retrieved_at_stop = retrievals.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopped_at = done.load(Ordering::SeqCst);
+    assert!(
+        retrievals.load(Ordering::SeqCst) > retrieved_at_stop,
+        "A2A retrievals go on while there is no primary"
+    );
     let id = emu.connection().spp.members[1].id.clone();
     client
         .post(Service::Core, &format!("Cluster/Members/{id}/Promote"))
@@ -292,6 +335,10 @@ async fn a_workload_survives_losing_the_primary() {
     for w in workers {
         created.extend(w.await.expect("no call failed"));
     }
+    workload_over.store(true, Ordering::SeqCst);
+    let a2a_member = retriever.await.expect("no A2A retrieval failed");
+    assert_ne!(a2a_member, hosts[0], "A2A moved off the stopped member");
+    assert!(retrievals.load(Ordering::SeqCst) > retrieved_at_stop);
     assert_eq!(done.load(Ordering::SeqCst), CALLS);
     assert!(stopped_at < CALLS, "the workload ran across the failover");
     assert_eq!(created.len(), CALLS / 4);
@@ -434,4 +481,65 @@ async fn every_routing_decision_is_traced() {
         .unwrap();
     assert_eq!(last["route"], "read");
     assert_eq!(last["member"], moved["to"]);
+}
+
+/// A cluster client's event listener connects to a member that serves and,
+/// when that member stops, to another, and receives the events that follow.
+#[tokio::test]
+async fn the_event_listener_moves_to_a_live_member() {
+    use safeguard_sdk::events::{Event, ListenerState, ReconnectPolicy};
+    let emu = cluster_of(3).await;
+    let client = cluster_client(&emu, ClusterOptions::new().reads(ReadRouting::Primary)).await;
+    let listener = client
+        .persistent_event_listener()
+        .with_reconnect_policy(ReconnectPolicy::new(
+            Duration::from_millis(5),
+            Duration::from_millis(50),
+        ));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    listener.on("Tick", move |e: &Event| {
+        s.lock().unwrap().push(e.body["N"].as_i64().unwrap_or(-1));
+    });
+    listener.start().await.unwrap();
+    let wait = Duration::from_secs(10);
+    assert!(
+        listener
+            .wait_for_state(ListenerState::Connected, wait)
+            .await
+    );
+    // The primary serves the hub (reads go to the primary while it runs).
+    assert_eq!(emu.control().websocket_count(), 1);
+    emu.control().emit_event("Tick", json!({"N": 1}));
+    let eventually = |n: usize| {
+        let seen = seen.clone();
+        async move {
+            let deadline = std::time::Instant::now() + wait;
+            while std::time::Instant::now() < deadline {
+                if seen.lock().unwrap().len() >= n {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+    assert!(eventually(1).await);
+
+    emu.stop_member(0).await.unwrap();
+    // It reconnects to a replica, which sends what happens from then on.
+    let deadline = std::time::Instant::now() + wait;
+    while !(listener.state() == ListenerState::Connected && emu.control().websocket_count() == 1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconnect: {:?}",
+            listener.state()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!client.cluster_members()[0].available);
+    emu.control().emit_event("Tick", json!({"N": 2}));
+    assert!(eventually(2).await, "{:?}", seen.lock().unwrap());
+    assert_eq!(*seen.lock().unwrap(), [1, 2]);
+    listener.stop().await;
 }

@@ -61,6 +61,9 @@ pub(crate) trait HubConnector: Send + Sync + 'static {
 pub(crate) struct UserHub {
     client: SafeguardClient,
     tls: Mutex<Option<Arc<rustls::ClientConfig>>>,
+    /// The member of the connection being made (a cluster client's hub
+    /// chooses one per connection; the appliance otherwise).
+    member: Mutex<Option<Host>>,
 }
 
 impl UserHub {
@@ -68,7 +71,14 @@ impl UserHub {
         Self {
             client,
             tls: Mutex::new(None),
+            member: Mutex::new(None),
         }
+    }
+
+    /// Tells a cluster client that the member of this connection failed,
+    /// so that the next connection goes to another.
+    fn member_failed(&self) {
+        self.client.member_failed(&self.host());
     }
 
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>> {
@@ -84,15 +94,24 @@ impl UserHub {
 
 impl HubConnector for UserHub {
     fn host(&self) -> Host {
-        self.client.host().clone()
+        let member = self.member.lock().unwrap_or_else(|p| p.into_inner());
+        member.clone().unwrap_or_else(|| self.client.host().clone())
     }
 
     fn hub_path(&self) -> &'static str {
         super::USER_HUB_PATH
     }
 
+    /// Every connection starts here: a cluster client's hub chooses the
+    /// member of the connection (one that serves reads; a SignalR
+    /// connection id belongs to the member that issued it, so the
+    /// negotiate and the websocket go to the same one).
     fn authorization(&self) -> BoxFuture<'_, Result<HeaderValue>> {
-        Box::pin(self.client.bearer_header())
+        Box::pin(async move {
+            let member = self.client.reading_host().await;
+            *self.member.lock().unwrap_or_else(|p| p.into_inner()) = Some(member);
+            self.client.bearer_header().await
+        })
     }
 
     fn negotiate(
@@ -114,9 +133,17 @@ impl HubConnector for UserHub {
             let label = "POST /service/event/signalr/negotiate";
             let response = limits
                 .head(|| label.to_owned(), async {
-                    sent.await.map_err(Error::from_reqwest)
+                    sent.await.map_err(|e| {
+                        if e.is_connect() {
+                            self.member_failed();
+                        }
+                        Error::from_reqwest(e)
+                    })
                 })
                 .await?;
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                self.member_failed();
+            }
             crate::limits::read_body(response, label, limits).await
         })
     }
@@ -132,6 +159,7 @@ impl HubConnector for UserHub {
                 .await
                 .map_err(|e| match e {
                     crate::proxy::ConnectFailure::Direct(e) => {
+                        self.member_failed();
                         Error::from(EventsError::Connect(format!("{}: {e}", host.endpoint())))
                     }
                     crate::proxy::ConnectFailure::Proxy(p) => p.to_error(),
