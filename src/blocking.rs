@@ -103,6 +103,8 @@ impl SafeguardClientBuilder {
         fn refresh_margin(margin: Duration);
         /// A client of the cluster the host belongs to (see [`crate::cluster`]).
         fn cluster(options: crate::cluster::ClusterOptions);
+        /// Where the management service listens when not on the host.
+        fn management_host(host: impl Into<String>);
     }
 
     /// Trusts the CA certificates of a PEM file.

@@ -103,3 +103,36 @@ async fn management_never_signs_in() {
         .unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn the_management_service_can_have_an_address_of_its_own() {
+    let emu = emulator().await;
+    // The appliance's address answers nothing here; the management host
+    // (the MGMT interface, or port 9337 of a cloud appliance) does.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = unused.local_addr().unwrap().to_string();
+    drop(unused);
+    let client = safeguard_sdk::SafeguardClient::builder(dead)
+        .management_host(emu.spp_host())
+        .ca_pem(emu.ca_pem())
+        .unwrap()
+        .build()
+        .unwrap();
+    emu.control().set_maintenance(true);
+    let status: Value = client
+        .get(Service::Management, "ApplianceStatus")
+        .send_json()
+        .await
+        .unwrap();
+    assert_eq!(status["ApplianceCurrentState"], "Maintenance");
+    let err = client
+        .get(Service::Notification, "Status")
+        .send()
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Transport(t) if t.is_connect()),
+        "{err:?}"
+    );
+}

@@ -27,6 +27,7 @@ pub struct SafeguardClientBuilder {
     api_version: String,
     refresh_margin: Duration,
     cluster: Option<ClusterOptions>,
+    management_host: Option<String>,
 }
 
 impl SafeguardClientBuilder {
@@ -43,6 +44,7 @@ impl SafeguardClientBuilder {
             api_version: "v4".into(),
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             cluster: None,
+            management_host: None,
         }
     }
 
@@ -169,6 +171,16 @@ impl SafeguardClientBuilder {
         self
     }
 
+    /// Where the management service ([`Service::Management`](crate::Service::Management))
+    /// listens when not on the appliance's address: the MGMT interface of
+    /// a hardware appliance, or port 9337 of a cloud one (.NET SDK,
+    /// `Service.Management`). Its requests carry no token; the address
+    /// is checked when the client is built.
+    pub fn management_host(mut self, host: impl Into<String>) -> Self {
+        self.management_host = Some(host.into());
+        self
+    }
+
     /// Builds the client. No request is made: call [`SafeguardClient::login`]
     /// to sign in now, or let the first call do it.
     pub fn build(self) -> Result<SafeguardClient> {
@@ -208,8 +220,14 @@ impl SafeguardClientBuilder {
             .cluster
             .map(|options| Cluster::new(&host, options, &self.api_version))
             .transpose()?;
+        let management_host = self
+            .management_host
+            .as_deref()
+            .map(Host::parse)
+            .transpose()?;
         Ok(SafeguardClient::with_session(Session {
             cluster,
+            management_host,
             host,
             http,
             secret_http,

@@ -69,8 +69,8 @@ pub enum Service {
     /// `ManagementServiceAuthenticator.IsAnonymous`). There is no generated
     /// client for it: use the generic verbs. On hardware it listens on the
     /// MGMT interface and on cloud VMs on port 9337 (.NET `Service.Management`
-    /// doc comment): build a client of that address
-    /// (`SafeguardClient::builder("10.0.0.5:9337")`, no sign-in needed).
+    /// doc comment): name that address with
+    /// [`SafeguardClientBuilder::management_host`].
     Management,
 }
 
@@ -323,11 +323,18 @@ impl SafeguardClient {
         Ok(session::lifetime_minutes(response.headers()))
     }
 
-    /// `https://host/service/{service}/{api_version}/{path}`.
+    /// `https://host/service/{service}/{api_version}/{path}` (for
+    /// [`Service::Management`], the
+    /// [management host](SafeguardClientBuilder::management_host) when one
+    /// was named).
     pub fn url(&self, service: Service, path: &str) -> String {
+        let host = match (&self.session.management_host, service) {
+            (Some(management), Service::Management) => management,
+            _ => &self.session.host,
+        };
         format!(
             "https://{}/service/{}/{}/{}",
-            self.session.host.authority(),
+            host.authority(),
             service,
             self.session.api_version,
             path.trim_start_matches('/')
@@ -481,5 +488,25 @@ mod tests {
             client.url(Service::Core, "/Users"),
             "https://sg.example:8443/service/core/v4/Users"
         );
+        assert_eq!(
+            client.url(Service::Management, "ApplianceStatus"),
+            "https://sg.example:8443/service/management/v4/ApplianceStatus"
+        );
+        let client = SafeguardClient::builder("sg.example")
+            .management_host("10.0.0.5:9337")
+            .build()
+            .unwrap();
+        assert_eq!(
+            client.url(Service::Management, "ApplianceStatus"),
+            "https://10.0.0.5:9337/service/management/v4/ApplianceStatus"
+        );
+        assert_eq!(
+            client.url(Service::Appliance, "SystemTime"),
+            "https://sg.example/service/appliance/v4/SystemTime"
+        );
+        assert!(SafeguardClient::builder("sg.example")
+            .management_host("10.0.0.5/x")
+            .build()
+            .is_err());
     }
 }

@@ -112,6 +112,9 @@ pub(crate) struct Session {
     /// The cluster's members and which takes what, for a cluster client.
     pub(super) cluster: Option<crate::cluster::Cluster>,
     pub(super) host: Host,
+    /// Where [`Service::Management`](super::Service::Management) is
+    /// reached, when not at `host`.
+    pub(super) management_host: Option<Host>,
     pub(super) http: reqwest::Client,
     /// `http` without redirects, for requests that carry a secret of their own.
     pub(super) secret_http: reqwest::Client,
