@@ -220,6 +220,13 @@ impl Emulator {
         });
         // The seeded client certificate also signs in to SPS (`?type=x509`) as the SPS admin.
         sps.add_certificate_user(&certs.client.thumbprint, SPS_USER);
+        // Joining SPS to SPP (`POST /api/cluster/spp`) reaches the SPP side
+        // of this process: its tokens, its certificate, its session modules.
+        sps.link_spp(sps::SppLink {
+            app: app.clone(),
+            server_cert_der: certs.server_cert.to_der().unwrap_or_default(),
+            sps_host: info.sps.host.clone(),
+        });
         let sps_router = axum::Router::new()
             .merge(sps.router())
             .fallback(router::sps_fallback);
