@@ -513,7 +513,7 @@ async fn read_chain(spp: &SafeguardClient, options: &JoinOptions) -> Result<Stri
     let ssl = stream.ssl();
     let chain = ssl
         .verified_chain()
-        .filter(|c| c.len() > 0 && !options.tls.accepts_invalid_certs())
+        .filter(|c| !c.is_empty() && !options.tls.accepts_invalid_certs())
         .or_else(|| ssl.peer_cert_chain())
         .ok_or_else(|| Error::Tls(format!("{} presented no certificate", host.authority())))?;
     let mut pem = String::new();
@@ -522,4 +522,37 @@ async fn read_chain(spp: &SafeguardClient, options: &JoinOptions) -> Result<Stri
         pem.push_str(&String::from_utf8_lossy(&p));
     }
     Ok(pem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_step_is_named_and_keeps_its_cause() {
+        let e: Error = at(JoinStep::EnableClustering)(Error::Config("locked".into()));
+        assert_eq!(
+            e.sps().and_then(SpsError::join_step),
+            Some(JoinStep::EnableClustering)
+        );
+        assert_eq!(
+            e.to_string(),
+            "SPS: joining SPS to SPP failed at step enable-clustering: configuration: locked"
+        );
+        match &e {
+            Error::Sps(SpsError::Join { source, .. }) => {
+                assert!(matches!(source.as_ref(), Error::Config(_)))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not an SPS answer itself.
+        assert!(e.sps_error().is_none() && !e.is_retryable());
+    }
+
+    #[test]
+    fn nic_keys_follow_their_order() {
+        let nic = json!({"@order": ["b", "a", 3], "a": 1, "b": 2});
+        assert_eq!(order(&nic), vec!["b", "a"]);
+        assert!(order(&json!("x")).is_empty());
+    }
 }

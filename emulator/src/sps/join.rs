@@ -281,6 +281,10 @@ impl Env<'_> {
             "Trusted": true,
             "CertificateUserPemEncodedCertificate": null,
             "CertificateUserId": 0,
+            // The certificate SPS signs in to SPP with: in the emulator the
+            // SPS port presents the same server certificate as SPP's. A
+            // joined module has one; safeguard-ps lists modules without it as
+            // split (`Get-SafeguardSessionSplitCluster`).
             "CertificateUserThumbprint": crate::certs::thumbprint(&link.server_cert_der),
             "CertificateUser": format!("SPS-{node_id}"),
             "ClientCertificateThumbprint": null,
