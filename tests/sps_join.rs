@@ -126,6 +126,36 @@ async fn join_end_to_end_and_spp_lists_the_sps() {
     let token = spp.user_token().await.unwrap();
     let shown = format!("{e:?} {e}");
     assert!(!shown.contains(token.expose_secret()));
+
+    // safeguard-ps finds a session cluster with this filter
+    // (`Get-SafeguardSessionCluster`) and splits it with a DELETE
+    // (`Split-SafeguardSessionCluster`); the SPS can then join again.
+    let found: Vec<Value> = spp
+        .get(Service::Core, "Cluster/SessionModules")
+        .query(&[
+            (
+                "filter",
+                "(SpsHostName eq '127.0.0.1') or (SpsNetworkAddress eq '127.0.0.1')",
+            ),
+            ("fields", "Id,NodeId,SpsNetworkAddress,Trusted"),
+        ])
+        .unwrap()
+        .send_json()
+        .await
+        .expect("filtered");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["Id"], json!(id));
+    spp.delete(Service::Core, &format!("Cluster/SessionModules/{id}"))
+        .send()
+        .await
+        .expect("split");
+    assert!(session_modules(&spp).await.is_empty());
+    let again = sps
+        .join_spp(&spp, options(&emu))
+        .await
+        .expect("joins again");
+    assert!(!again.enabled_clustering && !again.promoted);
+    assert_eq!(session_modules(&spp).await.len(), 1);
 }
 
 #[tokio::test]
@@ -368,4 +398,58 @@ fn the_blocking_facade_joins() {
     let report = sps.join_spp(&spp, options(&emu)).expect("joins");
     assert!(report.session_module.is_some());
     assert_eq!(emu.sps().joined_spp(), Some(emu.spp_host()));
+}
+
+/// The `details` of an SPS answer relaying SPP's refusal at the join step.
+fn relayed(e: &Error) -> (i64, i64) {
+    let (step, source) = failed_step(e);
+    assert_eq!(step, JoinStep::Join, "{e}");
+    let api = source.sps_error().expect("an SPS answer");
+    (
+        api.details["status"].as_i64().expect("SPP's status"),
+        api.details["response"]["Code"]
+            .as_i64()
+            .expect("SPP's code"),
+    )
+}
+
+#[tokio::test]
+async fn spp_side_refusals_are_relayed_by_sps() {
+    let emu = common::emulator_with(|c| c.cluster_members = 2).await;
+    let sps = sps(&emu);
+
+    // A token whose user is not an appliance administrator.
+    let auditor = common::client(
+        &emu,
+        PkceAuth::new("local", "Auditor", "Auditor1!".to_string()),
+    );
+    auditor.login().await.expect("the auditor signs in");
+    let e = sps
+        .join_spp(&auditor, options(&emu))
+        .await
+        .expect_err("not an appliance administrator");
+    assert_eq!(relayed(&e), (403, 60101));
+
+    let spp = common::admin(&emu).await;
+    // A replica's address.
+    let replica = emu.member_hosts()[1].clone();
+    let e = sps
+        .join_spp(&spp, options(&emu).spp_address(replica))
+        .await
+        .expect_err("a replica");
+    assert_eq!(relayed(&e), (403, 60418));
+
+    // A cluster-wide operation in progress.
+    emu.lock_cluster("Patch", Duration::from_secs(30));
+    let e = sps.join_spp(&spp, options(&emu)).await.expect_err("locked");
+    assert_eq!(relayed(&e), (400, 60910));
+
+    // Maintenance.
+    emu.control().set_maintenance(true);
+    let e = sps
+        .join_spp(&spp, options(&emu))
+        .await
+        .expect_err("maintenance");
+    assert_eq!(relayed(&e), (503, 50000));
+    assert!(emu.sps().joined_spp().is_none());
 }

@@ -43,7 +43,9 @@
 //!   lists derived from the paths, schema-conforming answers for the rest;
 //!   authentication before routing, the documented roles, and strict request
 //!   validation (`validate`) in front of every handler.
-//! * The SPS API under `/api/` on its own port ([`sps`]).
+//! * The SPS API under `/api/` on its own port ([`sps`]), including the
+//!   join of SPS to SPP (`/api/cluster/{status,promote,spp}`), which records
+//!   the SPS under SPP's `core/v4/Cluster/SessionModules`.
 //!
 //! # Layering
 //!

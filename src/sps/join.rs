@@ -1,29 +1,6 @@
 //! Joining SPS to SPP: [`SpsClient::join_spp`].
 //!
-//! The steps follow the vendor's PowerShell module
-//! (`Join-SafeguardSessionCluster` in `src/sessionjoin.psm1` of
-//! OneIdentity/safeguard-ps):
-//!
-//! 1. SPP's TLS certificate chain ([`JoinStep::SppChain`]). The cmdlet reads
-//!    it through SPP's API (`Get-SafeguardSslCertificateForAppliance`:
-//!    `SslCertificates` of the appliance, `Base64CertificateData` followed by
-//!    its `IssuerCertificates`); this SDK reads the chain SPP presents in a
-//!    TLS handshake, verified with [`JoinOptions::tls`], or takes it from
-//!    [`JoinOptions::spp_chain`].
-//! 2. The SPP token ([`JoinStep::SppToken`]): the signed-in client's user
-//!    token, signing in first when it has none.
-//! 3. `GET configuration/local_services/cluster` ([`JoinStep::ReadClusterConfig`]).
-//! 4. When `enabled` is false: the `listen_address` (the NIC address SPS is
-//!    reached at, searched in `configuration/network/nics/nic{1,2,3}` as the
-//!    cmdlet's `Get-NicRefForIp` does, [`JoinStep::FindListenAddress`]), then
-//!    in one transaction `PUT configuration/local_services/cluster {enabled:
-//!    true, listen_address}` and commit ([`JoinStep::EnableClustering`]).
-//! 5. `GET cluster/status` ([`JoinStep::ReadClusterStatus`]); when SPS says
-//!    the node is not a cluster's central management node, in one transaction
-//!    `POST cluster/promote` and commit ([`JoinStep::Promote`]).
-//! 6. `POST cluster/spp {spp, spp_api_token, spp_cert_chain}` ([`JoinStep::Join`]).
-//! 7. Optionally ([`JoinOptions::verify`]): SPP lists the SPS under
-//!    `Cluster/SessionModules` ([`JoinStep::Verify`]).
+//! The steps are documented on [`SpsClient::join_spp`].
 //!
 //! Every failure is [`Error::Sps`]`(`[`SpsError::Join`]` { step, source })`:
 //! the step, and the error of the call that failed.
@@ -228,8 +205,31 @@ fn at(step: JoinStep) -> impl Fn(Error) -> Error {
 
 impl SpsClient {
     /// Joins this SPS (its cluster's central management node, once
-    /// promoted) to the SPP cluster that `spp` is signed in to, as the
-    /// vendor's `Join-SafeguardSessionCluster` does (see [the steps](self)).
+    /// promoted) to the SPP cluster that `spp` is signed in to. The steps
+    /// follow the vendor's PowerShell module (`Join-SafeguardSessionCluster`
+    /// in `src/sessionjoin.psm1` of OneIdentity/safeguard-ps):
+    ///
+    /// 1. SPP's TLS certificate chain ([`JoinStep::SppChain`]). The cmdlet reads
+    ///    it through SPP's API (`Get-SafeguardSslCertificateForAppliance`:
+    ///    `SslCertificates` of the appliance, `Base64CertificateData` followed by
+    ///    its `IssuerCertificates`); this SDK reads the chain SPP presents in a
+    ///    TLS handshake, verified with [`JoinOptions::tls`], or takes it from
+    ///    [`JoinOptions::spp_chain`].
+    /// 2. The SPP token ([`JoinStep::SppToken`]): the signed-in client's user
+    ///    token, signing in first when it has none.
+    /// 3. `GET configuration/local_services/cluster` ([`JoinStep::ReadClusterConfig`]).
+    /// 4. When `enabled` is false: the `listen_address` (the NIC address SPS is
+    ///    reached at, searched in `configuration/network/nics/nic{1,2,3}` as the
+    ///    cmdlet's `Get-NicRefForIp` does, [`JoinStep::FindListenAddress`]), then
+    ///    in one transaction `PUT configuration/local_services/cluster {enabled:
+    ///    true, listen_address}` and commit ([`JoinStep::EnableClustering`]).
+    /// 5. `GET cluster/status` ([`JoinStep::ReadClusterStatus`]); when SPS says
+    ///    the node is not a cluster's central management node, in one transaction
+    ///    `POST cluster/promote` and commit ([`JoinStep::Promote`]).
+    /// 6. `POST cluster/spp {spp, spp_api_token, spp_cert_chain}` ([`JoinStep::Join`]).
+    /// 7. Optionally ([`JoinOptions::verify`]): SPP lists the SPS under
+    ///    `Cluster/SessionModules` ([`JoinStep::Verify`]).
+    ///
     /// The SPP user needs the rights the appliance asks for adding a session
     /// module (an appliance administrator).
     ///

@@ -209,19 +209,35 @@ impl Env<'_> {
             )
             .path(href));
         };
-        let known = {
+        // The member SPS reaches (a lone appliance is a cluster of one).
+        let member = {
             let cluster = link.app.cluster();
             cluster
                 .members
                 .iter()
-                .any(|m| m.running && m.host.eq_ignore_ascii_case(&address))
+                .position(|m| m.running && m.host.eq_ignore_ascii_case(&address))
         };
-        if !known && !link.app.host.eq_ignore_ascii_case(&address) {
+        let Some(member) = member else {
             return Err(ApiError::new(
                 SpsErrorCode::SemanticError,
                 format!("Cannot connect to SPP at {address}"),
             )
             .path(&format!("{href}/spp")));
+        };
+        if link
+            .app
+            .maintenance
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // What SPP's core answers in maintenance (`api::management`).
+            return Err(relayed(
+                503,
+                spp_error(
+                    50000,
+                    "The appliance is in maintenance; the service is unavailable.",
+                ),
+                "SPP refused the request: the appliance is in maintenance",
+            ));
         }
         // SPS pins the chain it is given: the certificate SPP presents must
         // be its first.
@@ -233,7 +249,7 @@ impl Env<'_> {
             )
             .path(&format!("{href}/spp_cert_chain")));
         }
-        let mut db = link.app.db();
+        let db = link.app.db();
         let user_id = match db.tokens.get(&token) {
             Some(t) if t.expires > Instant::now() && db.users.contains_key(&t.user_id) => t.user_id,
             // What SPP answers a missing, unknown or expired token
@@ -246,6 +262,55 @@ impl Env<'_> {
                 ))
             }
         };
+        // SPP records the module with `POST Cluster/SessionModules`; core.json
+        // documents its refusals: 403 "Must have ApplianceAdmin permission."
+        // (the emulator's 60101 for a missing role, `Ctx::admin`), 403
+        // "60418 - This action can only be performed on the primary
+        // appliance (not replica).", and a cluster-wide operation in
+        // progress refuses writes with 400 / 60910 (`api::cluster`).
+        let roles: Vec<String> = db.users[&user_id]["AdminRoles"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !roles
+            .iter()
+            .any(|r| r == "GlobalAdmin" || r == "ApplianceAdmin")
+        {
+            return Err(relayed(
+                403,
+                spp_error(60101, "You do not have permission to perform this action."),
+                "SPP refused the request: the token's user is not an appliance administrator",
+            ));
+        }
+        drop(db);
+        {
+            let mut cluster = link.app.cluster();
+            if member != cluster.leader {
+                return Err(relayed(
+                    403,
+                    spp_error(
+                        60418,
+                        "This action can only be performed on the primary appliance (not replica).",
+                    ),
+                    "SPP refused the request: the address is a replica",
+                ));
+            }
+            if cluster.active_lock().is_some() {
+                return Err(relayed(
+                    400,
+                    spp_error(
+                        60910,
+                        "A pending action on this instance is blocking this action. Wait a few minutes and try again.",
+                    ),
+                    "SPP refused the request: a cluster operation is in progress",
+                ));
+            }
+        }
+        let mut db = link.app.db();
         let node_id = self.st.node_id.clone();
         let modules = db
             .generic

@@ -42,6 +42,14 @@
 //!   list, as the guide says), `/events`, `/audit_trail` (streamed download),
 //!   `POST /api/audit/sessions/_snapshot` and `GET .../_snapshot/{id}`.
 //! * `/api/info`, `/api/user_info`.
+//! * Joining SPS to SPP (`join`): `configuration/local_services/cluster`,
+//!   `configuration/network/nics/nic{1,2,3}`, `GET /api/cluster/status`,
+//!   `POST /api/cluster/promote` (in a transaction, effective on commit),
+//!   `POST /api/cluster/spp`, checked against the SPP side of the process
+//!   (`SpsEmulator::link_spp`: its members, certificate and tokens) and
+//!   recorded in SPP's `Cluster/SessionModules`;
+//!   [`SpsEmulator::set_promotable`] and
+//!   [`SpsFault::ClusterStatusUnavailable`] make steps fail.
 //! * Every error code of the guide, with its status and the body
 //!   `{"error": {"type", "message", "details"}, "meta"}`; internal errors
 //!   (`ConfigTreeNotAvailable`, `AuthorizationError`,
