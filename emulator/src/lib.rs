@@ -43,7 +43,9 @@
 //!   lists derived from the paths, schema-conforming answers for the rest;
 //!   authentication before routing, the documented roles, and strict request
 //!   validation (`validate`) in front of every handler.
-//! * The SPS API under `/api/` on its own port ([`sps`]).
+//! * The SPS API under `/api/` on its own port ([`sps`]), including the
+//!   join of SPS to SPP (`/api/cluster/{status,promote,spp}`), which records
+//!   the SPS under SPP's `core/v4/Cluster/SessionModules`.
 //!
 //! # Layering
 //!
@@ -220,6 +222,13 @@ impl Emulator {
         });
         // The seeded client certificate also signs in to SPS (`?type=x509`) as the SPS admin.
         sps.add_certificate_user(&certs.client.thumbprint, SPS_USER);
+        // Joining SPS to SPP (`POST /api/cluster/spp`) reaches the SPP side
+        // of this process: its tokens, its certificate, its session modules.
+        sps.link_spp(sps::SppLink {
+            app: app.clone(),
+            server_cert_der: certs.server_cert.to_der().unwrap_or_default(),
+            sps_host: info.sps.host.clone(),
+        });
         let sps_router = axum::Router::new()
             .merge(sps.router())
             .fallback(router::sps_fallback);

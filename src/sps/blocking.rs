@@ -149,6 +149,16 @@ impl SpsClient {
         self.run(self.inner.get_json(path))
     }
 
+    /// See [`super::SpsClient::join_spp`]: joins this SPS to the SPP cluster
+    /// the blocking `spp` client is signed in to.
+    pub fn join_spp(
+        &self,
+        spp: &crate::blocking::SafeguardClient,
+        options: super::JoinOptions,
+    ) -> Result<super::JoinReport> {
+        self.run(self.inner.join_spp(spp.inner(), options))
+    }
+
     /// See [`super::SpsClient::post`].
     pub fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,

@@ -158,6 +158,16 @@ macro_rules! codes {
             /// A search expression (`q`) that SPS would not accept; nothing was sent.
             #[error("invalid search expression: {0}")]
             InvalidQuery(String),
+            /// A step of [`SpsClient::join_spp`](super::SpsClient::join_spp)
+            /// failed: which one, and the error of the call that failed (an
+            /// SPS answer, an SPP answer, TLS, transport, ...).
+            #[error("joining SPS to SPP failed at step {step}: {source}")]
+            Join {
+                /// The step that failed.
+                step: super::JoinStep,
+                /// What failed.
+                source: Box<crate::Error>,
+            },
         }
 
         impl SpsError {
@@ -248,6 +258,15 @@ codes! {
 }
 
 impl SpsError {
+    /// The step of [`SpsClient::join_spp`](super::SpsClient::join_spp) that
+    /// failed, for [`SpsError::Join`].
+    pub fn join_step(&self) -> Option<super::JoinStep> {
+        match self {
+            SpsError::Join { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+
     /// The HTTP status, when the error is an answer.
     pub fn status(&self) -> Option<StatusCode> {
         self.api_error().map(|e| e.status)

@@ -31,6 +31,8 @@
 //! * Recorded sessions: [`SpsClient::audit_sessions`], [`SpsClient::audit_session`],
 //!   [`SpsClient::search_session_content`] (with [`validate_query`]),
 //!   [`SpsClient::download_audit_trail`].
+//! * Joining SPS to SPP: [`SpsClient::join_spp`] ([`JoinOptions`],
+//!   [`JoinReport`]; a failure names its [`JoinStep`] in [`SpsError::Join`]).
 //! * [`blocking`]: the same without async.
 //!
 //! ```no_run
@@ -66,6 +68,7 @@ mod audit;
 pub mod blocking;
 mod client;
 mod error;
+mod join;
 mod model;
 mod transaction;
 mod x509;
@@ -73,6 +76,7 @@ mod x509;
 pub use audit::{validate_query, SessionSearch, MAX_QUERY_LEN};
 pub use client::{session_cookie, SpsClient, SpsClientBuilder, USER_AGENT};
 pub use error::{SpsApiError, SpsError};
+pub use join::{JoinOptions, JoinReport, JoinStep};
 pub use model::{
     flatten_references, parse_changes, parse_login_methods, parse_page, parse_response,
     parse_transaction_status, Change, ChangeKind, CommitMessagePolicy, ListItem, LoginMethod, Meta,

@@ -101,8 +101,43 @@ impl Schema {
         let mut nodes = BTreeMap::new();
         nodes.insert(
             "",
-            NodeKind::Branch(vec!["management", "passwords", "policies", "rdp", "ssh"]),
+            NodeKind::Branch(vec![
+                "local_services",
+                "management",
+                "network",
+                "passwords",
+                "policies",
+                "rdp",
+                "ssh",
+            ]),
         );
+        // Clustering, as `Join-SafeguardSessionCluster` (safeguard-ps,
+        // src/sessionjoin.psm1) reads and writes it: `enabled` and the
+        // `listen_address`, a reference to a NIC address written as
+        // `nic1.interfaces.<id>.addresses.<id>` (null while disabled).
+        nodes.insert("local_services", NodeKind::Branch(vec!["cluster"]));
+        nodes.insert(
+            "local_services/cluster",
+            NodeKind::Settings(obj(vec![
+                ("enabled", Ty::Bool),
+                ("listen_address", nullable(Ty::Str)),
+            ])),
+        );
+        // The NICs the same cmdlet searches for the address SPS is reached
+        // at (`Get-NicRefForIp`): `interfaces` keyed by id with an `@order`,
+        // each with `addresses` keyed by id (`"127.0.0.1/8"`) and an `@order`.
+        nodes.insert("network", NodeKind::Branch(vec!["nics"]));
+        nodes.insert(
+            "network/nics",
+            NodeKind::Branch(vec!["nic1", "nic2", "nic3"]),
+        );
+        for nic in [
+            "network/nics/nic1",
+            "network/nics/nic2",
+            "network/nics/nic3",
+        ] {
+            nodes.insert(nic, NodeKind::Settings(obj(vec![("interfaces", Ty::Any)])));
+        }
         nodes.insert("management", NodeKind::Branch(vec!["change_management"]));
         nodes.insert(
             "management/change_management",
@@ -255,6 +290,22 @@ impl Config {
             .push(("-20100".into(), default_policy("#drawing")));
         c.list_mut("ssh/channel_policies")
             .push(("-10000".into(), default_policy("session-shell")));
+        c.settings.insert(
+            "local_services/cluster".into(),
+            json!({"enabled": false, "listen_address": null}),
+        );
+        c.settings.insert(
+            "network/nics/nic1".into(),
+            json!({"interfaces": {
+                "@order": ["8f1c0d2e"],
+                "8f1c0d2e": {"name": "default", "vlantag": 0,
+                             "addresses": {"@order": ["5a9e7b31"], "5a9e7b31": "127.0.0.1/8"}}
+            }}),
+        );
+        for nic in ["network/nics/nic2", "network/nics/nic3"] {
+            c.settings
+                .insert(nic.into(), json!({"interfaces": {"@order": []}}));
+        }
         c.settings.insert(
             "management/change_management".into(),
             json!({"require_commitlog": false}),

@@ -42,6 +42,14 @@
 //!   list, as the guide says), `/events`, `/audit_trail` (streamed download),
 //!   `POST /api/audit/sessions/_snapshot` and `GET .../_snapshot/{id}`.
 //! * `/api/info`, `/api/user_info`.
+//! * Joining SPS to SPP (`join`): `configuration/local_services/cluster`,
+//!   `configuration/network/nics/nic{1,2,3}`, `GET /api/cluster/status`,
+//!   `POST /api/cluster/promote` (in a transaction, effective on commit),
+//!   `POST /api/cluster/spp`, checked against the SPP side of the process
+//!   (`SpsEmulator::link_spp`: its members, certificate and tokens) and
+//!   recorded in SPP's `Cluster/SessionModules`;
+//!   [`SpsEmulator::set_promotable`] and
+//!   [`SpsFault::ClusterStatusUnavailable`] make steps fail.
 //! * Every error code of the guide, with its status and the body
 //!   `{"error": {"type", "message", "details"}, "meta"}`; internal errors
 //!   (`ConfigTreeNotAvailable`, `AuthorizationError`,
@@ -51,9 +59,10 @@
 mod audit;
 mod config;
 mod error;
+mod join;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -68,6 +77,7 @@ use self::audit::{AuditSession, Query};
 use self::config::{ChangeOp, Config, NodeKind, Schema, WriteError};
 use self::error::ApiError;
 pub use self::error::SpsErrorCode;
+pub(crate) use self::join::SppLink;
 use crate::tls::PeerCertificate;
 
 /// Settings of the fake SPS.
@@ -107,6 +117,8 @@ pub enum SpsFault {
     AuthorizationError,
     /// The next commit gets 500 `TransactionCommitError` (the transaction stays open).
     TransactionCommitError,
+    /// The next `GET /api/cluster/status` gets 400 `ConfigTreeNotAvailable`.
+    ClusterStatusUnavailable,
 }
 
 const DEFAULT_LIMIT: usize = 500;
@@ -125,6 +137,9 @@ struct Txn {
     base_version: u64,
     changes: Vec<ChangeOp>,
     deadline: Instant,
+    /// `POST /api/cluster/promote` ran in this transaction: the node becomes
+    /// the central management node when it commits.
+    promote: bool,
 }
 
 #[derive(Debug)]
@@ -155,6 +170,14 @@ struct State {
     audit: Vec<AuditSession>,
     snapshots: HashMap<String, Vec<usize>>,
     logins: u64,
+    /// This node's id in an SPS cluster.
+    node_id: String,
+    /// This node is the central management node (promoted).
+    promoted: bool,
+    /// `POST /api/cluster/promote` is accepted ([`SpsEmulator::set_promotable`]).
+    promotable: bool,
+    /// The SPP address this node was joined to.
+    joined_spp: Option<String>,
 }
 
 /// The fake SPS state.
@@ -163,6 +186,8 @@ pub struct SpsEmulator {
     config: SpsConfig,
     schema: Schema,
     state: Mutex<State>,
+    /// The SPP side of the same process, for `POST /api/cluster/spp`.
+    spp: OnceLock<SppLink>,
 }
 
 /// A parsed request.
@@ -269,11 +294,16 @@ impl SpsEmulator {
             audit: (0..5).map(AuditSession::seeded).collect(),
             snapshots: HashMap::new(),
             logins: 0,
+            node_id: uuid::Uuid::new_v4().to_string(),
+            promoted: false,
+            promotable: true,
+            joined_spp: None,
         };
         Arc::new(Self {
             config,
             schema,
             state: Mutex::new(state),
+            spp: OnceLock::new(),
         })
     }
 
@@ -351,6 +381,47 @@ impl SpsEmulator {
     /// Arms a one-shot internal failure.
     pub fn inject_fault(&self, fault: SpsFault) {
         self.lock().faults.push(fault);
+    }
+
+    /// Connects the SPP side of the same process (done once by the crate
+    /// root): `POST /api/cluster/spp` checks the token, the address and the
+    /// chain against it and records the session module there.
+    pub(crate) fn link_spp(&self, link: SppLink) {
+        let _ = self.spp.set(link);
+    }
+
+    /// Whether `POST /api/cluster/promote` is accepted (default true); when
+    /// false it answers 400 `SemanticError`, as a node that cannot become
+    /// the central management node.
+    pub fn set_promotable(&self, promotable: bool) {
+        self.lock().promotable = promotable;
+    }
+
+    /// This node is the central management node of its SPS cluster.
+    pub fn is_promoted(&self) -> bool {
+        self.lock().promoted
+    }
+
+    /// Whether clustering is enabled in the committed configuration
+    /// (`local_services/cluster`).
+    pub fn clustering_enabled(&self) -> bool {
+        self.lock()
+            .committed
+            .settings
+            .get("local_services/cluster")
+            .and_then(|c| c.get("enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// The SPP address this node was joined to (`POST /api/cluster/spp`).
+    pub fn joined_spp(&self) -> Option<String> {
+        self.lock().joined_spp.clone()
+    }
+
+    /// This node's id in its SPS cluster (the `NodeId` SPP lists).
+    pub fn node_id(&self) -> String {
+        self.lock().node_id.clone()
     }
 
     /// Adds `count` objects named `{prefix}-{n}` to a list of the committed
@@ -447,7 +518,8 @@ impl SpsEmulator {
     /// | `legacy_transaction_status` | `{"enabled": bool}` |
     /// | `implicit_transactions` | `{"enabled": bool}` |
     /// | `require_commit_message` | `{"required": bool}` |
-    /// | `fault` | `{"fault": "ConfigTreeNotAvailable" \| "AuthorizationError" \| "TransactionCommitError"}` |
+    /// | `fault` | `{"fault": "ConfigTreeNotAvailable" \| "AuthorizationError" \| "TransactionCommitError" \| "ClusterStatusUnavailable"}` |
+    /// | `promotable` | `{"enabled": bool}` |
     /// | `seed_objects` | `{"list": "policies/time_policies", "prefix": "p", "count": n}` |
     /// | `seed_audit_sessions` | `{"count": n}` |
     /// | `add_user` | `{"user", "password", "role": "admin" \| "read_only"}` |
@@ -479,11 +551,13 @@ impl SpsEmulator {
             "legacy_transaction_status" => self.set_legacy_transaction_status(flag("enabled")?),
             "implicit_transactions" => self.set_implicit_transactions(flag("enabled")?),
             "require_commit_message" => self.set_require_commit_message(flag("required")?),
+            "promotable" => self.set_promotable(flag("enabled")?),
             "fault" => {
                 let fault = match text("fault")?.as_str() {
                     "ConfigTreeNotAvailable" => SpsFault::ConfigTreeNotAvailable,
                     "AuthorizationError" => SpsFault::AuthorizationError,
                     "TransactionCommitError" => SpsFault::TransactionCommitError,
+                    "ClusterStatusUnavailable" => SpsFault::ClusterStatusUnavailable,
                     other => return Err(format!("unknown fault {other:?}")),
                 };
                 self.inject_fault(fault);
@@ -745,6 +819,7 @@ impl SpsEmulator {
             Some("audit") => env.audit(ctx),
             Some("info") => env.info(ctx),
             Some("user_info") => env.user_info(ctx),
+            Some("cluster") => env.cluster(ctx, self.spp.get()),
             Some(_) => Err(ApiError::new(
                 SpsErrorCode::NodeNotFound,
                 format!("The endpoint {} does not exist", ctx.path),
@@ -1275,6 +1350,7 @@ impl Env<'_> {
             base_version: self.st.version,
             changes: Vec::new(),
             deadline: self.now + self.st.txn_timeout,
+            promote: false,
         };
         if let Some(s) = self.session_mut() {
             s.txn = Some(txn);
@@ -1724,6 +1800,10 @@ impl Env<'_> {
             .details(json!({"errors": errors})));
         }
         let changes = txn.changes.clone();
+        let promote = txn.promote;
+        if promote {
+            self.st.promoted = true;
+        }
         if !changes.is_empty() {
             self.st.committed = candidate;
             self.st.version += 1;

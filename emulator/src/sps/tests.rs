@@ -798,3 +798,143 @@ mod fuzz {
         }
     }
 }
+
+#[tokio::test]
+async fn the_cluster_endpoints_follow_the_join_steps() {
+    let mut t = T::new();
+    let c = t.login("admin", "Sps-Admin1!").await;
+    // Not clustered: no status, no promotion, no join.
+    let r = t.call(&c, "GET", "/api/cluster/status", None).await;
+    t.expect(&r, SpsErrorCode::NodeNotFound);
+    let r = t
+        .call(&c, "POST", "/api/cluster/promote", Some(json!({})))
+        .await;
+    t.expect(&r, SpsErrorCode::NoTransaction);
+    let r = t
+        .call(&c, "POST", "/api/cluster/spp", Some(json!({})))
+        .await;
+    t.expect(&r, SpsErrorCode::SemanticError);
+    let r = t
+        .call(&c, "PUT", "/api/cluster/status", Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.body);
+
+    // Enabling clustering is configuration: only in a transaction.
+    let enable =
+        json!({"enabled": true, "listen_address": "nic1.interfaces.8f1c0d2e.addresses.5a9e7b31"});
+    let r = t
+        .call(
+            &c,
+            "PUT",
+            "/api/configuration/local_services/cluster",
+            Some(enable.clone()),
+        )
+        .await;
+    t.expect(&r, SpsErrorCode::NoTransaction);
+    t.call(&c, "POST", "/api/transaction", Some(json!({})))
+        .await;
+    let r = t
+        .call(
+            &c,
+            "PUT",
+            "/api/configuration/local_services/cluster",
+            Some(enable),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Promotion needs clustering committed first.
+    let r = t
+        .call(&c, "POST", "/api/cluster/promote", Some(json!({})))
+        .await;
+    t.expect(&r, SpsErrorCode::SemanticError);
+    let r = t
+        .call(
+            &c,
+            "PUT",
+            "/api/transaction",
+            Some(json!({"status": "commit"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(t.emu.clustering_enabled());
+
+    // Promotion takes effect on commit; a rollback drops it.
+    t.call(&c, "POST", "/api/transaction", Some(json!({})))
+        .await;
+    let r = t
+        .call(&c, "POST", "/api/cluster/promote", Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    t.call(&c, "DELETE", "/api/transaction", None).await;
+    assert!(!t.emu.is_promoted());
+    t.call(&c, "POST", "/api/transaction", Some(json!({})))
+        .await;
+    t.call(&c, "POST", "/api/cluster/promote", Some(json!({})))
+        .await;
+    let r = t
+        .call(
+            &c,
+            "PUT",
+            "/api/transaction",
+            Some(json!({"status": "commit"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(t.emu.is_promoted());
+    let r = t.call(&c, "GET", "/api/cluster/status", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["body"]["node_id"], json!(t.emu.node_id()));
+
+    // The join body is checked before SPP is contacted.
+    let r = t
+        .call(
+            &c,
+            "POST",
+            "/api/cluster/spp",
+            Some(json!({"spp": "x", "spp_api_token": "t"})),
+        )
+        .await;
+    t.expect(&r, SpsErrorCode::SyntacticError);
+    assert_eq!(
+        r.body["error"]["details"]["path"],
+        json!("/api/cluster/spp/spp_cert_chain")
+    );
+    let r = t
+        .call(
+            &c,
+            "POST",
+            "/api/cluster/spp",
+            Some(json!({"spp": "x", "spp_api_token": "t", "spp_cert_chain": "not PEM"})),
+        )
+        .await;
+    t.expect(&r, SpsErrorCode::SyntacticError);
+    // Without an SPP side (a lone SpsEmulator), SPP cannot be reached.
+    let pem = {
+        use openssl::{ec, hash, nid, pkey, x509};
+        let group = ec::EcGroup::from_curve_name(nid::Nid::X9_62_PRIME256V1).unwrap();
+        let key = pkey::PKey::from_ec_key(ec::EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "spp").unwrap();
+        let name = name.build();
+        let mut b = x509::X509Builder::new().unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, hash::MessageDigest::sha256()).unwrap();
+        String::from_utf8(b.build().to_pem().unwrap()).unwrap()
+    };
+    let r = t
+        .call(
+            &c,
+            "POST",
+            "/api/cluster/spp",
+            Some(json!({"spp": "x", "spp_api_token": "t", "spp_cert_chain": pem})),
+        )
+        .await;
+    t.expect(&r, SpsErrorCode::SemanticError);
+    assert!(t.emu.joined_spp().is_none());
+}
