@@ -188,6 +188,18 @@ pub(crate) struct Db {
 }
 
 impl Db {
+    /// Whether user `id` holds one of `roles` (`AdminRoles`; GlobalAdmin
+    /// holds them all). An unknown user holds none.
+    pub(crate) fn holds_role(&self, id: i64, roles: &[&str]) -> bool {
+        self.users.get(&id).is_some_and(|u| {
+            u["AdminRoles"].as_array().is_some_and(|held| {
+                held.iter()
+                    .filter_map(|r| r.as_str())
+                    .any(|r| r == "GlobalAdmin" || roles.contains(&r))
+            })
+        })
+    }
+
     pub(crate) fn id(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id

@@ -163,19 +163,7 @@ impl Ctx {
     /// Like [`Ctx::user`], and the user must hold one of `roles` (or GlobalAdmin).
     pub(crate) fn admin(&mut self, roles: &[&str]) -> Result<i64, Response> {
         let id = self.user()?;
-        let db = self.app.db();
-        let held: Vec<String> = db.users[&id]["AdminRoles"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if held
-            .iter()
-            .any(|r| r == "GlobalAdmin" || roles.contains(&r.as_str()))
-        {
+        if self.app.db().holds_role(id, roles) {
             Ok(id)
         } else {
             Err(api_error(

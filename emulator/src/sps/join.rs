@@ -268,18 +268,7 @@ impl Env<'_> {
         // "60418 - This action can only be performed on the primary
         // appliance (not replica).", and a cluster-wide operation in
         // progress refuses writes with 400 / 60910 (`api::cluster`).
-        let roles: Vec<String> = db.users[&user_id]["AdminRoles"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !roles
-            .iter()
-            .any(|r| r == "GlobalAdmin" || r == "ApplianceAdmin")
-        {
+        if !db.holds_role(user_id, &["ApplianceAdmin"]) {
             return Err(relayed(
                 403,
                 spp_error(60101, "You do not have permission to perform this action."),
