@@ -389,7 +389,13 @@ fn the_blocking_client_routes_and_fails_over() {
     let client = safeguard_sdk::blocking::SafeguardClient::builder(hosts[0].clone())
         .ca_pem(emu.ca_pem())
         .unwrap()
-        .cluster(ClusterOptions::new().members([hosts[1].clone()]))
+        // Reads to the primary while it answers, so that the read after the
+        // stop meets the stopped member.
+        .cluster(
+            ClusterOptions::new()
+                .members([hosts[1].clone()])
+                .reads(ReadRouting::Primary),
+        )
         .auth(PkceAuth::new("local", c.user.clone(), c.password.clone()))
         .build()
         .unwrap();
