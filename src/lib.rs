@@ -6,6 +6,8 @@
 //!   the typed clients generated from the appliance's own OpenAPI documents
 //!   ([`api`]) as well as generic verbs, streaming and paging.
 //! - [`blocking`] is the same for programs without an async runtime.
+//! - [`cluster`]: a client of a cluster sends writes to the primary, reads
+//!   to a member that serves, and moves on when a member fails.
 //! - [`tls`] holds the TLS settings shared by every connection.
 //!
 //! ```no_run
