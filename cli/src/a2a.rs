@@ -166,7 +166,9 @@ fn context(g: &Globals, m: &ArgMatches) -> CliResult<A2aContext> {
     if g.insecure || stored.as_ref().is_some_and(|p| p.insecure) {
         tls = tls.danger_accept_invalid_certs(true);
     }
-    let mut b = A2aContext::builder(host).tls(tls);
+    let mut b = A2aContext::builder(host)
+        .members(g.members_with(stored.as_ref()))
+        .tls(tls);
     b = match (
         m.get_one::<PathBuf>("pfx"),
         m.get_one::<PathBuf>("cert"),

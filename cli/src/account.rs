@@ -54,6 +54,7 @@ pub async fn login(g: &Globals, m: &ArgMatches) -> CliResult<()> {
         strategy: method.to_owned(),
         sps_host: existing.as_ref().and_then(|e| e.sps_host.clone()),
         sps_store: existing.as_ref().and_then(|e| e.sps_store.clone()),
+        members: g.members_with(existing.as_ref()),
         ..Profile::default()
     };
     let local = || provider.clone().unwrap_or_else(|| "local".into());
@@ -149,7 +150,7 @@ pub async fn login(g: &Globals, m: &ArgMatches) -> CliResult<()> {
         }
         other => return Err(usage(format!("unknown sign-in method {other}"))),
     };
-    let client = connect::builder(&host, ca.as_ref(), insecure)?
+    let client = connect::builder(&host, &p.members, ca.as_ref(), insecure)?
         .auth(auth)
         .build()?;
     client.login().await?;

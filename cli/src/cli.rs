@@ -19,7 +19,7 @@ Examples:
   safeguard api GET core/Me
   safeguard appliance backups download-backup --id 1 --out backup.sgb
 
-Environment (CI): SAFEGUARD_HOST, SAFEGUARD_TOKEN, SAFEGUARD_CA, SAFEGUARD_PROFILE,
+Environment (CI): SAFEGUARD_HOST, SAFEGUARD_MEMBERS, SAFEGUARD_TOKEN, SAFEGUARD_CA, SAFEGUARD_PROFILE,
 SAFEGUARD_INSECURE, SAFEGUARD_A2A_KEY, SAFEGUARD_PFX_PASSWORD, SAFEGUARD_CONFIG_DIR,\nSAFEGUARD_TOKEN_STORE=file, SAFEGUARD_BROWSER (a command, or none)";
 
 fn file_arg(id: &'static str, help: &'static str) -> Arg {
@@ -58,6 +58,15 @@ pub fn command() -> Command {
                 .global(true)
                 .value_name("HOST")
                 .help("The appliance (host[:port]) [env: SAFEGUARD_HOST]"),
+        )
+        .arg(
+            Arg::new("member")
+                .help_heading("Global options")
+                .long("member")
+                .global(true)
+                .action(ArgAction::Append)
+                .value_name("HOST")
+                .help("Another member of the appliance's cluster; repeat for each (writes go to the primary, calls move to a live member) [env: SAFEGUARD_MEMBERS, comma separated]"),
         )
         .arg(
             Arg::new("ca")

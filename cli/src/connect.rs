@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::ArgMatches;
 use safeguard_sdk::auth::{CertificateAuth, TokenAuth};
+use safeguard_sdk::cluster::ClusterOptions;
 use safeguard_sdk::{SafeguardClient, SafeguardClientBuilder, SecretString};
 
 use crate::exit::{CliError, CliResult};
@@ -19,6 +20,8 @@ pub struct Globals {
     pub profile: String,
     /// `--host` or `SAFEGUARD_HOST`.
     pub host: Option<String>,
+    /// `--member` (repeated) or `SAFEGUARD_MEMBERS` (comma separated).
+    pub members: Vec<String>,
     /// `--ca` or `SAFEGUARD_CA`.
     pub ca: Option<PathBuf>,
     /// `--insecure` or `SAFEGUARD_INSECURE`.
@@ -48,6 +51,18 @@ impl Globals {
                 .get_one::<String>("host")
                 .cloned()
                 .or_else(|| env("SAFEGUARD_HOST")),
+            members: match m.get_many::<String>("member") {
+                Some(given) => given.cloned().collect(),
+                None => env("SAFEGUARD_MEMBERS")
+                    .map(|v| {
+                        v.split(',')
+                            .map(str::trim)
+                            .filter(|h| !h.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
             ca: m
                 .get_one::<PathBuf>("ca")
                 .cloned()
@@ -62,13 +77,30 @@ impl Globals {
     }
 }
 
-/// A client builder for `host` with the trust of `ca` / `insecure`.
+impl Globals {
+    /// The cluster members besides the host: the command line's, else the
+    /// profile's.
+    pub fn members_with(&self, stored: Option<&Profile>) -> Vec<String> {
+        if self.members.is_empty() {
+            stored.map(|p| p.members.clone()).unwrap_or_default()
+        } else {
+            self.members.clone()
+        }
+    }
+}
+
+/// A client builder for `host` with the trust of `ca` / `insecure`; a
+/// client of the cluster when `members` names other members.
 pub fn builder(
     host: &str,
+    members: &[String],
     ca: Option<&PathBuf>,
     insecure: bool,
 ) -> CliResult<SafeguardClientBuilder> {
     let mut b = SafeguardClient::builder(host);
+    if !members.is_empty() {
+        b = b.cluster(ClusterOptions::new().members(members.iter().cloned()));
+    }
     if let Some(ca) = ca {
         b = b.ca_file(ca)?;
     }
@@ -125,7 +157,8 @@ where
             let p = profile::load(&g.profile)?.unwrap_or_default();
             let host = g.host.clone().unwrap_or_else(|| p.host.clone());
             let ca = g.ca.clone().or_else(|| p.ca.clone());
-            let client = builder(&host, ca.as_ref(), g.insecure || p.insecure)?
+            let members = g.members_with(Some(&p));
+            let client = builder(&host, &members, ca.as_ref(), g.insecure || p.insecure)?
                 .auth(TokenAuth::new(token))
                 .build()?;
             work(client).await.map_err(|e| connected.explain(e))
@@ -151,7 +184,8 @@ pub async fn connect(g: &Globals) -> CliResult<Connected> {
             g.ca.clone()
                 .or_else(|| stored.as_ref().and_then(|p| p.ca.clone()));
         let insecure = g.insecure || stored.as_ref().is_some_and(|p| p.insecure);
-        let client = builder(&host, ca.as_ref(), insecure)?
+        let members = g.members_with(stored.as_ref());
+        let client = builder(&host, &members, ca.as_ref(), insecure)?
             .auth(TokenAuth::new(SecretString::from(token)))
             .build()?;
         return Ok(Connected {
@@ -188,7 +222,8 @@ pub async fn connect(g: &Globals) -> CliResult<Connected> {
     };
     let host = g.host.clone().unwrap_or_else(|| p.host.clone());
     let ca = g.ca.clone().or_else(|| p.ca.clone());
-    let client = builder(&host, ca.as_ref(), g.insecure || p.insecure)?
+    let members = g.members_with(Some(&p));
+    let client = builder(&host, &members, ca.as_ref(), g.insecure || p.insecure)?
         .auth(TokenAuth::new(token))
         .build()?;
     Ok(Connected {
@@ -215,7 +250,8 @@ async fn sign_in_unattended(
         auth = auth.provider(provider.clone());
     }
     let ca = g.ca.clone().or_else(|| p.ca.clone());
-    let client = builder(&p.host, ca.as_ref(), g.insecure || p.insecure)?
+    let members = g.members_with(Some(p));
+    let client = builder(&p.host, &members, ca.as_ref(), g.insecure || p.insecure)?
         .auth(auth)
         .build()?;
     client.login().await?;

@@ -138,8 +138,10 @@ fn anonymous_client(g: &Globals) -> CliResult<safeguard_sdk::SafeguardClient> {
     let ca =
         g.ca.clone()
             .or_else(|| p.as_ref().and_then(|p| p.ca.clone()));
+    let members = g.members_with(p.as_ref());
     Ok(connect::builder(
         &host,
+        &members,
         ca.as_ref(),
         g.insecure || p.is_some_and(|p| p.insecure),
     )?

@@ -53,6 +53,10 @@ pub struct Profile {
     /// SPS: where its session cookie is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sps_store: Option<String>,
+    /// More members of the appliance's cluster (`--member`): the client
+    /// routes across them (writes to the primary, failover).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 /// The tool's configuration directory.

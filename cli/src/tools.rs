@@ -107,7 +107,8 @@ pub async fn openapi(g: &Globals, m: &ArgMatches) -> CliResult<()> {
 async fn fetch(g: &Globals, host: &str, out: &std::path::Path) -> CliResult<()> {
     // The documents live beside the versioned API: `swagger` as the
     // version, `v4/swagger.json` as the path.
-    let client: SafeguardClient = crate::connect::builder(host, g.ca.as_ref(), g.insecure)?
+    // The documents of the one appliance named (no cluster routing).
+    let client: SafeguardClient = crate::connect::builder(host, &[], g.ca.as_ref(), g.insecure)?
         .api_version("swagger")
         .build()?;
     std::fs::create_dir_all(out).map_err(|e| usage(format!("{}: {e}", out.display())))?;
