@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 use futures::TryStreamExt;
-use safeguard_sdk::sps::{SessionSearch, SpsClient};
+use safeguard_sdk::sps::{JoinOptions, SessionSearch, SpsClient};
 use safeguard_sdk::tls::{ClientIdentity, TlsOptions};
 use serde_json::{json, Value};
 
@@ -59,6 +59,17 @@ pub fn command() -> Command {
                 .arg(file("key", "Its private key (PEM)")),
         )
         .subcommand(Command::new("logout").about("Sign out of SPS and forget the session"))
+        .subcommand(
+            Command::new("join")
+                .about("Join this SPS to the SPP cluster the profile is signed in to (as Join-SafeguardSessionCluster: SPP's chain, clustering on, promotion, POST cluster/spp, then SPP lists it)")
+                .after_help("Example:\n  safeguard login --host spp.example.com --user Admin && safeguard sps login sps.example.com --user admin && safeguard sps join")
+                .arg(Arg::new("spp-address").long("spp-address").value_name("HOST").help("The SPP address SPS is told to contact (default: the profile's host)"))
+                .arg(Arg::new("listen-address").long("listen-address").value_name("REF").help("SPS's cluster listen address (default: the NIC of SPS's own address)"))
+                .arg(Arg::new("no-enable-clustering").long("no-enable-clustering").action(ArgAction::SetTrue).help("Fail instead of turning clustering on"))
+                .arg(Arg::new("no-promote").long("no-promote").action(ArgAction::SetTrue).help("Fail instead of promoting SPS to central management"))
+                .arg(Arg::new("message").long("message").short('m').value_name("TEXT").help("Commit message of the configuration changes"))
+                .arg(Arg::new("no-verify").long("no-verify").action(ArgAction::SetTrue).help("Do not wait for SPP to list the SPS")),
+        )
         .subcommand(Command::new("get").about("GET a node of the REST tree").arg(path_arg()))
         .subcommand(Command::new("put").about("PUT (replace) a node").arg(path_arg()).arg(body_arg(true)))
         .subcommand(Command::new("post").about("POST (create) below a node; prints the new key").arg(path_arg()).arg(body_arg(true)))
@@ -219,6 +230,34 @@ async fn run_with(sps: &SpsClient, name: &str, sub: &ArgMatches, g: &Globals) ->
                 }
                 other => Err(usage(format!("unknown transaction command {other}"))),
             }
+        }
+        "join" => {
+            let spp = crate::connect::connect(g).await?.client;
+            let p = profile::load(&g.profile)?;
+            let mut options = JoinOptions::default()
+                .tls(tls(g, p.as_ref())?)
+                .enable_clustering(!sub.get_flag("no-enable-clustering"))
+                .promote(!sub.get_flag("no-promote"));
+            if let Some(a) = sub.get_one::<String>("spp-address") {
+                options = options.spp_address(a.clone());
+            }
+            if let Some(l) = sub.get_one::<String>("listen-address") {
+                options = options.listen_address(l.clone());
+            }
+            if let Some(m) = sub.get_one::<String>("message") {
+                options = options.commit_message(m.clone());
+            }
+            if sub.get_flag("no-verify") {
+                options = options.verify(None);
+            }
+            let report = sps.join_spp(&spp, options).await?;
+            print(&json!({
+                "spp_address": report.spp_address,
+                "enabled_clustering": report.enabled_clustering,
+                "promoted": report.promoted,
+                "sps_answer": report.sps_answer,
+                "session_module": report.session_module,
+            }))
         }
         "sessions" => {
             let mut search = SessionSearch::new();

@@ -148,3 +148,43 @@ fn a_transaction_spans_several_commands() {
     r.fails_with(3);
     assert!(r.stderr.contains("sps login"), "{}", r.stderr);
 }
+
+/// `safeguard sps join`: the SPS of the SPS session joins the SPP of the
+/// profile, and SPP lists it; a join SPP refuses names its step.
+#[test]
+fn sps_joins_the_profiles_spp() {
+    let emu = Emu::start();
+    emu.login_admin();
+    let sps = emu.emu.connection().sps.clone();
+    let ca = emu.ca().display().to_string();
+    emu.run_with_stdin(
+        &[
+            "sps",
+            "login",
+            &sps.host,
+            "--ca",
+            &ca,
+            "--user",
+            &sps.user,
+            "--password-stdin",
+        ],
+        &format!("{}\n", sps.password),
+    )
+    .ok();
+    let report = emu.run(&["sps", "join", "-m", "join SPP"]).json();
+    assert_eq!(report["enabled_clustering"], true, "{report}");
+    assert_eq!(report["spp_address"], emu.host());
+    assert!(report["session_module"].is_object(), "{report}");
+    let modules = emu
+        .run(&["api", "GET", "core/Cluster/SessionModules"])
+        .json();
+    assert_eq!(modules.as_array().map(Vec::len), Some(1), "{modules}");
+    // Joined already: SPP refuses, and the failure names the step.
+    let again = emu.run(&["sps", "join"]);
+    assert_ne!(again.code, 0);
+    assert!(
+        again.stderr.contains("failed at step join") && again.stderr.contains("already joined"),
+        "{}",
+        again.stderr
+    );
+}
