@@ -15,7 +15,8 @@
 //!   `GET Status/Cluster` (their `IpAddress`, on the port of the addresses
 //!   it was given; a found address is used only once it answers with the
 //!   member's own id), before its first request, after a failure and
-//!   every [`ClusterOptions::refresh_every`];
+//!   every [`ClusterOptions::refresh_every`] (in the background: no request
+//!   waits for it);
 //! - sends configuration writes (core requests other than `GET`, except
 //!   sign-in, the access-request workflow and promotion) to the primary, and
 //!   reads, sign-in and access-request work to a member chosen by
@@ -42,7 +43,8 @@
 //! that answers) and resend, as for an expired token.
 
 use std::fmt;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -276,6 +278,8 @@ pub(crate) struct Cluster {
     members: RwLock<Members>,
     /// One membership check at a time.
     checking: tokio::sync::Mutex<()>,
+    /// A periodic check runs in the background.
+    background_check: AtomicBool,
 }
 
 impl fmt::Debug for Cluster {
@@ -349,6 +353,7 @@ impl Cluster {
                 checked: None,
             }),
             checking: tokio::sync::Mutex::new(()),
+            background_check: AtomicBool::new(false),
         })
     }
 
@@ -595,17 +600,40 @@ impl Cluster {
             .map_err(|_| Error::Timeout(format!("{label}: no answer within the probe timeout")))?
     }
 
-    /// Whether the membership is due for its periodic check.
-    fn check_due(&self) -> bool {
-        self.read()
-            .checked
-            .is_none_or(|at| at.elapsed() >= self.options.refresh_every)
+    /// Whether the membership was never checked (the first request checks
+    /// it before it is sent); when the periodic check is due, starts it in
+    /// the background, so that no request waits for it.
+    fn first_check_needed(self: &Arc<Self>, http: &reqwest::Client, limits: &Limits) -> bool {
+        match self.read().checked {
+            None => return true,
+            Some(at) if at.elapsed() < self.options.refresh_every => return false,
+            Some(_) => {}
+        }
+        let starting = self
+            .background_check
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if !starting {
+            return false;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let me = Arc::clone(self);
+                let (http, limits) = (http.clone(), *limits);
+                runtime.spawn(async move {
+                    me.check(&http, &limits).await;
+                    me.background_check.store(false, Ordering::Release);
+                });
+            }
+            Err(_) => self.background_check.store(false, Ordering::Release),
+        }
+        false
     }
 
     /// Sends `request` to the member its route calls for, moving to another
     /// on failure (see the module documentation).
     pub(crate) async fn send(
-        &self,
+        self: &Arc<Self>,
         http: &reqwest::Client,
         limits: &Limits,
         request: reqwest::Request,
@@ -616,7 +644,7 @@ impl Cluster {
             let server = request.url().authority().to_owned();
             return limits::send_within(http, limits, &server, request, streamed).await;
         }
-        if self.check_due() {
+        if self.first_check_needed(http, limits) {
             self.check(http, limits).await;
         }
         let idempotent = matches!(

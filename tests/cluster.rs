@@ -549,3 +549,38 @@ async fn the_event_listener_moves_to_a_live_member() {
     assert_eq!(*seen.lock().unwrap(), [1, 2]);
     listener.stop().await;
 }
+
+/// The periodic check, in the background, learns of a promotion made
+/// elsewhere before a write meets the old primary.
+#[tokio::test]
+async fn the_periodic_check_follows_a_promotion_made_elsewhere() {
+    let emu = cluster_of(3).await;
+    let hosts = emu.member_hosts();
+    let client = cluster_client(
+        &emu,
+        ClusterOptions::new().refresh_every(Duration::from_millis(50)),
+    )
+    .await;
+    create_user(&client, "before").await.unwrap();
+    let other = admin(&emu).await;
+    let id = emu.connection().spp.members[1].id.clone();
+    other
+        .post(Service::Core, &format!("Cluster/Members/{id}/Promote"))
+        .send()
+        .await
+        .unwrap();
+    // Reads start checks in the background; the client learns the new
+    // primary without a write having to meet the old one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while primary_of(&client).as_deref() != Some(hosts[1].as_str()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            client.cluster_members()
+        );
+        let _: Value = client.get(Service::Core, "Me").send_json().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    create_user(&client, "after").await.unwrap();
+    assert_eq!(emu.control().replica_write_refusals(), 0);
+}

@@ -218,7 +218,7 @@ impl SafeguardClientBuilder {
         };
         let cluster = self
             .cluster
-            .map(|options| Cluster::new(&host, options, &self.api_version))
+            .map(|options| Cluster::new(&host, options, &self.api_version).map(std::sync::Arc::new))
             .transpose()?;
         let management_host = self
             .management_host

@@ -169,7 +169,7 @@ impl SafeguardClient {
         self.session
             .cluster
             .as_ref()
-            .map(crate::cluster::Cluster::members)
+            .map(|c| c.members())
             .unwrap_or_default()
     }
 

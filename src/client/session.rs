@@ -110,7 +110,7 @@ impl Tokens {
 /// Everything a client's clones share.
 pub(crate) struct Session {
     /// The cluster's members and which takes what, for a cluster client.
-    pub(super) cluster: Option<crate::cluster::Cluster>,
+    pub(super) cluster: Option<Arc<crate::cluster::Cluster>>,
     pub(super) host: Host,
     /// Where [`Service::Management`](super::Service::Management) is
     /// reached, when not at `host`.
