@@ -396,17 +396,27 @@ impl Capture {
     }
 }
 
-// One thread: the subscriber set below is this thread's.
-#[tokio::test(flavor = "current_thread")]
+/// The log of this test binary: one global subscriber (a subscriber set for
+/// one thread misses events whose call site another test's thread is
+/// registering at the same moment); each test reads the lines naming its
+/// own members (their ports are its own).
+fn logs() -> &'static Capture {
+    static LOGS: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("safeguard_sdk=info")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        capture
+    })
+}
+
+#[tokio::test]
 async fn a_503_moves_a_retrieval_but_not_a_post_and_every_move_is_traced() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("safeguard_sdk=info")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = logs();
 
     let emu = cluster().await;
     let members = emu.member_hosts();

@@ -414,46 +414,73 @@ fn the_blocking_client_routes_and_fails_over() {
     assert_eq!(emu.control().replica_write_refusals(), 0);
 }
 
+/// The cluster events of this test binary: one global subscriber (a
+/// subscriber set for one thread misses events whose call site another
+/// test's thread is registering at the same moment); a test reads the
+/// events naming its own members (their ports are its own).
+#[derive(Clone, Default)]
+struct Events(Arc<std::sync::Mutex<Vec<Fields>>>);
+type Fields = std::collections::BTreeMap<String, String>;
+
+struct Collect<'a>(&'a mut Fields);
+
+impl tracing::field::Visit for Collect<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "safeguard_sdk::cluster" {
+            let mut fields = Fields::new();
+            event.record(&mut Collect(&mut fields));
+            self.0.lock().unwrap().push(fields);
+        }
+    }
+}
+
+impl Events {
+    fn global() -> &'static Events {
+        static EVENTS: std::sync::OnceLock<Events> = std::sync::OnceLock::new();
+        EVENTS.get_or_init(|| {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let events = Events::default();
+            tracing_subscriber::registry()
+                .with(events.clone())
+                .with(tracing_subscriber::filter::LevelFilter::DEBUG)
+                .init();
+            events
+        })
+    }
+
+    /// The events so far that name one of `hosts` (as `member` or `from`),
+    /// taken out.
+    fn take(&self, hosts: &[String]) -> Vec<Fields> {
+        let mut all = self.0.lock().unwrap();
+        let (mine, others): (Vec<Fields>, Vec<Fields>) = all.drain(..).partition(|f| {
+            ["member", "from"]
+                .iter()
+                .any(|k| f.get(*k).is_some_and(|v| hosts.contains(v)))
+        });
+        *all = others;
+        mine
+    }
+}
+
 /// Every routing decision is a `tracing` event of `safeguard_sdk::cluster`.
 #[tokio::test]
 async fn every_routing_decision_is_traced() {
-    use std::sync::Mutex;
-    use tracing::field::{Field, Visit};
-    use tracing_subscriber::layer::{Context, SubscriberExt};
-
-    type Fields = std::collections::BTreeMap<String, String>;
-    #[derive(Clone, Default)]
-    struct Events(Arc<Mutex<Vec<Fields>>>);
-    struct Collect<'a>(&'a mut Fields);
-    impl Visit for Collect<'_> {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            self.0.insert(field.name().into(), format!("{value:?}"));
-        }
-        fn record_str(&mut self, field: &Field, value: &str) {
-            self.0.insert(field.name().into(), value.into());
-        }
-    }
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
-        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-            if event.metadata().target() == "safeguard_sdk::cluster" {
-                let mut fields = Fields::new();
-                event.record(&mut Collect(&mut fields));
-                self.0.lock().unwrap().push(fields);
-            }
-        }
-    }
-    let events = Events::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry()
-            .with(events.clone())
-            .with(tracing_subscriber::filter::LevelFilter::DEBUG),
-    );
-
+    let events = Events::global();
     let emu = cluster_of(3).await;
     let hosts = emu.member_hosts();
     let client = cluster_client(&emu, ClusterOptions::new().reads(ReadRouting::Primary)).await;
     create_user(&client, "traced").await.unwrap();
-    let taken = std::mem::take(&mut *events.0.lock().unwrap());
+    let taken = events.take(&hosts);
     let routed: Vec<&Fields> = taken
         .iter()
         .filter(|f| f.get("message").map(String::as_str) == Some("routed"))
@@ -468,7 +495,7 @@ async fn every_routing_decision_is_traced() {
 
     emu.stop_member(0).await.unwrap();
     let _: Value = client.get(Service::Core, "Me").send_json().await.unwrap();
-    let taken = std::mem::take(&mut *events.0.lock().unwrap());
+    let taken = events.take(&hosts);
     let said = |message: &str| {
         taken
             .iter()
