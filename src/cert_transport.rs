@@ -316,7 +316,7 @@ impl CertTransport {
     /// Sends `request` to the members in turn, from the one in use; see
     /// [`CertTransport::execute`].
     async fn fail_over(&self, request: reqwest::Request) -> Result<(reqwest::Response, &Host)> {
-        let idempotent = is_idempotent(request.method());
+        let idempotent = crate::transport::is_idempotent(request.method());
         let deadline = self
             .timeout
             .and_then(|t| tokio::time::Instant::now().checked_add(t));
@@ -329,7 +329,7 @@ impl CertTransport {
                 break;
             };
             let member = self.members.host(index);
-            retarget(request.url_mut(), member)?;
+            member.point(request.url_mut())?;
             // A copy for the next member (the body is shared, not copied:
             // bodies here are byte buffers); none when this is the last.
             if step + 1 < count {
@@ -451,37 +451,6 @@ impl CertTransport {
             None => Ok(response),
         }
     }
-}
-
-/// Whether a request may be sent twice with the effect of once (RFC 9110
-/// section 9.2.2).
-fn is_idempotent(method: &reqwest::Method) -> bool {
-    use reqwest::Method;
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-    )
-}
-
-/// Points `url` at `member` (a no-op when it already does).
-fn retarget(url: &mut url::Url, member: &Host) -> Result<()> {
-    let same_host = url
-        .host_str()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-        == Some(member.name());
-    if same_host && url.port_or_known_default() == Some(member.port()) {
-        return Ok(());
-    }
-    let refused = || Error::Config(format!("cannot address the cluster member {member}"));
-    let name = member.name();
-    let set = if name.contains(':') {
-        url.set_host(Some(&format!("[{name}]")))
-    } else {
-        url.set_host(Some(name))
-    };
-    set.map_err(|_| refused())?;
-    let port = (member.port() != 443).then_some(member.port());
-    url.set_port(port).map_err(|()| refused())
 }
 
 /// The last failure of a call that every member failed, saying so; of the
@@ -954,25 +923,6 @@ mod tests {
     }
 
     #[test]
-    fn a_url_is_pointed_at_a_member() {
-        let mut url =
-            url::Url::parse("https://a/service/a2a/v4/Credentials?type=password").unwrap();
-        retarget(&mut url, &Host::parse("b:8443").unwrap()).unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://b:8443/service/a2a/v4/Credentials?type=password"
-        );
-        retarget(&mut url, &Host::parse("[::1]").unwrap()).unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://[::1]/service/a2a/v4/Credentials?type=password"
-        );
-        let before = url.clone();
-        retarget(&mut url, &Host::parse("[::1]:443").unwrap()).unwrap();
-        assert_eq!(url, before);
-    }
-
-    #[test]
     fn only_what_cannot_have_been_done_is_sent_again() {
         let failure = |error: Error, reach| Failure { error, reach };
         let refused = || transport_error(io::ErrorKind::ConnectionRefused, "x".into(), true);
@@ -988,9 +938,6 @@ mod tests {
         // A TLS failure on an open connection is the certificate's, everywhere.
         assert!(!failure(Error::Tls("renegotiation".into()), Reach::Maybe).may_retry(true));
         assert!(!Failure::fatal(Error::Config("bad".into())).may_retry(true));
-        assert!(is_idempotent(&reqwest::Method::GET));
-        assert!(is_idempotent(&reqwest::Method::PUT));
-        assert!(!is_idempotent(&reqwest::Method::POST));
     }
 
     #[test]

@@ -383,13 +383,7 @@ impl Cluster {
     /// Whether `url` names a member (requests to other addresses are sent
     /// as they are).
     fn is_member(&self, url: &url::Url) -> bool {
-        let port = url.port_or_known_default().unwrap_or(443);
-        let name = url.host_str().unwrap_or_default();
-        let name = name.trim_start_matches('[').trim_end_matches(']');
-        self.read()
-            .list
-            .iter()
-            .any(|m| m.host.port() == port && m.host.name().eq_ignore_ascii_case(name))
+        self.read().list.iter().any(|m| m.host.is_addressed_by(url))
     }
 
     /// The member to send a `route` request to now, if any can take it.
@@ -647,10 +641,7 @@ impl Cluster {
         if self.first_check_needed(http, limits) {
             self.check(http, limits).await;
         }
-        let idempotent = matches!(
-            *request.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-        );
+        let idempotent = crate::transport::is_idempotent(request.method());
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         let mut request = request;
@@ -673,7 +664,7 @@ impl Cluster {
                 continue;
             };
             let replay = request.try_clone();
-            point_at(&mut request, &member);
+            member.point(request.url_mut())?;
             tries += 1;
             tracing::debug!(
                 target: "safeguard_sdk::cluster",
@@ -755,19 +746,6 @@ impl Member {
             latency: None,
         }
     }
-}
-
-/// Points `request` at `member` (scheme and path unchanged).
-fn point_at(request: &mut reqwest::Request, member: &Host) {
-    let url = request.url_mut();
-    let name = if member.name().contains(':') {
-        format!("[{}]", member.name())
-    } else {
-        member.name().to_owned()
-    };
-    // Both cannot fail on an https URL with a host.
-    let _ = url.set_host(Some(&name));
-    let _ = url.set_port((member.port() != 443).then_some(member.port()));
 }
 
 /// How one try ended.
@@ -975,24 +953,6 @@ mod tests {
         assert_eq!(name(p.choose(Route::Read)).as_deref(), Some("b:8443"));
         p.failed(&Host::parse("b:8443").unwrap(), "test");
         assert_eq!(name(p.choose(Route::Read)).as_deref(), Some("a:8443"));
-    }
-
-    #[test]
-    fn requests_are_pointed_at_their_member() {
-        let mut r = reqwest::Request::new(
-            Method::GET,
-            "https://a:8443/service/core/v4/Me?x=1".parse().unwrap(),
-        );
-        point_at(&mut r, &Host::parse("[::1]:9443").unwrap());
-        assert_eq!(
-            r.url().as_str(),
-            "https://[::1]:9443/service/core/v4/Me?x=1"
-        );
-        point_at(&mut r, &Host::parse("sg.example").unwrap());
-        assert_eq!(
-            r.url().as_str(),
-            "https://sg.example/service/core/v4/Me?x=1"
-        );
     }
 
     #[test]

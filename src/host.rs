@@ -90,6 +90,33 @@ impl Host {
         format!("https://{}{path}", self.authority)
     }
 
+    /// Whether `url` addresses this host (its name, case aside, and port).
+    pub(crate) fn is_addressed_by(&self, url: &url::Url) -> bool {
+        let name = url
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+        name.is_some_and(|n| n.eq_ignore_ascii_case(&self.name))
+            && url.port_or_known_default() == Some(self.port)
+    }
+
+    /// Points `url` at this host, its scheme, path and query unchanged (a
+    /// no-op when it already addresses it). Fails only for a URL that
+    /// cannot have a host (not `https://...`).
+    pub(crate) fn point(&self, url: &mut url::Url) -> Result<()> {
+        if self.is_addressed_by(url) {
+            return Ok(());
+        }
+        let refused = || Error::Config(format!("cannot address {self} in a URL without a host"));
+        let set = if self.name.contains(':') {
+            url.set_host(Some(&format!("[{}]", self.name)))
+        } else {
+            url.set_host(Some(&self.name))
+        };
+        set.map_err(|_| refused())?;
+        let port = (self.port != 443).then_some(self.port);
+        url.set_port(port).map_err(|()| refused())
+    }
+
     /// `name:port` for messages (IPv6 in brackets).
     pub(crate) fn endpoint(&self) -> String {
         if self.name.contains(':') {
@@ -185,6 +212,40 @@ mod tests {
             Host::parse("[::1]:8").unwrap().url("/service/core"),
             "https://[::1]:8/service/core"
         );
+    }
+
+    #[test]
+    fn urls_are_pointed_at_a_host() {
+        let h = |s: &str| Host::parse(s).unwrap();
+        let mut url =
+            url::Url::parse("https://a/service/a2a/v4/Credentials?type=password").unwrap();
+        assert!(h("A:443").is_addressed_by(&url));
+        assert!(!h("a:8443").is_addressed_by(&url));
+        h("b:8443").point(&mut url).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://b:8443/service/a2a/v4/Credentials?type=password"
+        );
+        assert!(h("b:8443").is_addressed_by(&url));
+        h("[::1]").point(&mut url).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://[::1]/service/a2a/v4/Credentials?type=password"
+        );
+        assert!(h("[::1]:443").is_addressed_by(&url));
+        let before = url.clone();
+        h("[::1]:443").point(&mut url).unwrap();
+        assert_eq!(url, before);
+        h("sg.example").point(&mut url).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://sg.example/service/a2a/v4/Credentials?type=password"
+        );
+        let mut mail = url::Url::parse("mailto:x@y").unwrap();
+        assert!(matches!(
+            h("sg").point(&mut mail),
+            Err(crate::Error::Config(_))
+        ));
     }
 
     proptest::proptest! {

@@ -192,6 +192,16 @@ pub(crate) fn request_label(request: &reqwest::Request) -> String {
     label(request.method(), request.url())
 }
 
+/// Whether a request may be sent twice with the effect of once (RFC 9110
+/// section 9.2.2): what may be sent again after its connection broke.
+pub(crate) fn is_idempotent(method: &reqwest::Method) -> bool {
+    use reqwest::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
+}
+
 /// `METHOD /path` (see [`request_label`]).
 fn label(method: &reqwest::Method, url: &reqwest::Url) -> String {
     format!("{method} {}", url.path())
@@ -225,6 +235,23 @@ mod tests {
             reqwest::Method::GET,
             "https://sg.example/service/core/v4/Me".parse().unwrap(),
         )
+    }
+
+    #[test]
+    fn idempotent_methods_are_those_of_rfc_9110() {
+        use reqwest::Method;
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            assert!(is_idempotent(&m), "{m}");
+        }
+        for m in [Method::POST, Method::PATCH, Method::CONNECT] {
+            assert!(!is_idempotent(&m), "{m}");
+        }
     }
 
     #[test]
