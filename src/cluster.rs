@@ -253,19 +253,9 @@ pub(crate) fn route(method: &Method, path: &str) -> Route {
     }
 }
 
-/// One member as the client knows it.
-#[derive(Clone, Debug)]
-struct Member {
-    host: Host,
-    id: Option<String>,
-    role: MemberRole,
-    available: bool,
-    latency: Option<Duration>,
-}
-
 /// The members and when they were last checked.
 struct Members {
-    list: Vec<Member>,
+    list: Vec<ClusterMember>,
     checked: Option<Instant>,
 }
 
@@ -337,11 +327,11 @@ enum Failure {
 impl Cluster {
     /// The routing state for the builder's `host` and the options' members.
     pub(crate) fn new(host: &Host, options: ClusterOptions, api_version: &str) -> Result<Self> {
-        let mut list = vec![Member::given(host.clone())];
+        let mut list = vec![ClusterMember::given(host.clone())];
         for given in &options.members {
             let h = Host::parse(given)?;
             if !list.iter().any(|m| m.host == h) {
-                list.push(Member::given(h));
+                list.push(ClusterMember::given(h));
             }
         }
         Ok(Self {
@@ -367,17 +357,7 @@ impl Cluster {
 
     /// What the client knows of the members now.
     pub(crate) fn members(&self) -> Vec<ClusterMember> {
-        self.read()
-            .list
-            .iter()
-            .map(|m| ClusterMember {
-                host: m.host.clone(),
-                id: m.id.clone(),
-                role: m.role,
-                available: m.available,
-                latency: m.latency,
-            })
-            .collect()
+        self.read().list.clone()
     }
 
     /// Whether `url` names a member (requests to other addresses are sent
@@ -530,7 +510,7 @@ impl Cluster {
                     } else {
                         MemberRole::Replica
                     };
-                    self.write().list.push(Member {
+                    self.write().list.push(ClusterMember {
                         host,
                         id: Some(id),
                         role,
@@ -675,18 +655,17 @@ impl Cluster {
                 tries,
                 "routed"
             );
-            let label = crate::transport::request_label(&request);
-            let url = request.url().clone();
             let (outcome, failure) = match send_once(http, limits, &member, request, streamed).await
             {
-                Sent::Answer(response) => judge(route, url, response, limits).await,
+                Sent::Answer(response) => judge(route, response, limits).await,
                 Sent::NotReached(e) => (Err(e), Some(Failure::Down)),
                 Sent::Broken(e) if idempotent => (Err(e), Some(Failure::Down)),
                 Sent::Broken(e) => {
+                    let label = replay.as_ref().map(crate::transport::request_label);
                     tracing::warn!(
                         target: "safeguard_sdk::cluster",
                         member = %member,
-                        request = %label,
+                        request = label.as_deref().unwrap_or("(a streamed body)"),
                         error = %e,
                         "the connection broke after the request was sent: not replayed, it may have been carried out"
                     );
@@ -703,6 +682,8 @@ impl Cluster {
             if started.elapsed() >= self.options.failover_timeout {
                 return outcome;
             }
+            // Made on this path only: a request that succeeds pays nothing.
+            let label = crate::transport::request_label(&again);
             match failure {
                 Failure::Down => self.failed(&member, "it failed a request"),
                 Failure::NotPrimary => {
@@ -735,7 +716,7 @@ impl Cluster {
     }
 }
 
-impl Member {
+impl ClusterMember {
     /// An address given by the caller: not checked yet, tried as available.
     fn given(host: Host) -> Self {
         Self {
@@ -789,7 +770,6 @@ async fn send_once(
 /// tell, put back).
 async fn judge(
     route: Route,
-    url: url::Url,
     response: reqwest::Response,
     limits: &Limits,
 ) -> (Result<reqwest::Response>, Option<Failure>) {
@@ -802,44 +782,19 @@ async fn judge(
     if !may_tell {
         return (Ok(response), None);
     }
-    let headers = response.headers().clone();
-    let version = response.version();
-    let body = safeguard_api::answer::read_prefix(response, limits.max_error_bytes).await;
-    let failure = match (status, appliance_code(&body)) {
+    let (rebuilt, body) =
+        crate::transport::read_error_answer(response, limits.max_error_bytes).await;
+    let failure = match (status, appliance_code(status, body)) {
         (StatusCode::FORBIDDEN, Some(NOT_PRIMARY)) => Some(Failure::NotPrimary),
         (StatusCode::BAD_REQUEST, Some(CLUSTER_BUSY)) => Some(Failure::Busy),
         _ => None,
     };
-    (Ok(rebuild(status, version, headers, url, body)), failure)
+    (Ok(reqwest::Response::from(rebuilt)), failure)
 }
 
-/// The appliance's `Code` in an error body.
-fn appliance_code(body: &[u8]) -> Option<i64> {
-    #[derive(Deserialize)]
-    struct Coded {
-        #[serde(rename = "Code")]
-        code: Option<i64>,
-    }
-    serde_json::from_slice::<Coded>(body).ok()?.code
-}
-
-/// An answer whose body was read, as it came.
-fn rebuild(
-    status: StatusCode,
-    version: reqwest::Version,
-    headers: reqwest::header::HeaderMap,
-    url: url::Url,
-    body: Bytes,
-) -> reqwest::Response {
-    use reqwest::ResponseBuilderExt;
-    let mut rebuilt = http::Response::builder()
-        .status(status)
-        .version(version)
-        .url(url)
-        .body(reqwest::Body::from(body))
-        .unwrap_or_else(|_| http::Response::new(reqwest::Body::from(Bytes::new())));
-    *rebuilt.headers_mut() = headers;
-    reqwest::Response::from(rebuilt)
+/// The appliance's `Code` in an error body (read as every error answer is).
+fn appliance_code(status: StatusCode, body: Bytes) -> Option<i64> {
+    crate::error::ApiError::from_parts(status, String::new(), body).code
 }
 
 #[cfg(test)]
@@ -976,7 +931,7 @@ mod tests {
         /// Any error body: a code or none, never a panic.
         #[test]
         fn any_error_body_is_read_without_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
-            let _ = appliance_code(&body);
+            let _ = appliance_code(StatusCode::BAD_REQUEST, Bytes::from(body));
         }
 
         /// Any path routes somewhere without a panic.
@@ -988,11 +943,10 @@ mod tests {
 
     #[test]
     fn codes_are_read_from_appliance_errors() {
-        assert_eq!(
-            appliance_code(br#"{"Code":60418,"Message":"x"}"#),
-            Some(60418)
-        );
-        assert_eq!(appliance_code(b"not json"), None);
-        assert_eq!(appliance_code(br#"{"Message":"x"}"#), None);
+        let code =
+            |body: &'static [u8]| appliance_code(StatusCode::FORBIDDEN, Bytes::from_static(body));
+        assert_eq!(code(br#"{"Code":60418,"Message":"x"}"#), Some(60418));
+        assert_eq!(code(b"not json"), None);
+        assert_eq!(code(br#"{"Message":"x"}"#), None);
     }
 }

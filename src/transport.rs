@@ -168,16 +168,36 @@ fn carry_api_error(
 ) -> BoxFuture<'static, ExecAnswer> {
     Box::pin(async move {
         let label = label(&method, response.url());
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = safeguard_api::answer::read_prefix(response, max_error_bytes).await;
-        let api = ApiError::from_parts(status, label, body.clone());
-        let mut rebuilt = http::Response::new(reqwest::Body::from(body));
-        *rebuilt.status_mut() = status;
-        *rebuilt.headers_mut() = headers;
+        let (mut rebuilt, body) = read_error_answer(response, max_error_bytes).await;
+        let api = ApiError::from_parts(rebuilt.status(), label, body);
         rebuilt.extensions_mut().insert(CarriedApiError(api));
         Ok(reqwest::Response::from(rebuilt))
     })
+}
+
+/// An error answer with its body read (up to `max_bytes`; error bodies are
+/// small): the body, and the answer rebuilt around it as it came (status,
+/// version, headers, URL), for whoever reads it next.
+pub(crate) async fn read_error_answer(
+    response: reqwest::Response,
+    max_bytes: usize,
+) -> (http::Response<reqwest::Body>, bytes::Bytes) {
+    use reqwest::ResponseBuilderExt;
+    let status = response.status();
+    let version = response.version();
+    let url = response.url().clone();
+    let headers = response.headers().clone();
+    let body = safeguard_api::answer::read_prefix(response, max_bytes).await;
+    // The builder only fails on a status or header it cannot parse, and
+    // these are typed already; status and headers are set again after it.
+    let mut rebuilt = http::Response::builder()
+        .version(version)
+        .url(url)
+        .body(reqwest::Body::from(body.clone()))
+        .unwrap_or_else(|_| http::Response::new(reqwest::Body::from(body.clone())));
+    *rebuilt.status_mut() = status;
+    *rebuilt.headers_mut() = headers;
+    (rebuilt, body)
 }
 
 impl From<Transport> for safeguard_api::Inner {
