@@ -102,24 +102,25 @@ impl HubConnector for UserHub {
         super::USER_HUB_PATH
     }
 
-    /// Every connection starts here: a cluster client's hub chooses the
-    /// member of the connection (one that serves reads; a SignalR
-    /// connection id belongs to the member that issued it, so the
-    /// negotiate and the websocket go to the same one).
     fn authorization(&self) -> BoxFuture<'_, Result<HeaderValue>> {
-        Box::pin(async move {
-            let member = self.client.reading_host().await;
-            *self.member.lock().unwrap_or_else(|p| p.into_inner()) = Some(member);
-            self.client.bearer_header().await
-        })
+        Box::pin(self.client.bearer_header())
     }
 
+    /// A cluster client's hub chooses the member of the connection here, as
+    /// the A2A hub does: one that serves reads, and the websocket then goes
+    /// to the same one (a SignalR connection id belongs to the member that
+    /// issued it).
     fn negotiate(
         &self,
         url: String,
         authorization: HeaderValue,
     ) -> BoxFuture<'_, Result<(StatusCode, Bytes)>> {
         Box::pin(async move {
+            let member = self.client.reading_host().await;
+            let mut url = url::Url::parse(&url)
+                .map_err(|e| Error::Config(format!("bad hub address {url}: {e}")))?;
+            member.point(&mut url)?;
+            *self.member.lock().unwrap_or_else(|p| p.into_inner()) = Some(member);
             // The negotiate carries the user token: no redirect is followed.
             let limits = self.client.limits();
             let sent = self
