@@ -223,7 +223,7 @@ async fn websocket(ctx: &mut Ctx, listener: Listener) -> Response {
         Err(e) => return e.into_response(),
     };
     let app = ctx.app.clone();
-    let member = member_of(ctx);
+    let member = crate::api::cluster::member(ctx);
     upgrade.on_upgrade(move |socket| run(app, Pipe::Ws(Box::new(socket)), listener, member))
 }
 
@@ -270,7 +270,7 @@ fn attach(
         tx: out_tx,
     };
     let app = app.clone();
-    let member = member_of(ctx);
+    let member = crate::api::cluster::member(ctx);
     tokio::spawn(async move {
         run(app.clone(), pipe, listener, member).await;
         if transport == HttpTransport::ServerSentEvents {
@@ -615,16 +615,6 @@ impl Pipe {
             }
         }
     }
-}
-
-/// The cluster member a request reached (0 outside a cluster).
-fn member_of(ctx: &Ctx) -> usize {
-    ctx.parts
-        .extensions
-        .get::<crate::state::MemberIndex>()
-        .copied()
-        .unwrap_or_default()
-        .0
 }
 
 async fn run(app: Arc<App>, mut pipe: Pipe, listener: Listener, member: usize) {
