@@ -95,16 +95,6 @@ impl Env<'_> {
         r.map_err(|e| self.err(e, &href))
     }
 
-    fn clustering_enabled(&self) -> bool {
-        self.st
-            .committed
-            .settings
-            .get("local_services/cluster")
-            .and_then(|c| c.get("enabled"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    }
-
     fn cluster_status(&mut self, href: &str) -> Result<Response, ApiError> {
         if super::take_fault(self.st, SpsFault::ClusterStatusUnavailable) {
             return Err(ApiError::new(
@@ -113,7 +103,7 @@ impl Env<'_> {
             )
             .path(href));
         }
-        if !self.clustering_enabled() {
+        if !self.st.clustering_enabled() {
             return Err(ApiError::new(
                 SpsErrorCode::NodeNotFound,
                 "Clustering is not enabled on this node",
@@ -141,7 +131,7 @@ impl Env<'_> {
 
     fn promote(&mut self, href: &str) -> Result<Response, ApiError> {
         self.begin_change(href)?;
-        if !self.clustering_enabled() {
+        if !self.st.clustering_enabled() {
             return Err(ApiError::new(
                 SpsErrorCode::SemanticError,
                 "Clustering is not enabled on this node: enable it (local_services/cluster) and commit first",
@@ -171,7 +161,7 @@ impl Env<'_> {
         spp: Option<&SppLink>,
         href: &str,
     ) -> Result<Response, ApiError> {
-        if !self.clustering_enabled() || !self.st.promoted {
+        if !self.st.clustering_enabled() || !self.st.promoted {
             return Err(ApiError::new(
                 SpsErrorCode::SemanticError,
                 "Only the central management node of an SPS cluster can join SPP",

@@ -180,6 +180,19 @@ struct State {
     joined_spp: Option<String>,
 }
 
+impl State {
+    /// Whether clustering is on in the committed configuration
+    /// (`local_services/cluster`).
+    fn clustering_enabled(&self) -> bool {
+        self.committed
+            .settings
+            .get("local_services/cluster")
+            .and_then(|c| c.get("enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
 /// The fake SPS state.
 #[derive(Debug)]
 pub struct SpsEmulator {
@@ -405,13 +418,7 @@ impl SpsEmulator {
     /// Whether clustering is enabled in the committed configuration
     /// (`local_services/cluster`).
     pub fn clustering_enabled(&self) -> bool {
-        self.lock()
-            .committed
-            .settings
-            .get("local_services/cluster")
-            .and_then(|c| c.get("enabled"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        self.lock().clustering_enabled()
     }
 
     /// The SPP address this node was joined to (`POST /api/cluster/spp`).
