@@ -360,6 +360,17 @@ impl SpsClient {
         }
     }
 
+    /// SPS's own name or address as this client reaches it (IPv6 without
+    /// brackets): what its NIC addresses and SPP's listing are matched to.
+    fn own_name(&self) -> String {
+        self.base_url()
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    }
+
     /// `GET cluster/status`: true when it answers, false when SPS answers
     /// `NodeNotFound` (clustering off, or not the central management node).
     /// The cmdlet promotes on any failure of this call; only that answer
@@ -377,13 +388,7 @@ impl SpsClient {
     /// each interface's addresses (in `@order`), the first that starts with
     /// SPS's IP address (its name resolved first).
     async fn find_listen_address(&self) -> Result<String> {
-        let host = self
-            .base_url()
-            .host_str()
-            .unwrap_or_default()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let host = self.own_name();
         let ip = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => ip,
             Err(_) => tokio::net::lookup_host((host.as_str(), 443))
@@ -422,13 +427,7 @@ impl SpsClient {
     /// `SpsNetworkAddress` or `SpsHostName`, as the cmdlet filters) or
     /// `within` has passed ([`Error::Timeout`]).
     async fn find_session_module(&self, spp: &SafeguardClient, within: Duration) -> Result<Value> {
-        let host = self
-            .base_url()
-            .host_str()
-            .unwrap_or_default()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let host = self.own_name();
         let deadline = Instant::now() + within;
         loop {
             let modules: Vec<Value> = spp
