@@ -385,9 +385,12 @@ impl Cluster {
     /// membership checked first when it never was or none is available
     /// (the first address given when still none is).
     pub(crate) async fn reading_member(&self, http: &reqwest::Client, limits: &Limits) -> Host {
-        if self.read().checked.is_none() || self.choose(Route::Read).is_none() {
-            self.check(http, limits).await;
+        if self.read().checked.is_some() {
+            if let Some(member) = self.choose(Route::Read) {
+                return member;
+            }
         }
+        self.check(http, limits).await;
         self.choose(Route::Read)
             .unwrap_or_else(|| self.read().list[0].host.clone())
     }
